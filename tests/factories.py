@@ -1,0 +1,38 @@
+"""Build valid requests and observations for tests, with overrides."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+# The course notebook's valid example.
+COURSE_OBSERVATION: dict[str, Any] = {
+    "InterventionReasonCode": "V",
+    "SubjectRaceCode": "W",
+    "SubjectSexCode": "M",
+    "SubjectEthnicityCode": "N",
+    "StatuteReason": "Stop Sign",
+    "ResidentIndicator": True,
+    "SearchAuthorizationCode": "O",
+    "SubjectAge": 20,
+    "hour": 10,
+    "day_of_week": "Monday",
+}
+
+_counter = itertools.count()
+
+
+def new_id(prefix: str = "obs") -> str:
+    """Return an observation id no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:12]}-{next(_counter)}"
+
+
+def observation(**overrides: Any) -> dict[str, Any]:
+    """Return the course's valid observation with some features replaced."""
+    return {**COURSE_OBSERVATION, **overrides}
+
+
+def prediction_request(id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Return a valid POST /predict body."""
+    return {"id": id or new_id(), "observation": observation(**overrides)}

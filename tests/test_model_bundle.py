@@ -1,0 +1,153 @@
+"""The committed bundle: integrity checks before unpickling, reproducible metrics, spec and pipeline agree."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.model_selection import train_test_split
+
+from tests.factories import observation
+from worker.bundle import (
+    METADATA_FILE,
+    PIPELINE_FILE,
+    SPEC_FILE,
+    BundleError,
+    FeatureSpec,
+    ModelBundle,
+    TrainedVersionWarning,
+    current_version,
+    load_bundle,
+    load_feature_spec,
+)
+from worker.evaluation import held_out_metrics
+from worker.frames import build_frame
+from worker.settings import get_settings
+from worker.train import HOLD_OUT, SEED, train
+from worker.training_data import build_training_table
+
+ARTIFACTS = get_settings().artifacts_dir
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path) -> Path:
+    """Copy the current bundle into a scratch artifacts directory that a test may damage."""
+    version = current_version(ARTIFACTS)
+    shutil.copytree(ARTIFACTS / version, tmp_path / version)
+    (tmp_path / "current").write_text(version)
+    return tmp_path
+
+
+def test_current_bundle_loads_with_version_and_threshold(bundle: ModelBundle) -> None:
+    assert bundle.version == current_version(ARTIFACTS)
+    assert 0 < bundle.threshold < 1
+    assert bundle.spec.names[-2:] == ["hour", "day_of_week"]
+
+
+def test_metadata_meets_the_business_bar(bundle: ModelBundle) -> None:
+    metrics = bundle.metadata["held_out"]["metrics"]
+    assert metrics["roc_auc"] >= 0.66
+    assert metrics["precision"] >= 0.5
+
+
+def test_metadata_records_provenance_latency_distributions_and_checksums(
+    bundle: ModelBundle,
+) -> None:
+    meta = bundle.metadata
+    assert set(meta["data"]["sampled_columns"]) | set(meta["data"]["real_columns"]) >= set(bundle.spec.names)
+    assert meta["latency"]["one_row_ms"] > 0 and meta["latency"]["rows_1000_ms"] > 0
+    assert set(meta["training_distributions"]) == set(bundle.spec.names)
+    assert set(meta["files"]) == {PIPELINE_FILE, SPEC_FILE}
+    assert meta["versions"]["scikit-learn"]
+
+
+@pytest.mark.parametrize("name", [PIPELINE_FILE, SPEC_FILE])
+def test_tampered_file_is_refused_naming_the_file(bundle_copy: Path, name: str) -> None:
+    target = bundle_copy / current_version(bundle_copy) / name
+    target.write_bytes(target.read_bytes() + b"\n")
+    with pytest.raises(BundleError, match=rf"{name}: SHA-256 .* does not match"):
+        load_bundle(bundle_copy)
+
+
+def test_file_without_recorded_checksum_is_refused(bundle_copy: Path) -> None:
+    meta_path = bundle_copy / current_version(bundle_copy) / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    del meta["files"][PIPELINE_FILE]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="no checksum recorded"):
+        load_bundle(bundle_copy)
+
+
+def test_gateway_spec_load_also_verifies_the_checksum(bundle_copy: Path) -> None:
+    spec_path = bundle_copy / current_version(bundle_copy) / SPEC_FILE
+    spec_path.write_text(spec_path.read_text().replace("Stop Sign", "Stop sign"))
+    with pytest.raises(BundleError, match=SPEC_FILE):
+        load_feature_spec(bundle_copy)
+
+
+def test_missing_current_pointer_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="current is missing"):
+        load_bundle(tmp_path)
+
+
+def test_other_scikit_learn_version_warns(bundle_copy: Path) -> None:
+    meta_path = bundle_copy / current_version(bundle_copy) / METADATA_FILE
+    meta = json.loads(meta_path.read_text())
+    meta["versions"]["scikit-learn"] = "0.0.1"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.warns(TrainedVersionWarning, match="0.0.1"):
+        load_bundle(bundle_copy)
+
+
+def test_loaded_pipeline_reproduces_stored_held_out_metrics(bundle: ModelBundle) -> None:
+    features, target, _ = build_training_table(seed=SEED)
+    frame = build_frame(features.to_dict("records"), bundle.spec)
+    _, x_test, _, y_test = train_test_split(
+        frame, target, test_size=HOLD_OUT, random_state=SEED, stratify=target
+    )
+    metrics = held_out_metrics(y_test, bundle.predict_proba(x_test), bundle.threshold)
+    stored = bundle.metadata["held_out"]["metrics"]
+    for name in ("roc_auc", "precision", "recall"):
+        assert metrics[name] == stored[name]
+
+
+def test_schema_categories_are_the_pipelines_categories(bundle: ModelBundle) -> None:
+    encoder = bundle.pipeline.named_steps["encode"].named_transformers_["categories"]
+    learned = dict(zip(encoder.feature_names_in_, encoder.categories_, strict=True))
+    spec_categories = {c.name: list(c.allowed) for c in bundle.spec.columns if c.kind == "category"}
+    assert {name: sorted(values.tolist()) for name, values in learned.items()} == spec_categories
+
+
+def test_spec_column_order_is_the_pipelines(bundle: ModelBundle) -> None:
+    encoder = bundle.pipeline.named_steps["encode"]
+    assert sorted(encoder.feature_names_in_) == sorted(bundle.spec.names)
+
+
+def test_spec_bounds_cover_the_documented_ranges(feature_spec: FeatureSpec) -> None:
+    bounds = {c.name: (c.minimum, c.maximum) for c in feature_spec.columns if c.kind == "integer"}
+    assert bounds == {"hour": (0, 23), "SubjectAge": (10, 100)}
+
+
+@pytest.mark.parametrize("rows", [1, 10_000])
+def test_build_frame_gives_trained_dtypes_for_one_row_or_many(bundle: ModelBundle, rows: int) -> None:
+    frame = build_frame([observation(hour=h % 24) for h in range(rows)], bundle.spec)
+    assert list(frame.columns) == bundle.spec.names
+    assert frame["hour"].dtype == np.int64 and frame["ResidentIndicator"].dtype == bool
+    proba = bundle.predict_proba(frame)
+    assert proba.shape == (rows,) and ((proba >= 0) & (proba <= 1)).all()
+
+
+def test_training_is_reproducible_and_can_add_a_version_beside_the_current(
+    bundle: ModelBundle, bundle_copy: Path
+) -> None:
+
+    before = current_version(bundle_copy)
+    directory = train(bundle_copy, "retrained", make_current=False)
+    assert current_version(bundle_copy) == before
+    retrained = json.loads((directory / METADATA_FILE).read_text())
+    assert retrained["held_out"]["metrics"] == bundle.metadata["held_out"]["metrics"]
+    assert retrained["threshold"] == bundle.metadata["threshold"]
+    assert load_bundle(bundle_copy, "retrained").version == "retrained"

@@ -1,0 +1,101 @@
+"""Marshmallow request schemas generated from the model bundle's feature spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from marshmallow import Schema, fields, validate
+
+from worker.bundle import FeatureColumn, FeatureSpec
+
+ID_MAX_LENGTH = 128
+
+
+class StrictBoolean(fields.Field[bool]):
+    """A JSON true or false, nothing else (not 1, not "true")."""
+
+    default_error_messages = {"invalid": "Not a valid boolean: send JSON true or false."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid")
+
+
+class OutcomeFlag(fields.Field[bool]):
+    """A true outcome: JSON true/false or the integers 0/1."""
+
+    default_error_messages = {"invalid": "Not a valid outcome: send true, false, 0 or 1."}
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        if type(value) is int and value in (0, 1):
+            return bool(value)
+        raise self.make_error("invalid")
+
+
+def observation_id() -> fields.String:
+    """Return the field for a client-chosen observation id: 1-128 printable characters."""
+    return fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=ID_MAX_LENGTH),
+            validate.Predicate("isprintable", error="Must contain printable characters only."),
+        ],
+    )
+
+
+def feature_field(column: FeatureColumn) -> fields.Field[Any]:
+    """Return the strict marshmallow field for one feature column of the spec."""
+    if column.kind == "category":
+        return fields.String(
+            required=True,
+            validate=validate.OneOf(column.allowed, error="Must be one of: {choices}."),
+        )
+    if column.kind == "boolean":
+        return StrictBoolean(required=True)
+    return fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=column.minimum, max=column.maximum),
+    )
+
+
+class StrictSchema(Schema):
+    """Base of every request schema: unknown fields and non-objects rejected with plain messages."""
+
+    error_messages = {
+        "type": "Must be a JSON object.",
+        "unknown": "Unknown field.",
+    }
+
+
+@dataclass(frozen=True)
+class RequestSchemas:
+    """Schema instances for every request body the service accepts."""
+
+    observation: Schema
+    prediction: Schema
+    feedback: Schema
+
+
+@lru_cache(maxsize=8)
+def request_schemas(spec: FeatureSpec) -> RequestSchemas:
+    """Generate the request schemas for a feature spec (cached: the spec is immutable)."""
+    observation_class = StrictSchema.from_dict(
+        {column.name: feature_field(column) for column in spec.columns}, name="Observation"
+    )
+    prediction_class = StrictSchema.from_dict(
+        {"id": observation_id(), "observation": fields.Nested(observation_class, required=True)},
+        name="PredictionRequest",
+    )
+    feedback_class = StrictSchema.from_dict(
+        {"id": observation_id(), "true_class": OutcomeFlag(required=True)},
+        name="FeedbackRequest",
+    )
+    return RequestSchemas(
+        observation=observation_class(), prediction=prediction_class(), feedback=feedback_class()
+    )

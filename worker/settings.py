@@ -1,0 +1,65 @@
+"""Read every setting of the service from the environment, once, with safe local defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'predictions.db'}"
+LOCAL_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field maps to an upper-case environment variable."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    app_env: Literal["local", "production"] = "local"
+    database_url: str = LOCAL_DATABASE_URL
+    broker_url: str = LOCAL_BROKER_URL
+    artifacts_dir: Path = PROJECT_ROOT / "artifacts"
+    # Empty: the version named in artifacts/current.
+    model_version: str = ""
+    log_level: str = "INFO"
+
+    queue_name: str = "predictions"
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    batch_flush_ms: int = Field(default=20, ge=1, le=10_000)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    # Longer than the slowest batch; a message not acked by then is redelivered to another worker.
+    visibility_timeout_s: int = Field(default=300, ge=10)
+
+    redrive_after_s: int = Field(default=30, ge=1)
+    redrive_interval_s: int = Field(default=10, ge=1)
+    redrive_limit: int = Field(default=10_000, ge=1)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    bulk_max_items: int = Field(default=100_000, ge=1)
+    bulk_max_body_bytes: int = Field(default=64 * 1_048_576, ge=1024)
+    poll_retry_after_s: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _no_local_defaults_in_production(self) -> Settings:
+        if self.app_env == "production":
+            missing = [
+                name
+                for name, local in (
+                    ("DATABASE_URL", LOCAL_DATABASE_URL),
+                    ("BROKER_URL", LOCAL_BROKER_URL),
+                )
+                if getattr(self, name.lower()) == local
+            ]
+            if missing:
+                raise ValueError(f"APP_ENV=production needs {', '.join(missing)} set explicitly")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first use."""
+    return Settings()
