@@ -156,6 +156,15 @@ def verify_file(directory: Path, name: str, metadata: dict[str, Any]) -> Path:
     return path
 
 
+def verify_bundle(artifacts_dir: Path, version: str = "") -> str:
+    """Check every file of a bundle against its recorded checksum without unpickling; return the version."""
+    directory = bundle_path(artifacts_dir, version)
+    metadata = read_metadata(directory)
+    for name in (SPEC_FILE, PIPELINE_FILE):
+        verify_file(directory, name, metadata)
+    return str(metadata["version"])
+
+
 def load_feature_spec(artifacts_dir: Path, version: str = "") -> FeatureSpec:
     """Load the checksum-verified feature spec, without touching the pipeline."""
     directory = bundle_path(artifacts_dir, version)

@@ -1,0 +1,73 @@
+"""The Flask app factory of the gateway: HTTP only, no model loaded to accept requests."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from gateway import routes_ops, routes_predictions
+from gateway.context import EXTENSION, GatewayContext
+from gateway.errors import register_error_handlers
+from gateway.metrics import LATENCY, REQUESTS
+from worker.bundle import load_feature_spec
+from worker.celery_app import create_celery_app
+from worker.schemas import request_schemas
+from worker.settings import Settings, get_settings
+from worker.storage import make_engine
+
+log = logging.getLogger("gateway.access")
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the gateway; config may carry SETTINGS (a Settings object) and Flask config overrides."""
+    config = dict(config or {})
+    settings: Settings = config.pop("SETTINGS", None) or get_settings()
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, **config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    spec = load_feature_spec(settings.artifacts_dir, settings.model_version)
+    app.extensions[EXTENSION] = GatewayContext(
+        settings=settings,
+        engine=make_engine(settings.database_url),
+        celery=create_celery_app(settings),
+        spec=spec,
+        schemas=request_schemas(spec),
+    )
+    app.register_blueprint(routes_predictions.blueprint)
+    app.register_blueprint(routes_ops.blueprint)
+    register_error_handlers(app)
+    app.before_request(_start_request)
+    app.after_request(_finish_request)
+    return app
+
+
+def _start_request() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+    g.started = time.perf_counter()
+
+
+def _finish_request(response: Response) -> Response:
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    elapsed = time.perf_counter() - g.get("started", time.perf_counter())
+    REQUESTS.labels(method=request.method, endpoint=endpoint, status=response.status_code).inc()
+    LATENCY.labels(endpoint=endpoint).observe(elapsed)
+    response.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+    log.info(
+        "request",
+        extra={
+            "request_id": g.get("request_id"),
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "ms": round(elapsed * 1000, 2),
+        },
+    )
+    return response

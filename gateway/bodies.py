@@ -1,0 +1,27 @@
+"""Read request bodies strictly: JSON only, within the size limit, no NaN or Infinity."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+
+from gateway.errors import ApiError
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json_body() -> Any:
+    """Return the parsed JSON body; 415 if it is not JSON, 400 if malformed, 413 if too large."""
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
+    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    if not raw.strip():
+        raise ApiError(400, "The request body is empty; send a JSON object.")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"The request body is not valid JSON: {exc}") from None

@@ -1,0 +1,32 @@
+"""What the gateway's routes share: settings, database engine, Celery publisher, feature spec, schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from celery import Celery
+from flask import current_app
+from sqlalchemy.engine import Engine
+
+from worker.bundle import FeatureSpec
+from worker.schemas import RequestSchemas
+from worker.settings import Settings
+
+EXTENSION = "predictions"
+
+
+@dataclass(frozen=True)
+class GatewayContext:
+    """Per-app dependencies, built once in create_app."""
+
+    settings: Settings
+    engine: Engine
+    celery: Celery
+    spec: FeatureSpec
+    schemas: RequestSchemas
+
+
+def gateway_context() -> GatewayContext:
+    """Return the dependencies of the app handling the current request."""
+    context: GatewayContext = current_app.extensions[EXTENSION]
+    return context

@@ -1,0 +1,96 @@
+"""The one JSON error envelope, and the handlers that turn every failure into it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from marshmallow import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    500: "internal_error",
+    503: "service_unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answered to the client as {"error": {"code", "message", "fields"?, "links"?}}."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        fields: dict[str, Any] | None = None,
+        links: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields
+        self.links = links
+
+
+def error_response(error: ApiError) -> Response:
+    """Render an ApiError as the JSON envelope with its status code."""
+    body: dict[str, Any] = {"code": HTTP_CODES.get(error.status, "error"), "message": error.message}
+    if error.fields is not None:
+        body["fields"] = error.fields
+    if error.links is not None:
+        body["links"] = error.links
+    request_id = g.get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    response = jsonify({"error": body})
+    response.status_code = error.status
+    return response
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer every error with the JSON envelope: never HTML, a stack trace or a database message."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        return error_response(error)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(error: ValidationError) -> Response:
+        fields = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        return error_response(ApiError(422, "The request body is not valid; see fields.", fields=fields))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = {
+            404: "No such resource.",
+            405: "Method not allowed on this resource.",
+            413: "The request body is too large.",
+        }.get(status, error.description or "Request failed.")
+        response = error_response(ApiError(status, message))
+        if status == 405 and error.get_response().headers.get("Allow"):
+            response.headers["Allow"] = error.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(error: SQLAlchemyError) -> Response:
+        log.exception("database error")
+        response = error_response(ApiError(503, "The database is unavailable; try again shortly."))
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(ApiError(500, "Internal error; it has been logged."))

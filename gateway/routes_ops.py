@@ -1,0 +1,89 @@
+"""Operator endpoints: liveness, readiness, metrics, and the API description."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+
+from gateway.context import gateway_context
+from gateway.errors import ApiError, error_response
+from gateway.metrics import render_metrics
+from gateway.openapi import build_openapi
+from worker.bundle import verify_bundle
+from worker.storage import ping
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("ops", __name__)
+
+DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Contraband predictions API</title>
+<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
+</body></html>
+"""
+
+
+@blueprint.get("/health")
+def health() -> Response:
+    """Answer while the process lives."""
+    return jsonify({"status": "ok"})
+
+
+def _check_database() -> None:
+    with gateway_context().engine.connect() as conn:
+        ping(conn)
+
+
+def _check_broker() -> None:
+    with gateway_context().celery.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.1, timeout=1)
+
+
+def _check_model_bundle() -> None:
+    settings = gateway_context().settings
+    verify_bundle(settings.artifacts_dir, settings.model_version)
+
+
+@blueprint.get("/ready")
+def ready() -> Response:
+    """Answer 200 when database, broker and model bundle are reachable; 503 naming what is down."""
+    checks = {}
+    for name, check in (
+        ("database", _check_database),
+        ("broker", _check_broker),
+        ("model_bundle", _check_model_bundle),
+    ):
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:
+            log.warning("readiness check failed", extra={"check": name, "error": type(exc).__name__})
+            checks[name] = "down"
+    down = [name for name, state in checks.items() if state != "ok"]
+    if down:
+        return error_response(ApiError(503, f"Not ready: {', '.join(down)} down.", fields=checks))
+    return jsonify({"status": "ready", "checks": checks})
+
+
+@blueprint.get("/metrics")
+def metrics() -> Response:
+    """Expose Prometheus metrics."""
+    body, content_type = render_metrics(gateway_context().settings.prometheus_multiproc_dir)
+    return Response(body, content_type=content_type)
+
+
+@blueprint.get("/openapi.json")
+def openapi() -> Response:
+    """Return the OpenAPI document."""
+    context = gateway_context()
+    return jsonify(build_openapi(context.schemas, context.settings.model_version or "current"))
+
+
+@blueprint.get("/docs")
+def docs() -> Response:
+    """Return a Swagger UI page for the OpenAPI document."""
+    return Response(DOCS_PAGE, content_type="text/html; charset=utf-8")

@@ -1,0 +1,76 @@
+"""The client API: submit an observation, poll its result, send back the true outcome."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from gateway.bodies import read_json_body
+from gateway.context import gateway_context
+from gateway.errors import ApiError
+from gateway.metrics import OBSERVATIONS_SUBMITTED, PUBLISH_FAILURES
+from gateway.representations import prediction_body, result_url
+from worker.storage import QUEUED, PredictionRecord, find_prediction, save_true_class, utc_now
+from worker.submissions import Outcome, submit_observation
+
+blueprint = Blueprint("predictions", __name__)
+
+
+def _with_polling_headers(response: Response, record: PredictionRecord) -> Response:
+    response.headers["Location"] = result_url(record.id)
+    if record.status == QUEUED:
+        response.headers["Retry-After"] = str(gateway_context().settings.poll_retry_after_s)
+    return response
+
+
+@blueprint.post("/predict")
+def submit_prediction() -> Response:
+    """Validate and store one observation, queue it, answer 202 with the URL to poll."""
+    context = gateway_context()
+    request_body = context.schemas.prediction.load(read_json_body())
+    submission = submit_observation(
+        engine=context.engine,
+        celery=context.celery,
+        observation_id=request_body["id"],
+        observation=request_body["observation"],
+    )
+    record = submission.record
+    OBSERVATIONS_SUBMITTED.labels(outcome=submission.outcome.value).inc()
+    if submission.outcome is Outcome.CONFLICT:
+        raise ApiError(
+            409,
+            f"Observation id {record.id!r} was already submitted with a different observation.",
+            links={"existing": result_url(record.id)},
+        )
+    if submission.outcome is Outcome.ACCEPTED and not submission.published:
+        PUBLISH_FAILURES.inc()
+    if submission.outcome is Outcome.ACCEPTED:
+        response = jsonify({"id": record.id, "status": QUEUED, "links": {"result": result_url(record.id)}})
+        response.status_code = 202
+    else:
+        response = jsonify(prediction_body(record))
+        response.status_code = 202 if record.status == QUEUED else 200
+    return _with_polling_headers(response, record)
+
+
+@blueprint.get("/predictions/<observation_id>")
+def get_prediction(observation_id: str) -> Response:
+    """Return the status and, once done, the prediction of one observation."""
+    with gateway_context().engine.connect() as conn:
+        record = find_prediction(conn, observation_id=observation_id)
+    if record is None:
+        raise ApiError(404, f"No observation with id {observation_id!r}.")
+    return _with_polling_headers(jsonify(prediction_body(record)), record)
+
+
+@blueprint.post("/update")
+def update_true_class() -> Response:
+    """Store the true outcome of an observation (it may arrive before the prediction)."""
+    context = gateway_context()
+    feedback = context.schemas.feedback.load(read_json_body())
+    with context.engine.begin() as conn:
+        record = save_true_class(
+            conn, observation_id=feedback["id"], true_class=feedback["true_class"], now=utc_now()
+        )
+    if record is None:
+        raise ApiError(404, f"No observation with id {feedback['id']!r}.")
+    return jsonify(prediction_body(record))

@@ -1,0 +1,39 @@
+"""Build the Celery application from the settings: broker, late acks, prefetch for micro-batches."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.settings import Settings, get_settings
+
+PREDICT_TASK = "worker.tasks.predict_batch"
+REDRIVE_TASK = "worker.tasks.redrive_stale"
+
+
+def create_celery_app(settings: Settings | None = None) -> Celery:
+    """Return a Celery app wired to the configured broker; tasks are registered by worker.tasks."""
+    settings = settings or get_settings()
+    app = Celery("predictions", broker=settings.broker_url, set_as_current=True)
+    app.conf.update(
+        task_default_queue=settings.queue_name,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A batch is acked after its results are committed; a killed worker's batch is redelivered.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # Prefetch must exceed the batch size, or a batch could never fill.
+        worker_prefetch_multiplier=max(2 * settings.batch_size, 4),
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "redrive-stale-observations": {
+                "task": REDRIVE_TASK,
+                "schedule": float(settings.redrive_interval_s),
+                "options": {"expires": float(settings.redrive_interval_s)},
+            }
+        },
+    )
+    return app

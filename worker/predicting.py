@@ -1,0 +1,95 @@
+"""Predict a micro-batch of observations with one predict_proba call and store the results in one write."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from worker.bundle import ModelBundle
+from worker.frames import build_frame
+from worker.storage import (
+    PredictionResult,
+    QueuedObservation,
+    record_failed_attempts,
+    save_predictions,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What one batch did: rows written, rows that failed, rows already finished elsewhere."""
+
+    predicted: int
+    failed: list[str]
+    already_finished: int
+
+
+def _results(bundle: ModelBundle, observations: Sequence[QueuedObservation]) -> list[PredictionResult]:
+    frame = build_frame([o.observation for o in observations], bundle.spec)
+    probas = bundle.predict_proba(frame)
+    return [
+        PredictionResult(id=o.id, proba=float(p), prediction=bool(p >= bundle.threshold))
+        for o, p in zip(observations, probas, strict=True)
+    ]
+
+
+def predict_observations(
+    bundle: ModelBundle, observations: Sequence[QueuedObservation]
+) -> tuple[list[PredictionResult], dict[str, str]]:
+    """Return results, and failure reasons by id; one bad row never fails its neighbours."""
+    try:
+        return _results(bundle, observations), {}
+    except Exception:
+        log.warning("batch predict failed; retrying row by row", extra={"rows": len(observations)})
+    results: list[PredictionResult] = []
+    failures: dict[str, str] = {}
+    for observation in observations:
+        try:
+            results.extend(_results(bundle, [observation]))
+        except Exception as exc:
+            failures[observation.id] = f"{type(exc).__name__}: {exc}"
+    return results, failures
+
+
+def unique_by_id(observations: Sequence[QueuedObservation]) -> list[QueuedObservation]:
+    """Drop repeated ids (a message delivered twice into one batch); keep the first."""
+    seen: dict[str, QueuedObservation] = {}
+    for observation in observations:
+        seen.setdefault(observation.id, observation)
+    return list(seen.values())
+
+
+def predict_and_store(
+    *, bundle: ModelBundle, engine: Engine, observations: Sequence[QueuedObservation], max_attempts: int
+) -> BatchOutcome:
+    """Predict a batch and write it; rows that fail are retried by the redrive until max_attempts."""
+    batch = unique_by_id(observations)
+    results, failures = predict_observations(bundle, batch)
+    now = utc_now()
+    failed: list[str] = []
+    with engine.begin() as conn:
+        written = save_predictions(conn, results=results, model_version=bundle.version, now=now)
+        for observation_id, reason in failures.items():
+            failed += record_failed_attempts(
+                conn, observation_ids=[observation_id], reason=reason, max_attempts=max_attempts, now=now
+            )
+    for observation_id in failed:
+        log.error(
+            "observation failed", extra={"observation_id": observation_id, "reason": failures[observation_id]}
+        )
+    log.info(
+        "batch predicted",
+        extra={
+            "rows": len(batch),
+            "written": written,
+            "failures": len(failures),
+            "model_version": bundle.version,
+        },
+    )
+    return BatchOutcome(predicted=written, failed=failed, already_finished=len(results) - written)

@@ -1,0 +1,76 @@
+"""Celery tasks: micro-batched prediction and the periodic redrive; the work is in the modules they call."""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from typing import Any
+
+from celery import current_app, shared_task
+from celery.signals import setup_logging, worker_process_init
+from celery_batches import Batches, SimpleRequest
+from sqlalchemy.engine import Engine
+
+from worker.bundle import ModelBundle, load_bundle
+from worker.celery_app import PREDICT_TASK, REDRIVE_TASK
+from worker.logs import configure_logging
+from worker.predicting import predict_and_store
+from worker.redrive import redrive_stale as redrive_stale_observations
+from worker.settings import get_settings
+from worker.storage import QueuedObservation, make_engine
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+
+@lru_cache(maxsize=1)
+def process_bundle() -> ModelBundle:
+    """Return this process's model bundle, loaded and checksum-verified once."""
+    return load_bundle(settings.artifacts_dir, settings.model_version)
+
+
+@lru_cache(maxsize=1)
+def process_engine() -> Engine:
+    """Return this process's database engine (never shared across a fork)."""
+    return make_engine(settings.database_url)
+
+
+@setup_logging.connect
+def _configure_logging(**_: Any) -> None:
+    configure_logging(settings.log_level)
+
+
+@worker_process_init.connect
+def _load_model_at_process_start(**_: Any) -> None:
+    # Eager, not lazy: the first batch does not pay the load, and a bad bundle fails at start.
+    process_bundle()
+
+
+@shared_task(
+    base=Batches,
+    name=PREDICT_TASK,
+    flush_every=settings.batch_size,
+    flush_interval=settings.batch_flush_ms / 1000,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def predict_batch(requests: list[SimpleRequest]) -> int:
+    """Predict every observation of the buffered messages with one predict_proba; return rows written."""
+    observations = [
+        QueuedObservation(id=item["id"], observation=item["observation"])
+        for request in requests
+        for item in request.kwargs.get("observations", [])
+    ]
+    outcome = predict_and_store(
+        bundle=process_bundle(),
+        engine=process_engine(),
+        observations=observations,
+        max_attempts=settings.max_attempts,
+    )
+    return outcome.predicted
+
+
+@shared_task(name=REDRIVE_TASK, acks_late=False)
+def redrive_stale() -> int:
+    """Re-publish observations left queued too long; return how many."""
+    return redrive_stale_observations(engine=process_engine(), celery=current_app, settings=settings)
