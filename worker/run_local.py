@@ -1,0 +1,93 @@
+"""Run the whole service on one machine (make run): migrations, Redis, gateway, worker, redrive."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from worker.embedded_redis import start_embedded_redis
+from worker.migrate import upgrade_to_head
+from worker.settings import PROJECT_ROOT, get_settings
+
+
+def service_commands(host: str, port: int, state_dir: Path) -> dict[str, list[str]]:
+    """Return the command line of each long-running process of the service."""
+    python = sys.executable
+    return {
+        "gateway": [
+            python, "-m", "gunicorn", "--workers", "2", "--bind", f"{host}:{port}",
+            "--access-logfile", "-", "gateway.wsgi:app",
+        ],
+        "worker": [
+            python, "-m", "celery", "-A", "worker.main", "worker",
+            "--concurrency", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+        ],
+        "redrive": [
+            python, "-m", "celery", "-A", "worker.main", "beat",
+            "--schedule", str(state_dir / "beat-schedule"), "--loglevel", "INFO",
+        ],
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start everything, print where to look, stop everything on Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m worker.run_local", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--redis-port", type=int, default=6380, help="port of the embedded Redis")
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    children: list[subprocess.Popen[bytes]] = []
+    if "BROKER_URL" not in env:
+        children.append(start_embedded_redis(args.redis_port, PROJECT_ROOT / "var" / "redis"))
+        env["BROKER_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
+    settings = get_settings()
+    database_url = env.get("DATABASE_URL", settings.database_url)
+    upgrade_to_head(database_url)
+
+    for command in service_commands(args.host, args.port, PROJECT_ROOT / "var").values():
+        children.append(subprocess.Popen(command, env=env, cwd=PROJECT_ROOT))
+    base = f"http://{args.host}:{args.port}"
+    print(
+        f"\nContraband predictions is starting:\n"
+        f"  API        {base}/predict  (POST)   results: {base}/predictions/<id>\n"
+        f"  ready      {base}/ready     docs: {base}/docs     metrics: {base}/metrics\n"
+        f"  database   {database_url}\n  broker     {env['BROKER_URL']}\n"
+        f"Ctrl-C stops everything.\n",
+        flush=True,
+    )
+
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    exit_code = 0
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                print(f"process {child.args[2:4]} exited with {child.returncode}; stopping", flush=True)
+                stopping, exit_code = True, 1
+        time.sleep(0.5)
+    for child in reversed(children):
+        if child.poll() is None:
+            child.terminate()
+    for child in reversed(children):
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
