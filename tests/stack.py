@@ -1,4 +1,4 @@
-"""Start the real service for integration tests: database, broker, gunicorn gateway, Celery worker and beat."""
+"""Start the real service for integration tests: database, broker, gateway, Celery worker and beat."""
 
 from __future__ import annotations
 

@@ -43,16 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     env = dict(os.environ)
-    children: list[subprocess.Popen[bytes]] = []
+    children: dict[str, subprocess.Popen[bytes]] = {}
     if "BROKER_URL" not in env:
-        children.append(start_embedded_redis(args.redis_port, PROJECT_ROOT / "var" / "redis"))
+        children["redis"] = start_embedded_redis(args.redis_port, PROJECT_ROOT / "var" / "redis")
         env["BROKER_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
     settings = get_settings()
     database_url = env.get("DATABASE_URL", settings.database_url)
     upgrade_to_head(database_url)
 
-    for command in service_commands(args.host, args.port, PROJECT_ROOT / "var").values():
-        children.append(subprocess.Popen(command, env=env, cwd=PROJECT_ROOT))
+    for name, command in service_commands(args.host, args.port, PROJECT_ROOT / "var").items():
+        children[name] = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
     base = f"http://{args.host}:{args.port}"
     print(
         f"\nContraband predictions is starting:\n"
@@ -73,15 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     exit_code = 0
     while not stopping:
-        for child in children:
+        for name, child in children.items():
             if child.poll() is not None:
-                print(f"process {child.args[2:4]} exited with {child.returncode}; stopping", flush=True)
+                print(f"{name} exited with {child.returncode}; stopping everything", flush=True)
                 stopping, exit_code = True, 1
         time.sleep(0.5)
-    for child in reversed(children):
+    # Redis last: the worker acks or requeues its batch on the way out.
+    for child in reversed(children.values()):
         if child.poll() is None:
             child.terminate()
-    for child in reversed(children):
+    for child in reversed(children.values()):
         try:
             child.wait(timeout=15)
         except subprocess.TimeoutExpired:
