@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint unit train run clean
+.PHONY: install test lint services train run clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,14 @@ lint: install
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test: lint
+services:
+	scripts/ensure-services
+
+test: lint services
 	$(PY) -m pytest
+
+run: install
+	$(PY) -m worker.run_local
 
 train: install
 	$(PY) -m worker.train

@@ -39,8 +39,6 @@ class Settings(BaseSettings):
     redrive_limit: int = Field(default=10_000, ge=1)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    bulk_max_items: int = Field(default=100_000, ge=1)
-    bulk_max_body_bytes: int = Field(default=64 * 1_048_576, ge=1024)
     poll_retry_after_s: int = Field(default=1, ge=1)
     # Set under gunicorn with several workers so /metrics adds up all of them.
     prometheus_multiproc_dir: Path | None = None

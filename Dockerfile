@@ -1,0 +1,14 @@
+# One image for every role: gateway (gunicorn), worker and redrive (celery), migrate (alembic).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY pyproject.toml README.md alembic.ini ./
+COPY worker ./worker
+COPY gateway ./gateway
+RUN pip install --no-cache-dir .
+COPY artifacts ./artifacts
+ENV ARTIFACTS_DIR=/app/artifacts
+RUN useradd --create-home service
+USER service
+EXPOSE 8000
+CMD ["gunicorn", "--workers", "2", "--bind", "0.0.0.0:8000", "gateway.wsgi:app"]

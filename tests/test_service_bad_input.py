@@ -1,0 +1,137 @@
+"""Bad input over real HTTP: a clear JSON error in one envelope, never a 500 or HTML, and nothing stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from tests.factories import COURSE_OBSERVATION, new_id, observation, prediction_request
+from tests.stack import ServiceStack
+from worker.storage import count_rows
+
+
+@pytest.fixture
+def nothing_stored(stack: ServiceStack) -> Iterator[None]:
+    """Check that the test leaves the predictions table exactly as it found it."""
+    with stack.engine.connect() as conn:
+        before = count_rows(conn)
+    yield
+    with stack.engine.connect() as conn:
+        assert count_rows(conn) == before
+
+
+def assert_error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    envelope = response.json()
+    assert set(envelope) == {"error"}
+    error: dict[str, Any] = envelope["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert "Traceback" not in response.text and "<html" not in response.text.lower()
+    return error
+
+
+def without(key: str) -> dict[str, Any]:
+    partial = observation()
+    del partial[key]
+    return {"id": new_id(), "observation": partial}
+
+
+INVALID_BODIES = {
+    "stop sign in lower case": (prediction_request(StatuteReason="Stop sign"), {"observation"}),
+    "my_observation instead of observation": (
+        {"id": new_id(), "my_observation": COURSE_OBSERVATION},
+        {"observation", "my_observation"},
+    ),
+    "missing hour": (without("hour"), {"observation"}),
+    "course nonsense values": (
+        prediction_request(
+            InterventionReasonCode="A",
+            SubjectSexCode="C",
+            SubjectEthnicityCode="D",
+            StatuteReason="E",
+            SearchAuthorizationCode="F",
+            hour=90,
+            day_of_week="potato",
+        ),
+        {"observation"},
+    ),
+    "age in words": (prediction_request(SubjectAge="twenty"), {"observation"}),
+    "hour 24": (prediction_request(hour=24), {"observation"}),
+    "hour true": (prediction_request(hour=True), {"observation"}),
+    "resident indicator 1": (prediction_request(ResidentIndicator=1), {"observation"}),
+    "extra column": (prediction_request(Department="New Haven"), {"observation"}),
+    "null value": (prediction_request(SubjectAge=None), {"observation"}),
+    "observation not an object": ({"id": new_id(), "observation": "Stop Sign"}, {"observation"}),
+    "integer id": ({"id": 7, "observation": COURSE_OBSERVATION}, {"id"}),
+    "body is a list": ([prediction_request()], {"_schema"}),
+    "body is a number": (42, {"_schema"}),
+}
+
+
+@pytest.mark.parametrize("case", list(INVALID_BODIES))
+def test_invalid_observation_is_422_with_every_field_error_and_nothing_stored(
+    stack: ServiceStack, api: requests.Session, nothing_stored: None, case: str
+) -> None:
+    body, fields = INVALID_BODIES[case]
+    error = assert_error(api.post(stack.url("/predict"), json=body, timeout=5), 422, "validation_error")
+    assert set(error["fields"]) == fields
+
+
+def test_every_bad_feature_is_reported_in_one_answer(
+    stack: ServiceStack, api: requests.Session, nothing_stored: None
+) -> None:
+    body = INVALID_BODIES["course nonsense values"][0]
+    error = assert_error(api.post(stack.url("/predict"), json=body, timeout=5), 422, "validation_error")
+    assert len(error["fields"]["observation"]) == 7
+    assert error["fields"]["observation"]["SubjectSexCode"] == ["Must be one of: F, M."]
+
+
+@pytest.mark.parametrize("raw", ['{"id": "x", "observation": ', "not json", '{"id": NaN}', "", "\xff\xfe"])
+def test_malformed_json_is_400(
+    stack: ServiceStack, api: requests.Session, nothing_stored: None, raw: str
+) -> None:
+    response = api.post(
+        stack.url("/predict"),
+        data=raw.encode("latin-1"),
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert_error(response, 400, "bad_request")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_body_that_is_not_declared_json_is_415(
+    stack: ServiceStack, api: requests.Session, nothing_stored: None, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = json.dumps(prediction_request())
+    response = api.post(stack.url("/predict"), data=body, headers=headers, timeout=5)
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_body_over_the_size_limit_is_413(
+    stack: ServiceStack, api: requests.Session, nothing_stored: None
+) -> None:
+    body = prediction_request(StatuteReason="x" * 70_000)
+    assert_error(api.post(stack.url("/predict"), json=body, timeout=5), 413, "payload_too_large")
+
+
+def test_wrong_method_is_405_with_allow_header(stack: ServiceStack, api: requests.Session) -> None:
+    response = api.get(stack.url("/predict"), timeout=5)
+    assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_unknown_path_is_a_json_404(stack: ServiceStack, api: requests.Session) -> None:
+    assert_error(api.get(stack.url("/predictions"), timeout=5), 404, "not_found")
+
+
+def test_feedback_that_is_not_json_is_415(stack: ServiceStack, api: requests.Session) -> None:
+    response = api.post(stack.url("/update"), data="id=1&true_class=1", timeout=5)
+    assert_error(response, 415, "unsupported_media_type")

@@ -1,0 +1,137 @@
+"""Nothing accepted is lost: stopped or killed workers, an emptied broker, a gateway dead after its commit."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.factories import observation, prediction_request
+from tests.stack import ServiceStack, poll_until_finished, wait_until
+from worker.celery_app import create_celery_app
+from worker.publishing import publish_observations
+from worker.storage import (
+    QueuedObservation,
+    count_by_status,
+    count_rows,
+    find_prediction,
+    insert_queued,
+    utc_now,
+)
+
+
+def submit_all(stack: ServiceStack, count: int) -> list[str]:
+    ids = []
+    with requests.Session() as session:
+        for _ in range(count):
+            body = prediction_request()
+            assert session.post(stack.url("/predict"), json=body, timeout=5).status_code == 202
+            ids.append(body["id"])
+    return ids
+
+
+def all_finished(stack: ServiceStack, ids: list[str]) -> bool:
+    with stack.engine.connect() as conn:
+        records = [find_prediction(conn, observation_id=i) for i in ids]
+    return all(r is not None and r.status == "done" for r in records)
+
+
+def test_queued_observation_says_when_to_ask_again_and_replay_sends_no_second_message(
+    stopped_worker: ServiceStack,
+) -> None:
+    stack = stopped_worker
+    before = stack.queue_length()
+    body = prediction_request()
+    assert requests.post(stack.url("/predict"), json=body, timeout=5).status_code == 202
+    assert stack.queue_length() == before + 1
+
+    replay = requests.post(stack.url("/predict"), json=body, timeout=5)
+    assert replay.status_code == 202
+    assert replay.json()["status"] == "queued"
+    assert stack.queue_length() == before + 1
+
+    poll = requests.get(stack.url(f"/predictions/{body['id']}"), timeout=5)
+    assert poll.json()["status"] == "queued"
+    assert int(poll.headers["Retry-After"]) >= 1
+
+
+def test_true_outcome_may_arrive_before_the_prediction(stopped_worker: ServiceStack) -> None:
+    stack = stopped_worker
+    body = prediction_request()
+    requests.post(stack.url("/predict"), json=body, timeout=5)
+    update = requests.post(stack.url("/update"), json={"id": body["id"], "true_class": False}, timeout=5)
+    assert update.status_code == 200
+    assert update.json()["status"] == "queued" and update.json()["true_class"] is False
+    stack.start("worker")
+    finished = poll_until_finished(stack, body["id"])
+    assert finished["status"] == "done" and finished["true_class"] is False
+
+
+def test_observations_survive_a_broker_emptied_by_hand(stopped_worker: ServiceStack) -> None:
+    stack = stopped_worker
+    ids = submit_all(stack, 10)
+    stack.empty_queue()
+    assert stack.queue_length() == 0
+    stack.start("worker")
+    stack.start("redrive")
+    wait_until(lambda: all_finished(stack, ids), timeout=45, interval=0.2)
+
+
+def test_worker_killed_mid_batch_loses_nothing(stopped_worker: ServiceStack) -> None:
+    stack = stopped_worker
+    ids = submit_all(stack, 150)
+    stack.start("worker")
+
+    def some_done() -> bool:
+        with stack.engine.connect() as conn:
+            return count_by_status(conn)["done"] > 0
+
+    wait_until(some_done, timeout=30, interval=0.01)
+    stack.stop("worker", kill=True)
+    stack.start("worker")
+    stack.start("redrive")
+    wait_until(lambda: all_finished(stack, ids), timeout=60, interval=0.2)
+    with stack.engine.connect() as conn:
+        assert count_rows(conn, observation_ids=ids) == len(ids)
+
+
+def test_row_committed_by_a_gateway_that_died_before_publishing_is_predicted(stack: ServiceStack) -> None:
+    body = prediction_request()
+    with stack.engine.begin() as conn:
+        insert_queued(conn, observation_id=body["id"], observation=body["observation"], now=utc_now())
+    assert poll_until_finished(stack, body["id"], timeout=45)["status"] == "done"
+
+
+def test_message_delivered_twice_is_predicted_once(stack: ServiceStack) -> None:
+    body = prediction_request()
+    requests.post(stack.url("/predict"), json=body, timeout=5)
+    first = poll_until_finished(stack, body["id"])
+
+    # A late duplicate that would change the answer if it were applied, then a sentinel behind it.
+    celery = create_celery_app(stack.settings())
+    publish_observations(celery, [QueuedObservation(id=body["id"], observation=observation(hour=3))])
+    sentinel = prediction_request()
+    requests.post(stack.url("/predict"), json=sentinel, timeout=5)
+    poll_until_finished(stack, sentinel["id"])
+
+    again = requests.get(stack.url(f"/predictions/{body['id']}"), timeout=5).json()
+    assert again == first
+    with stack.engine.connect() as conn:
+        assert count_rows(conn, observation_ids=[body["id"]]) == 1
+
+
+def test_bad_row_is_failed_after_bounded_retries_without_failing_its_neighbours(stack: ServiceStack) -> None:
+    # Stored without validation, as rows written under an older feature spec would be.
+    broken = QueuedObservation(id=prediction_request()["id"], observation={"hour": "noon"})
+    good = [QueuedObservation(id=prediction_request()["id"], observation=observation()) for _ in range(3)]
+    with stack.engine.begin() as conn:
+        for item in [broken, *good]:
+            insert_queued(conn, observation_id=item.id, observation=item.observation, now=utc_now())
+    publish_observations(create_celery_app(stack.settings()), [broken, *good], per_message=4)
+
+    for item in good:
+        assert poll_until_finished(stack, item.id)["status"] == "done"
+    failed = poll_until_finished(stack, broken.id, timeout=45)
+    assert failed["status"] == "failed"
+    assert failed["failure_reason"]
+    with stack.engine.connect() as conn:
+        record = find_prediction(conn, observation_id=broken.id)
+    assert record is not None and record.attempts == 2
