@@ -203,3 +203,20 @@ def poll_until_finished(stack: ServiceStack, observation_id: str, timeout: float
         return body if body.get("status") in ("done", "failed") else None
 
     return wait_until(finished, timeout=timeout)
+
+
+def postgres_server(action: str) -> None:
+    """Start or stop the local Postgres server, as an operator restarting it would."""
+    version = sorted(Path("/etc/postgresql").iterdir())[0].name
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            version,
+            "main",
+            action,
+            *(["-m", "fast"] if action == "stop" else []),
+        ],
+        check=True,
+        capture_output=True,
+    )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
 import requests
 
 from tests.factories import observation, prediction_request
-from tests.stack import ServiceStack, poll_until_finished, wait_until
+from tests.stack import ServiceStack, poll_until_finished, postgres_server, wait_until
 from worker.celery_app import create_celery_app
 from worker.publishing import publish_observations
 from worker.storage import (
@@ -135,3 +138,33 @@ def test_bad_row_is_failed_after_bounded_retries_without_failing_its_neighbours(
     with stack.engine.connect() as conn:
         record = find_prediction(conn, observation_id=broken.id)
     assert record is not None and record.attempts == 2
+
+
+def test_postgres_restart_loses_nothing_and_stores_nothing_while_down(stopped_worker: ServiceStack) -> None:
+    stack = stopped_worker
+    if stack.backend.name != "postgres":
+        pytest.skip("SQLite has no server to restart")
+    waiting = prediction_request()
+    assert requests.post(stack.url("/predict"), json=waiting, timeout=5).status_code == 202
+
+    postgres_server("stop")
+    try:
+        stack.start("worker")  # it takes the waiting message while the database is down
+        refused = prediction_request()
+        response = requests.post(stack.url("/predict"), json=refused, timeout=10)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "service_unavailable"
+        assert "psycopg" not in response.text and "Traceback" not in response.text
+        ready = requests.get(stack.url("/ready"), timeout=10)
+        assert ready.status_code == 503 and ready.json()["error"]["fields"]["database"] == "down"
+        time.sleep(1)
+    finally:
+        postgres_server("start")
+
+    stack.start("redrive")
+    wait_until(stack.ready, timeout=30, interval=0.5)
+    assert poll_until_finished(stack, waiting["id"], timeout=60)["status"] == "done"
+    assert requests.get(stack.url(f"/predictions/{refused['id']}"), timeout=5).status_code == 404
+    after = prediction_request()
+    assert requests.post(stack.url("/predict"), json=after, timeout=5).status_code == 202
+    assert poll_until_finished(stack, after["id"])["status"] == "done"
