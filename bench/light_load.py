@@ -2,7 +2,7 @@
 
 Run against a service that is already up (for example `make run`):
     .venv/bin/python -m bench.light_load --url http://127.0.0.1:5000 --database-url sqlite:///var/predictions.db
-Accept latency is timed by the client; submit-to-result is predicted_at - received_at, both stamped by the service.
+Accept latency is timed by the client; submit-to-result is predicted_at - received_at, both service stamps.
 """
 
 from __future__ import annotations
