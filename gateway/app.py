@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from gateway import routes_ops, routes_predictions
+from gateway import routes_batches, routes_ops, routes_predictions
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import register_error_handlers
 from gateway.metrics import LATENCY, REQUESTS
@@ -41,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         schemas=request_schemas(spec),
     )
     app.register_blueprint(routes_predictions.blueprint)
+    app.register_blueprint(routes_batches.blueprint)
     app.register_blueprint(routes_ops.blueprint)
     register_error_handlers(app)
     app.before_request(_start_request)

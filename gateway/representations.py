@@ -10,7 +10,8 @@ from flask import url_for
 from worker.storage import PredictionRecord
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """Return a timestamp as ISO 8601, or None."""
     return value.isoformat() if value is not None else None
 
 
@@ -27,8 +28,8 @@ def prediction_body(record: PredictionRecord) -> dict[str, Any]:
         "prediction": record.prediction,
         "proba": record.proba,
         "model_version": record.model_version,
-        "received_at": _iso(record.received_at),
-        "predicted_at": _iso(record.predicted_at),
+        "received_at": iso(record.received_at),
+        "predicted_at": iso(record.predicted_at),
         "true_class": record.true_class,
         "links": {"result": result_url(record.id)},
     }

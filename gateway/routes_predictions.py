@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+import time
+
+from flask import Blueprint, Response, jsonify, request
 
 from gateway.bodies import read_json_body
 from gateway.context import gateway_context
@@ -52,14 +54,36 @@ def submit_prediction() -> Response:
     return _with_polling_headers(response, record)
 
 
+def _wait_seconds() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    limit = gateway_context().settings.max_wait_s
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= limit:
+        raise ApiError(
+            422, "wait must be a number of seconds.", fields={"wait": [f"Must be between 0 and {limit}."]}
+        )
+    return wait
+
+
 @blueprint.get("/predictions/<observation_id>")
 def get_prediction(observation_id: str) -> Response:
-    """Return the status and, once done, the prediction of one observation."""
-    with gateway_context().engine.connect() as conn:
-        record = find_prediction(conn, observation_id=observation_id)
-    if record is None:
-        raise ApiError(404, f"No observation with id {observation_id!r}.")
-    return _with_polling_headers(jsonify(prediction_body(record)), record)
+    """Return the status and, once done, the prediction; with ?wait=N, hold up to N s for the result."""
+    deadline = time.monotonic() + _wait_seconds()
+    pause = 0.02
+    while True:
+        with gateway_context().engine.connect() as conn:
+            record = find_prediction(conn, observation_id=observation_id)
+        if record is None:
+            raise ApiError(404, f"No observation with id {observation_id!r}.")
+        if record.status != QUEUED or time.monotonic() >= deadline:
+            return _with_polling_headers(jsonify(prediction_body(record)), record)
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.25)
 
 
 @blueprint.post("/update")

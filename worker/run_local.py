@@ -20,7 +20,7 @@ def service_commands(host: str, port: int, state_dir: Path) -> dict[str, list[st
     python = sys.executable
     return {
         "gateway": [
-            python, "-m", "gunicorn", "--workers", "2", "--bind", f"{host}:{port}",
+            python, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--bind", f"{host}:{port}",
             "--access-logfile", "-", "gateway.wsgi:app",
         ],
         "worker": [

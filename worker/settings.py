@@ -40,6 +40,13 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     poll_retry_after_s: int = Field(default=1, ge=1)
+    max_wait_s: int = Field(default=30, ge=0, le=300)
+
+    bulk_max_items: int = Field(default=1_000_000, ge=1)
+    bulk_max_body_bytes: int = Field(default=512 * 1_048_576, ge=1024)
+    bulk_chunk_rows: int = Field(default=2_000, ge=1)
+    # Observations per Celery message for bulk work: the worker's main process costs ~1.6 ms per message.
+    bulk_rows_per_message: int = Field(default=500, ge=1)
     # Set under gunicorn with several workers so /metrics adds up all of them.
     prometheus_multiproc_dir: Path | None = None
 

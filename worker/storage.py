@@ -32,9 +32,34 @@ predictions = sa.Table(
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("predicted_at", sa.DateTime(timezone=True)),
     sa.Column("labelled_at", sa.DateTime(timezone=True)),
+    # The bulk submission that created the row, if any.
+    sa.Column("batch_id", sa.String(64)),
     sa.CheckConstraint(f"status IN {STATUSES!r}", name="predictions_status_known"),
     sa.Index("predictions_queued_by_publish_time", "status", "published_at"),
+    sa.Index("predictions_by_batch", "batch_id", "status"),
 )
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("items", sa.Integer, nullable=False),
+    sa.Column("accepted", sa.Integer, nullable=False),
+    sa.Column("rejected", sa.Integer, nullable=False),
+)
+
+# One row per accepted item of a batch, in submission order; a replayed id points at the existing row.
+batch_items = sa.Table(
+    "batch_items",
+    metadata,
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("batches.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("observation_id", sa.String(128), sa.ForeignKey("predictions.id"), nullable=False),
+)
+
+# Rows per multi-row statement: well under SQLite's and Postgres's bound-parameter limits.
+ROWS_PER_STATEMENT = 500
 
 
 @dataclass(frozen=True)
@@ -249,3 +274,145 @@ def count_rows(conn: Connection, *, observation_ids: Iterable[str] | None = None
 def ping(conn: Connection) -> None:
     """Run a trivial query; raise if the database cannot answer."""
     conn.execute(sa.text("SELECT 1"))
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Counts and times of one bulk submission."""
+
+    id: str
+    created_at: datetime
+    items: int
+    accepted: int
+    rejected: int
+    counts: dict[str, int]
+    finished_at: datetime | None
+
+
+def _chunks(rows: Sequence[Any], size: int = ROWS_PER_STATEMENT) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def insert_queued_many(
+    conn: Connection,
+    *,
+    observations: Sequence[QueuedObservation],
+    batch_id: str | None,
+    now: datetime,
+) -> set[str]:
+    """Store many observations as queued with multi-row statements; return the ids actually created."""
+    created: set[str] = set()
+    for chunk in _chunks(observations):
+        rows = [
+            {
+                "id": o.id,
+                "observation": o.observation,
+                "status": QUEUED,
+                "attempts": 0,
+                "received_at": now,
+                "published_at": now,
+                "batch_id": batch_id,
+            }
+            for o in chunk
+        ]
+        statement = (
+            _insert(conn)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(predictions.c.id)
+        )
+        created.update(conn.execute(statement).scalars())
+    return created
+
+
+def find_observations(conn: Connection, *, observation_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Return the stored observation of each id that exists."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(observation_ids):
+        rows = conn.execute(
+            sa.select(predictions.c.id, predictions.c.observation).where(predictions.c.id.in_(chunk))
+        )
+        found.update({row.id: row.observation for row in rows})
+    return found
+
+
+def create_batch(conn: Connection, *, batch_id: str, now: datetime) -> None:
+    """Open a bulk submission; its counts are filled in by finish_batch."""
+    conn.execute(batches.insert().values(id=batch_id, created_at=now, items=0, accepted=0, rejected=0))
+
+
+def add_batch_items(conn: Connection, *, batch_id: str, positions: Sequence[tuple[int, str]]) -> None:
+    """Record accepted items (position in the submission, observation id) with multi-row statements."""
+    for chunk in _chunks(positions):
+        conn.execute(
+            batch_items.insert().values(
+                [{"batch_id": batch_id, "position": p, "observation_id": i} for p, i in chunk]
+            )
+        )
+
+
+def finish_batch(conn: Connection, *, batch_id: str, items: int, accepted: int, rejected: int) -> None:
+    """Store the final counts of a bulk submission's intake."""
+    conn.execute(
+        batches.update()
+        .where(batches.c.id == batch_id)
+        .values(items=items, accepted=accepted, rejected=rejected)
+    )
+
+
+def iter_batch_queued(
+    conn: Connection, *, batch_id: str, chunk_size: int
+) -> Iterable[list[QueuedObservation]]:
+    """Yield, chunk by chunk, the still-queued observations a batch created (for publishing)."""
+    query = (
+        sa.select(predictions.c.id, predictions.c.observation)
+        .where(predictions.c.batch_id == batch_id, predictions.c.status == QUEUED)
+        .execution_options(yield_per=chunk_size)
+    )
+    for partition in conn.execute(query).partitions(chunk_size):
+        yield [QueuedObservation(id=row.id, observation=row.observation) for row in partition]
+
+
+def batch_progress(conn: Connection, *, batch_id: str) -> BatchProgress | None:
+    """Return the counts by status and the times of a bulk submission, or None if unknown."""
+    batch = conn.execute(sa.select(batches).where(batches.c.id == batch_id)).first()
+    if batch is None:
+        return None
+    rows = conn.execute(
+        sa.select(predictions.c.status, sa.func.count(), sa.func.max(predictions.c.predicted_at))
+        .select_from(batch_items.join(predictions, predictions.c.id == batch_items.c.observation_id))
+        .where(batch_items.c.batch_id == batch_id)
+        .group_by(predictions.c.status)
+    ).all()
+    counts = dict.fromkeys(STATUSES, 0)
+    latest: list[datetime] = []
+    for status, total, last in rows:
+        counts[status] = int(total)
+        if last is not None:
+            latest.append(_aware(last) or last)
+    finished = max(latest) if counts[QUEUED] == 0 and latest else None
+    return BatchProgress(
+        id=batch.id,
+        created_at=_aware(batch.created_at) or batch.created_at,
+        items=batch.items,
+        accepted=batch.accepted,
+        rejected=batch.rejected,
+        counts=counts,
+        finished_at=finished,
+    )
+
+
+def iter_batch_results(
+    conn: Connection, *, batch_id: str, chunk_size: int = 1000
+) -> Iterable[tuple[int, PredictionRecord]]:
+    """Yield (position, record) for every accepted item of a batch, in submission order, streamed."""
+    query = (
+        sa.select(batch_items.c.position, predictions)
+        .select_from(batch_items.join(predictions, predictions.c.id == batch_items.c.observation_id))
+        .where(batch_items.c.batch_id == batch_id)
+        .order_by(batch_items.c.position)
+        .execution_options(yield_per=chunk_size)
+    )
+    for row in conn.execute(query):
+        yield row.position, _record(row)

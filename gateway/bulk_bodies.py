@@ -1,0 +1,102 @@
+"""Parse bulk uploads as streams: a JSON document, NDJSON lines, or CSV rows typed by the feature spec."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+from gateway.bodies import read_json_body
+from gateway.errors import ApiError
+from worker.bulk_intake import RawItem
+from worker.bundle import FeatureColumn, FeatureSpec
+
+NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}
+CSV_TYPES = {"text/csv"}
+
+
+def iter_json_document() -> Iterator[RawItem]:
+    """Yield the items of a {"observations": [...]} body."""
+    body = read_json_body()
+    if not isinstance(body, dict):
+        raise ApiError(
+            422, "The batch body must be a JSON object.", fields={"_schema": ["Must be a JSON object."]}
+        )
+    if not isinstance(body.get("observations"), list):
+        problem = "Missing data for required field." if "observations" not in body else "Must be a list."
+        raise ApiError(
+            422, 'Send {"observations": [{"id", "observation"}, ...]}.', fields={"observations": [problem]}
+        )
+    extra = sorted(set(body) - {"observations"})
+    if extra:
+        raise ApiError(
+            422, "Unknown fields in the batch body.", fields={k: ["Unknown field."] for k in extra}
+        )
+    for index, value in enumerate(body["observations"]):
+        yield RawItem(index=index, value=value)
+
+
+def iter_ndjson(stream: IO[bytes]) -> Iterator[RawItem]:
+    """Yield one item per non-blank line; a line that is not JSON becomes a rejected item."""
+    index = 0
+    for raw_line in stream:
+        line = raw_line.strip()
+        if not line:
+            continue
+        try:
+            yield RawItem(index=index, value=json.loads(line, parse_constant=_reject_constant))
+        except (ValueError, UnicodeDecodeError) as exc:
+            yield RawItem(index=index, parse_errors={"_schema": [f"Not valid JSON: {exc}"]})
+        index += 1
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _typed(column: FeatureColumn, text: str) -> Any:
+    # Values that do not convert stay strings, so the schema reports them with its usual message.
+    if text == "":
+        return None
+    if column.kind == "integer":
+        stripped = text.strip()
+        return int(stripped) if stripped.lstrip("+-").isdigit() else text
+    if column.kind == "boolean":
+        return {"true": True, "false": False}.get(text.strip().lower(), text)
+    return text
+
+
+def iter_csv(stream: IO[bytes], spec: FeatureSpec) -> Iterator[RawItem]:
+    """Yield one item per CSV row; the header must hold `id` and every feature column."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except (StopIteration, UnicodeDecodeError):
+        raise ApiError(422, "The CSV body needs a header row with id and the feature columns.") from None
+    missing = [name for name in ["id", *spec.names] if name not in header]
+    if missing:
+        raise ApiError(
+            422,
+            f"The CSV header lacks columns: {', '.join(missing)}.",
+            fields={name: ["Missing column."] for name in missing},
+        )
+    columns = {column.name: column for column in spec.columns}
+    try:
+        for index, row in enumerate(reader):
+            if len(row) != len(header):
+                yield RawItem(
+                    index=index, parse_errors={"_schema": [f"Expected {len(header)} cells, got {len(row)}."]}
+                )
+                continue
+            cells = dict(zip(header, row, strict=True))
+            observation = {
+                name: _typed(columns[name], value) if name in columns else value
+                for name, value in cells.items()
+                if name != "id"
+            }
+            yield RawItem(index=index, value={"id": cells["id"], "observation": observation})
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ApiError(400, f"The CSV body cannot be read: {exc}") from None

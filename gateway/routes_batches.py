@@ -1,0 +1,191 @@
+"""The bulk API: submit a batch (JSON, NDJSON or CSV), follow its progress, download its results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+
+from gateway.bulk_bodies import CSV_TYPES, NDJSON_TYPES, iter_csv, iter_json_document, iter_ndjson
+from gateway.context import gateway_context
+from gateway.errors import ApiError
+from gateway.representations import iso
+from worker.bulk_intake import AtomicBatchRejected, RawItem, Rejection, TooManyItems, submit_batch
+from worker.storage import PredictionRecord, batch_progress, iter_batch_results
+
+blueprint = Blueprint("batches", __name__)
+RESULT_COLUMNS = [
+    "index",
+    "id",
+    "status",
+    "prediction",
+    "proba",
+    "model_version",
+    "predicted_at",
+    "failure_reason",
+]
+
+
+def _rejections(rejected: list[Rejection]) -> list[dict[str, Any]]:
+    return [{"index": r.index, "id": r.id, "errors": r.errors} for r in rejected]
+
+
+def _links(batch_id: str) -> dict[str, str]:
+    return {
+        "self": url_for("batches.get_batch", batch_id=batch_id),
+        "results": url_for("batches.get_batch_results", batch_id=batch_id),
+    }
+
+
+def _items_of_request() -> Iterator[RawItem]:
+    mimetype = request.mimetype
+    if mimetype in NDJSON_TYPES:
+        return iter_ndjson(request.stream)
+    if mimetype in CSV_TYPES:
+        return iter_csv(request.stream, gateway_context().spec)
+    if mimetype == "application/json":
+        return iter_json_document()
+    raise ApiError(415, "Send the batch as application/json, application/x-ndjson or text/csv.")
+
+
+@blueprint.post("/batches")
+def submit_batch_request() -> Response:
+    """Accept many observations at once; valid ones are queued even when others are rejected."""
+    context = gateway_context()
+    settings = context.settings
+    request.max_content_length = settings.bulk_max_body_bytes
+    atomic = request.args.get("atomic", "false").lower() in ("1", "true", "yes")
+    try:
+        receipt = submit_batch(
+            engine=context.engine,
+            celery=context.celery,
+            schemas=context.schemas,
+            items=_items_of_request(),
+            atomic=atomic,
+            max_items=settings.bulk_max_items,
+            chunk_size=settings.bulk_chunk_rows,
+            per_message=settings.bulk_rows_per_message,
+        )
+    except TooManyItems as exc:
+        raise ApiError(413, str(exc)) from None
+    except AtomicBatchRejected as exc:
+        raise ApiError(
+            422,
+            f"{len(exc.rejected)} items are not valid; nothing was stored (atomic batch).",
+            fields={"rejected": _rejections(exc.rejected)},
+        ) from None
+    response = jsonify(
+        {
+            "batch_id": receipt.batch_id,
+            "items": receipt.items,
+            "accepted": receipt.accepted,
+            "rejected": _rejections(receipt.rejected),
+            "links": _links(receipt.batch_id),
+        }
+    )
+    response.status_code = 202
+    response.headers["Location"] = _links(receipt.batch_id)["self"]
+    return response
+
+
+@blueprint.get("/batches/<batch_id>")
+def get_batch(batch_id: str) -> Response:
+    """Return the counts by status, progress and times of a batch."""
+    with gateway_context().engine.connect() as conn:
+        progress = batch_progress(conn, batch_id=batch_id)
+    if progress is None:
+        raise ApiError(404, f"No batch with id {batch_id!r}.")
+    finished = progress.counts["done"] + progress.counts["failed"]
+    response = jsonify(
+        {
+            "batch_id": progress.id,
+            "status": "done" if progress.counts["queued"] == 0 else "running",
+            "items": progress.items,
+            "accepted": progress.accepted,
+            "rejected": progress.rejected,
+            "counts": progress.counts,
+            "progress": round(finished / progress.accepted, 4) if progress.accepted else 1.0,
+            "started_at": iso(progress.created_at),
+            "finished_at": iso(progress.finished_at),
+            "links": _links(progress.id),
+        }
+    )
+    if progress.counts["queued"]:
+        response.headers["Retry-After"] = str(gateway_context().settings.poll_retry_after_s)
+    return response
+
+
+def _result_row(position: int, record: PredictionRecord) -> dict[str, Any]:
+    return {
+        "index": position,
+        "id": record.id,
+        "status": record.status,
+        "prediction": record.prediction,
+        "proba": record.proba,
+        "model_version": record.model_version,
+        "predicted_at": iso(record.predicted_at),
+        "failure_reason": record.failure_reason,
+    }
+
+
+def _result_format() -> str:
+    chosen = request.args.get("format")
+    if chosen is None:
+        best = request.accept_mimetypes.best_match(
+            ["application/x-ndjson", "text/csv"], default="application/x-ndjson"
+        )
+        chosen = "csv" if best == "text/csv" else "ndjson"
+    if chosen not in ("ndjson", "csv"):
+        raise ApiError(
+            422, "format must be ndjson or csv.", fields={"format": ["Must be one of: ndjson, csv."]}
+        )
+    return chosen
+
+
+@blueprint.get("/batches/<batch_id>/results")
+def get_batch_results(batch_id: str) -> Response:
+    """Stream every accepted item's result in submission order, as NDJSON or CSV."""
+    result_format = _result_format()
+    engine = gateway_context().engine
+    with engine.connect() as conn:
+        if batch_progress(conn, batch_id=batch_id) is None:
+            raise ApiError(404, f"No batch with id {batch_id!r}.")
+
+    def rows() -> Iterator[dict[str, Any]]:
+        with engine.connect() as conn:
+            for position, record in iter_batch_results(conn, batch_id=batch_id):
+                yield _result_row(position, record)
+
+    lines = _csv_lines(rows()) if result_format == "csv" else (json.dumps(row) + "\n" for row in rows())
+    content_type = "text/csv; charset=utf-8" if result_format == "csv" else "application/x-ndjson"
+    return Response(stream_with_context(_blocks(lines)), content_type=content_type)
+
+
+def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _blocks(lines: Iterator[str], size: int = 65536) -> Iterator[str]:
+    """Group lines into blocks of about size characters, so a large download is not one write per row."""
+    block: list[str] = []
+    length = 0
+    for line in lines:
+        block.append(line)
+        length += len(line)
+        if length >= size:
+            yield "".join(block)
+            block, length = [], 0
+    if block:
+        yield "".join(block)

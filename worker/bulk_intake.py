@@ -1,0 +1,178 @@
+"""Accept a bulk submission: validate every item, store the valid ones with multi-row statements, publish.
+
+The whole intake is one transaction, so a batch over the item limit or an atomic batch with a bad item stores
+nothing. Items are read and stored chunk by chunk, so memory stays bounded whatever the upload size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from celery import Celery
+from marshmallow import ValidationError
+from sqlalchemy.engine import Engine
+
+from worker.publishing import publish_observations
+from worker.schemas import RequestSchemas
+from worker.storage import (
+    QueuedObservation,
+    add_batch_items,
+    create_batch,
+    find_observations,
+    finish_batch,
+    insert_queued_many,
+    iter_batch_queued,
+    utc_now,
+)
+from worker.submissions import PUBLISH_ERRORS
+
+log = logging.getLogger(__name__)
+CONFLICT_MESSAGE = "Already submitted with a different observation."
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """One item of an upload as parsed from its format, or the reason it could not be parsed."""
+
+    index: int
+    value: Any = None
+    parse_errors: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An item that was not accepted, with every error keyed by field."""
+
+    index: int
+    id: str | None
+    errors: dict[str, Any]
+
+
+@dataclass
+class BatchReceipt:
+    """What the intake of one batch did."""
+
+    batch_id: str
+    items: int = 0
+    accepted: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    published: bool = True
+
+
+class TooManyItems(Exception):
+    """The upload holds more items than the configured limit; nothing was stored."""
+
+
+class AtomicBatchRejected(Exception):
+    """An all-or-nothing batch had bad items; nothing was stored."""
+
+    def __init__(self, rejected: list[Rejection]) -> None:
+        super().__init__(f"{len(rejected)} items rejected")
+        self.rejected = rejected
+
+
+def _fingerprint(observation: dict[str, Any]) -> bytes:
+    return hashlib.blake2b(json.dumps(observation, sort_keys=True).encode(), digest_size=16).digest()
+
+
+def _chunked(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _claimed_id(value: Any) -> str | None:
+    claimed = value.get("id") if isinstance(value, dict) else None
+    return claimed if isinstance(claimed, str) else None
+
+
+def submit_batch(
+    *,
+    engine: Engine,
+    celery: Celery,
+    schemas: RequestSchemas,
+    items: Iterable[RawItem],
+    atomic: bool,
+    max_items: int,
+    chunk_size: int,
+    per_message: int,
+) -> BatchReceipt:
+    """Validate, store and publish a batch; raise TooManyItems or AtomicBatchRejected storing nothing."""
+    receipt = BatchReceipt(batch_id=uuid.uuid4().hex)
+    seen: dict[str, bytes] = {}
+    now = utc_now()
+    with engine.begin() as conn:
+        create_batch(conn, batch_id=receipt.batch_id, now=now)
+        for chunk in _chunked(items, chunk_size):
+            receipt.items += len(chunk)
+            if receipt.items > max_items:
+                raise TooManyItems(f"A batch holds at most {max_items} items.")
+            fresh: list[tuple[int, QueuedObservation]] = []
+            positions: list[tuple[int, str]] = []
+            for item in chunk:
+                if item.parse_errors is not None:
+                    receipt.rejected.append(Rejection(item.index, None, item.parse_errors))
+                    continue
+                try:
+                    loaded = schemas.prediction.load(item.value)
+                except ValidationError as error:
+                    messages = (
+                        error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+                    )
+                    receipt.rejected.append(Rejection(item.index, _claimed_id(item.value), messages))
+                    continue
+                observation = QueuedObservation(id=loaded["id"], observation=loaded["observation"])
+                fingerprint = _fingerprint(observation.observation)
+                if observation.id not in seen:
+                    seen[observation.id] = fingerprint
+                    fresh.append((item.index, observation))
+                elif seen[observation.id] == fingerprint:
+                    positions.append((item.index, observation.id))
+                else:
+                    receipt.rejected.append(Rejection(item.index, observation.id, {"id": [CONFLICT_MESSAGE]}))
+            created = insert_queued_many(
+                conn, observations=[o for _, o in fresh], batch_id=receipt.batch_id, now=now
+            )
+            existing = find_observations(
+                conn, observation_ids=[o.id for _, o in fresh if o.id not in created]
+            )
+            for index, observation in fresh:
+                if observation.id in created or existing.get(observation.id) == observation.observation:
+                    positions.append((index, observation.id))
+                else:
+                    receipt.rejected.append(Rejection(index, observation.id, {"id": [CONFLICT_MESSAGE]}))
+            add_batch_items(conn, batch_id=receipt.batch_id, positions=positions)
+            receipt.accepted += len(positions)
+        if atomic and receipt.rejected:
+            raise AtomicBatchRejected(receipt.rejected)
+        finish_batch(
+            conn,
+            batch_id=receipt.batch_id,
+            items=receipt.items,
+            accepted=receipt.accepted,
+            rejected=len(receipt.rejected),
+        )
+    receipt.rejected.sort(key=lambda r: r.index)
+    receipt.published = publish_batch(
+        engine=engine, celery=celery, batch_id=receipt.batch_id, per_message=per_message
+    )
+    return receipt
+
+
+def publish_batch(*, engine: Engine, celery: Celery, batch_id: str, per_message: int) -> bool:
+    """Publish the committed, still-queued rows of a batch, per_message observations per message."""
+    try:
+        with engine.connect() as conn:
+            for chunk in iter_batch_queued(conn, batch_id=batch_id, chunk_size=per_message * 20):
+                publish_observations(celery, chunk, per_message=per_message)
+    except PUBLISH_ERRORS:
+        log.warning("batch publish failed; left for the redrive", extra={"batch_id": batch_id})
+        return False
+    return True
