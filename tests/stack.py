@@ -97,6 +97,8 @@ def embedded_backend(work_dir: Path) -> Backend:
 class ServiceStack:
     """The running service: gateway, worker and redrive processes against one backend."""
 
+    bulk_max_items = 5_000
+
     def __init__(self, backend: Backend, work_dir: Path) -> None:
         self.backend = backend
         self.work_dir = work_dir
@@ -113,6 +115,9 @@ class ServiceStack:
             "BATCH_FLUSH_MS": "20",
             "MAX_BODY_BYTES": "65536",
             "MAX_ATTEMPTS": "2",
+            "BULK_MAX_ITEMS": str(self.bulk_max_items),
+            "BULK_CHUNK_ROWS": "2000",
+            "BULK_ROWS_PER_MESSAGE": "500",
             "LOG_LEVEL": "INFO",
         }
         self.commands = service_commands("127.0.0.1", self.port, work_dir)
