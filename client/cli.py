@@ -1,0 +1,161 @@
+"""The `contraband` command: submit a CSV of stops in chunks, follow the batches, write the results."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from client.api import PredictionClient, ServiceError
+
+RESULT_COLUMNS = [
+    "line",
+    "id",
+    "status",
+    "prediction",
+    "proba",
+    "model_version",
+    "predicted_at",
+    "failure_reason",
+]
+EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
+SHOWN_REJECTIONS = 50
+
+
+@dataclass(frozen=True)
+class SubmittedChunk:
+    """One uploaded chunk: its batch and the file line of its first data row."""
+
+    batch_id: str
+    first_line: int
+    accepted: int
+
+
+def read_chunks(path: Path, rows_per_chunk: int) -> Iterator[tuple[int, bytes, int]]:
+    """Yield (first data line, CSV bytes with the header, row count) for each chunk of the file."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        line = 2
+        while True:
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(header)
+            count = 0
+            for row in reader:
+                writer.writerow(row)
+                count += 1
+                if count == rows_per_chunk:
+                    break
+            if count == 0:
+                return
+            yield line, out.getvalue().encode(), count
+            line += count
+
+
+def upload(
+    client: PredictionClient, path: Path, rows_per_chunk: int, atomic: bool
+) -> tuple[list[SubmittedChunk], int]:
+    """Upload the file chunk by chunk, printing rejected rows with their line; return chunks, rejections."""
+    chunks: list[SubmittedChunk] = []
+    rejected = 0
+    with tqdm(desc="upload", unit="row", file=sys.stderr) as bar:
+        for first_line, body, count in read_chunks(path, rows_per_chunk):
+            receipt = client.submit_csv(body, atomic=atomic)
+            chunks.append(SubmittedChunk(receipt["batch_id"], first_line, receipt["accepted"]))
+            for rejection in receipt["rejected"]:
+                rejected += 1
+                if rejected <= SHOWN_REJECTIONS:
+                    line = first_line + rejection["index"]
+                    tqdm.write(f"line {line}: id {rejection['id']!r}: {rejection['errors']}", file=sys.stderr)
+            bar.update(count)
+    if rejected > SHOWN_REJECTIONS:
+        print(f"... and {rejected - SHOWN_REJECTIONS} more rejected rows", file=sys.stderr)
+    return chunks, rejected
+
+
+def follow(client: PredictionClient, chunks: list[SubmittedChunk], poll_seconds: float) -> int:
+    """Show a progress bar until every batch is finished; return how many observations failed."""
+    total = sum(chunk.accepted for chunk in chunks)
+    with tqdm(desc="predict", total=total, unit="obs", file=sys.stderr) as bar:
+        while True:
+            states = [client.batch(chunk.batch_id) for chunk in chunks]
+            finished = sum(s["counts"]["done"] + s["counts"]["failed"] for s in states)
+            bar.update(finished - bar.n)
+            if all(s["status"] == "done" for s in states):
+                return sum(s["counts"]["failed"] for s in states)
+            time.sleep(poll_seconds)
+
+
+def write_results(client: PredictionClient, chunks: list[SubmittedChunk], out: Path) -> int:
+    """Write every accepted row's result, with its line in the input file; return the rows written."""
+    written = 0
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for chunk in chunks:
+            for result in client.iter_results(chunk.batch_id):
+                writer.writerow({**result, "line": chunk.first_line + result["index"]})
+                written += 1
+    return written
+
+
+def submit(args: argparse.Namespace) -> int:
+    """Run `contraband submit`."""
+    with PredictionClient(args.url, timeout=args.timeout) as client:
+        chunks, rejected = upload(client, args.csv, args.chunk_rows, args.atomic)
+        accepted = sum(chunk.accepted for chunk in chunks)
+        print(f"{accepted} rows accepted, {rejected} rejected, in {len(chunks)} batches", file=sys.stderr)
+        if not args.wait:
+            for chunk in chunks:
+                print(chunk.batch_id)
+            return EXIT_REJECTED if rejected else EXIT_OK
+        failed = follow(client, chunks, args.poll_seconds)
+        if args.out is not None:
+            written = write_results(client, chunks, args.out)
+            print(f"{written} results written to {args.out}", file=sys.stderr)
+        if failed:
+            print(f"{failed} observations failed; see failure_reason", file=sys.stderr)
+            return EXIT_FAILED
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command-line parser."""
+    parser = argparse.ArgumentParser(prog="contraband", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    submit_cmd = commands.add_parser("submit", help="submit a CSV file of observations")
+    submit_cmd.add_argument("csv", type=Path, help="CSV with an id column and the ten feature columns")
+    submit_cmd.add_argument("--out", type=Path, help="where to write the results as CSV")
+    submit_cmd.add_argument("--url", default="http://127.0.0.1:5000", help="service base URL")
+    submit_cmd.add_argument(
+        "--wait", action=argparse.BooleanOptionalAction, default=True, help="follow until done"
+    )
+    submit_cmd.add_argument("--atomic", action="store_true", help="all-or-nothing per uploaded chunk")
+    submit_cmd.add_argument("--chunk-rows", type=int, default=10_000, help="rows per uploaded batch")
+    submit_cmd.add_argument("--poll-seconds", type=float, default=0.5)
+    submit_cmd.add_argument("--timeout", type=float, default=120, help="seconds per HTTP call")
+    submit_cmd.set_defaults(run=submit)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `contraband` command; exit 0 all done, 3 some rows rejected, 1 failure."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except (ServiceError, OSError) as exc:
+        print(f"contraband: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
