@@ -25,3 +25,5 @@ def read_json_body() -> Any:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"The request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "The request body is nested too deeply.") from None

@@ -47,7 +47,7 @@ def iter_ndjson(stream: IO[bytes]) -> Iterator[RawItem]:
             continue
         try:
             yield RawItem(index=index, value=json.loads(line, parse_constant=_reject_constant))
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             yield RawItem(index=index, parse_errors={"_schema": [f"Not valid JSON: {exc}"]})
         index += 1
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -83,9 +83,10 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = error.get_response().headers["Allow"]
         return response
 
-    @app.errorhandler(SQLAlchemyError)
-    def _database_error(error: SQLAlchemyError) -> Response:
-        log.exception("database error")
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_unreachable(error: SQLAlchemyError) -> Response:
+        log.exception("database unreachable")
         response = error_response(ApiError(503, "The database is unavailable; try again shortly."))
         response.headers["Retry-After"] = "5"
         return response

@@ -11,6 +11,7 @@ from gateway.context import gateway_context
 from gateway.errors import ApiError
 from gateway.metrics import OBSERVATIONS_SUBMITTED, PUBLISH_FAILURES
 from gateway.representations import prediction_body, result_url
+from worker.schemas import valid_observation_id
 from worker.storage import QUEUED, PredictionRecord, find_prediction, save_true_class, utc_now
 from worker.submissions import Outcome, submit_observation
 
@@ -70,10 +71,12 @@ def _wait_seconds() -> float:
     return wait
 
 
-@blueprint.get("/predictions/<observation_id>")
+@blueprint.get("/predictions/<path:observation_id>")
 def get_prediction(observation_id: str) -> Response:
     """Return the status and, once done, the prediction; with ?wait=N, hold up to N s for the result."""
     deadline = time.monotonic() + _wait_seconds()
+    if not valid_observation_id(observation_id):
+        raise ApiError(404, "No observation with that id.")
     pause = 0.02
     while True:
         with gateway_context().engine.connect() as conn:

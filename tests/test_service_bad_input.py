@@ -135,3 +135,19 @@ def test_unknown_path_is_a_json_404(stack: ServiceStack, api: requests.Session) 
 def test_feedback_that_is_not_json_is_415(stack: ServiceStack, api: requests.Session) -> None:
     response = api.post(stack.url("/update"), data="id=1&true_class=1", timeout=5)
     assert_error(response, 415, "unsupported_media_type")
+
+
+def test_deeply_nested_json_is_400_not_500(
+    stack: ServiceStack, api: requests.Session, nothing_stored: None
+) -> None:
+    response = api.post(
+        stack.url("/predict"), data="[" * 60_000, headers={"Content-Type": "application/json"}, timeout=5
+    )
+    assert_error(response, 400, "bad_request")
+
+
+def test_id_that_cannot_exist_is_404_without_a_database_error(
+    stack: ServiceStack, api: requests.Session
+) -> None:
+    assert_error(api.get(stack.url("/predictions/a%00b"), timeout=5), 404, "not_found")
+    assert_error(api.get(stack.url("/predictions/" + "x" * 129), timeout=5), 404, "not_found")

@@ -134,3 +134,11 @@ def test_ready_is_503_naming_the_broker_when_it_is_down(stack: ServiceStack) -> 
     error = response.get_json()["error"]
     assert error["fields"] == {"database": "ok", "broker": "down", "model_bundle": "ok"}
     assert "broker" in error["message"]
+
+
+def test_id_with_a_slash_can_be_polled_at_its_location(stack: ServiceStack, api: requests.Session) -> None:
+    body = prediction_request(id=f"upstream/{new_id()}")
+    accepted = api.post(stack.url("/predict"), json=body, timeout=5)
+    assert accepted.status_code == 202
+    result = api.get(stack.url(accepted.headers["Location"]), params={"wait": 20}, timeout=30).json()
+    assert result["id"] == body["id"] and result["status"] == "done"

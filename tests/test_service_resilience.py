@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import time
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.factories import observation, prediction_request
 from tests.stack import ServiceStack, poll_until_finished, postgres_server, wait_until
+from worker.bundle import current_version
 from worker.celery_app import create_celery_app
 from worker.publishing import publish_observations
 from worker.storage import (
@@ -71,7 +75,7 @@ def test_true_outcome_may_arrive_before_the_prediction(stopped_worker: ServiceSt
 def test_observations_survive_a_broker_emptied_by_hand(stopped_worker: ServiceStack) -> None:
     stack = stopped_worker
     ids = submit_all(stack, 10)
-    stack.empty_queue()
+    stack.empty_broker()
     assert stack.queue_length() == 0
     stack.start("worker")
     stack.start("redrive")
@@ -149,7 +153,10 @@ def test_postgres_restart_loses_nothing_and_stores_nothing_while_down(stopped_wo
 
     postgres_server("stop")
     try:
-        stack.start("worker")  # it takes the waiting message while the database is down
+        stack.start("worker")
+        wait_until(
+            lambda: stack.queue_length() == 0, timeout=60, interval=0.1
+        )  # taken while the database is down
         refused = prediction_request()
         response = requests.post(stack.url("/predict"), json=refused, timeout=10)
         assert response.status_code == 503
@@ -157,7 +164,6 @@ def test_postgres_restart_loses_nothing_and_stores_nothing_while_down(stopped_wo
         assert "psycopg" not in response.text and "Traceback" not in response.text
         ready = requests.get(stack.url("/ready"), timeout=10)
         assert ready.status_code == 503 and ready.json()["error"]["fields"]["database"] == "down"
-        time.sleep(1)
     finally:
         postgres_server("start")
 
@@ -168,3 +174,36 @@ def test_postgres_restart_loses_nothing_and_stores_nothing_while_down(stopped_wo
     after = prediction_request()
     assert requests.post(stack.url("/predict"), json=after, timeout=5).status_code == 202
     assert poll_until_finished(stack, after["id"])["status"] == "done"
+
+
+def test_broker_down_at_submission_still_accepts_and_predicts_once_it_is_back(stack: ServiceStack) -> None:
+    if stack.backend.stop_broker is None or stack.backend.start_broker is None:
+        pytest.skip("the shared system Redis is not stopped by tests; the embedded run covers this")
+    stack.backend.stop_broker()
+    try:
+        body = prediction_request()
+        response = requests.post(stack.url("/predict"), json=body, timeout=15)
+        assert response.status_code == 202 and response.json()["status"] == "queued"
+        metrics = requests.get(stack.url("/metrics"), timeout=5).text
+        assert "gateway_publish_failures_total" in metrics
+    finally:
+        stack.backend.start_broker()
+    assert poll_until_finished(stack, body["id"], timeout=60)["status"] == "done"
+
+
+def test_worker_refuses_to_start_on_a_tampered_bundle(stack: ServiceStack, tmp_path: Path) -> None:
+    version = current_version(stack.settings().artifacts_dir)
+    shutil.copytree(stack.settings().artifacts_dir / version, tmp_path / version)
+    (tmp_path / "current").write_text(version)
+    pipeline = tmp_path / version / "pipeline.joblib"
+    pipeline.write_bytes(pipeline.read_bytes()[:-1] + b"\x00")
+    worker = subprocess.run(
+        [*stack.commands["worker"][:-2], "--hostname", f"tampered-{uuid.uuid4().hex[:6]}@%h"],
+        env={**stack.env, "ARTIFACTS_DIR": str(tmp_path), "QUEUE_NAME": "tampered"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert worker.returncode != 0
+    assert "pipeline.joblib" in worker.stderr and "does not match" in worker.stderr

@@ -24,7 +24,12 @@ def create_celery_app(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         # Prefetch must exceed the batch size, or a batch could never fill.
         worker_prefetch_multiplier=max(2 * settings.batch_size, 4),
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            # A broker that stops answering fails a publish in seconds instead of hanging a request.
+            "socket_timeout": 5,
+            "socket_connect_timeout": 2,
+        },
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
         worker_hijack_root_logger=False,

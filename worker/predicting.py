@@ -53,7 +53,10 @@ def predict_observations(
         try:
             results.extend(_results(bundle, [observation]))
         except Exception as exc:
-            failures[observation.id] = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "observation cannot be scored", exc_info=True, extra={"observation_id": observation.id}
+            )
+            failures[observation.id] = f"The model could not score this observation ({type(exc).__name__})."
     return results, failures
 
 

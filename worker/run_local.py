@@ -21,7 +21,7 @@ def service_commands(host: str, port: int, state_dir: Path) -> dict[str, list[st
     return {
         "gateway": [
             python, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--bind", f"{host}:{port}",
-            "--access-logfile", "-", "gateway.wsgi:app",
+            "gateway.wsgi:app",
         ],
         "worker": [
             python, "-m", "celery", "-A", "worker.main", "worker",
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     upgrade_to_head(database_url)
 
     for name, command in service_commands(args.host, args.port, PROJECT_ROOT / "var").items():
-        children[name] = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT)
+        # Own sessions: Ctrl-C reaches only this supervisor, which stops them in order.
+        children[name] = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
     base = f"http://{args.host}:{args.port}"
     print(
         f"\nContraband predictions is starting:\n"

@@ -37,6 +37,11 @@ class OutcomeFlag(fields.Field[bool]):
         raise self.make_error("invalid")
 
 
+def valid_observation_id(value: str) -> bool:
+    """Return whether value could be an observation id (so a lookup is worth a query)."""
+    return 1 <= len(value) <= ID_MAX_LENGTH and value.isprintable()
+
+
 def observation_id() -> fields.String:
     """Return the field for a client-chosen observation id: 1-128 printable characters."""
     return fields.String(

@@ -17,7 +17,7 @@ LOCAL_BROKER_URL = "redis://127.0.0.1:6379/0"
 class Settings(BaseSettings):
     """Service configuration; every field maps to an upper-case environment variable."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True, protected_namespaces=())
 
     app_env: Literal["local", "production"] = "local"
     database_url: str = LOCAL_DATABASE_URL
@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     artifacts_dir: Path = PROJECT_ROOT / "artifacts"
     # Empty: the version named in artifacts/current.
     model_version: str = ""
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     queue_name: str = "predictions"
     batch_size: int = Field(default=100, ge=1, le=10_000)
@@ -36,7 +36,7 @@ class Settings(BaseSettings):
 
     redrive_after_s: int = Field(default=30, ge=1)
     redrive_interval_s: int = Field(default=10, ge=1)
-    redrive_limit: int = Field(default=10_000, ge=1)
+    redrive_limit: int = Field(default=10_000, ge=1, le=30_000)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     poll_retry_after_s: int = Field(default=1, ge=1)

@@ -104,9 +104,11 @@ def utc_now() -> datetime:
 
 def _aware(value: datetime | None) -> datetime | None:
     # SQLite hands back naive datetimes; every time stored here is UTC.
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value
+    return value.astimezone(UTC)
 
 
 def _record(row: sa.Row[Any]) -> PredictionRecord:
@@ -139,7 +141,9 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    return sa.create_engine(
+        url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args={"connect_timeout": 5}
+    )
 
 
 def _insert(conn: Connection) -> Any:
@@ -192,8 +196,10 @@ def save_predictions(
             attempts=predictions.c.attempts + 1,
         )
     )
+    # Sorted, so two workers writing overlapping rows take the row locks in the same order.
     params = [
-        {"result_id": r.id, "result_proba": r.proba, "result_prediction": r.prediction} for r in results
+        {"result_id": r.id, "result_proba": r.proba, "result_prediction": r.prediction}
+        for r in sorted(results, key=lambda r: r.id)
     ]
     return conn.execute(statement, params).rowcount
 

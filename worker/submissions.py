@@ -44,7 +44,8 @@ def submit_observation(
     with engine.begin() as conn:
         created = insert_queued(conn, observation_id=observation_id, observation=observation, now=utc_now())
         record = find_prediction(conn, observation_id=observation_id)
-    assert record is not None, "a row just inserted or found must exist"
+    if record is None:
+        raise RuntimeError(f"observation {observation_id!r} vanished between insert and read")
     if not created:
         outcome = Outcome.REPLAYED if record.observation == observation else Outcome.CONFLICT
         return Submission(outcome=outcome, record=record, published=False)

@@ -7,11 +7,11 @@ from functools import lru_cache
 from typing import Any
 
 from celery import current_app, shared_task
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, worker_init
 from celery_batches import Batches, SimpleRequest
 from sqlalchemy.engine import Engine
 
-from worker.bundle import ModelBundle, load_bundle
+from worker.bundle import BundleError, ModelBundle, load_bundle
 from worker.celery_app import PREDICT_TASK, REDRIVE_TASK
 from worker.logs import configure_logging
 from worker.predicting import predict_and_store
@@ -40,10 +40,15 @@ def _configure_logging(**_: Any) -> None:
     configure_logging(settings.log_level)
 
 
-@worker_process_init.connect
-def _load_model_at_process_start(**_: Any) -> None:
-    # Eager, not lazy: the first batch does not pay the load, and a bad bundle fails at start.
-    process_bundle()
+@worker_init.connect
+def _load_model_at_worker_start(**_: Any) -> None:
+    # Eager, in the main process before the pool forks: every pool process inherits the loaded
+    # pipeline (copy-on-write), the first batch does not pay for it, and a bad bundle stops the worker.
+    try:
+        process_bundle()
+    except BundleError:
+        log.critical("model bundle refused; worker stopping", exc_info=True)
+        raise SystemExit(1) from None  # Celery's signal dispatch swallows ordinary exceptions
 
 
 @shared_task(
