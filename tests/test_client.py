@@ -1,0 +1,93 @@
+"""The Python client and the `contraband` CLI against the running service."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from client import PredictionClient, ServiceError
+from tests.factories import COURSE_OBSERVATION, new_id, observation, prediction_request
+from tests.stack import ServiceStack
+
+
+def write_stops_csv(path: Path, rows: list[dict[str, object]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", *COURSE_OBSERVATION])
+        for row in rows:
+            values = [str(v).lower() if isinstance(v, bool) else v for v in row["observation"].values()]  # type: ignore[attr-defined]
+            writer.writerow([row["id"], *values])
+
+
+def test_cli_submits_a_csv_follows_it_and_writes_results_with_line_numbers(
+    stack: ServiceStack, tmp_path: Path
+) -> None:
+    rows = [prediction_request(id=new_id("cli"), hour=h) for h in (0, 5, 10, 15, 20)]
+    rows[2] = prediction_request(id=rows[2]["id"], StatuteReason="Stop sign")
+    stops = tmp_path / "stops.csv"
+    write_stops_csv(stops, rows)
+    out = tmp_path / "results.csv"
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "client.cli", "submit", str(stops), "--out", str(out),
+         "--url", stack.base_url, "--chunk-rows", "2", "--poll-seconds", "0.1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 3, cli.stderr
+    assert f"line 4: id {rows[2]['id']!r}" in cli.stderr and "Stop Sign" in cli.stderr
+    assert "4 rows accepted, 1 rejected, in 3 batches" in cli.stderr
+    results = list(csv.DictReader(out.read_text().splitlines()))
+    assert [(r["line"], r["id"]) for r in results] == [
+        ("2", rows[0]["id"]),
+        ("3", rows[1]["id"]),
+        ("5", rows[3]["id"]),
+        ("6", rows[4]["id"]),
+    ]
+    assert {r["status"] for r in results} == {"done"}
+
+
+def test_cli_without_wait_prints_batch_ids_and_exits_zero(stack: ServiceStack, tmp_path: Path) -> None:
+    stops = tmp_path / "stops.csv"
+    write_stops_csv(stops, [prediction_request(id=new_id("nowait"))])
+    cli = subprocess.run(
+        [sys.executable, "-m", "client.cli", "submit", str(stops), "--no-wait", "--url", stack.base_url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert len(cli.stdout.split()) == 1
+
+
+def test_cli_reports_an_unreachable_service_and_exits_one(tmp_path: Path) -> None:
+    stops = tmp_path / "stops.csv"
+    write_stops_csv(stops, [prediction_request()])
+    cli = subprocess.run(
+        [sys.executable, "-m", "client.cli", "submit", str(stops),
+         "--url", "http://127.0.0.1:9", "--timeout", "2"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 1
+    assert "contraband: " in cli.stderr and "Connection refused" in cli.stderr
+
+
+def test_client_submits_waits_labels_and_reads_batches(stack: ServiceStack) -> None:
+    with PredictionClient(stack.base_url, timeout=10) as client:
+        observation_id = new_id("client")
+        assert client.submit(observation_id, observation())["status"] == "queued"
+        done = client.wait(observation_id, timeout=30)
+        assert done["status"] == "done"
+        assert client.update(observation_id, True)["true_class"] is True
+
+        items = [prediction_request() for _ in range(3)]
+        receipt = client.submit_batch(items)
+        assert receipt["accepted"] == 3
+        for item in items:
+            client.wait(item["id"], timeout=30)
+        assert [r["id"] for r in client.iter_results(receipt["batch_id"])] == [i["id"] for i in items]
+
+        with pytest.raises(ServiceError) as error:
+            client.submit(new_id(), observation(hour=24))
+        assert error.value.status == 422 and "hour" in error.value.error["fields"]["observation"]
