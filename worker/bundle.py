@@ -14,6 +14,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import sklearn
+from threadpoolctl import threadpool_limits
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,11 @@ class ModelBundle:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Return the probability of the positive class for each row of frame."""
         return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype="float64")
+
+
+def limit_native_threads(count: int) -> None:
+    """Cap OpenMP/BLAS threads: busy-waiting pools of several processes on few cores stall for seconds."""
+    threadpool_limits(limits=count)
 
 
 def sha256_of(path: Path) -> str:

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     queue_name: str = "predictions"
+    # Native threads per worker process for predict_proba; parallelism comes from processes.
+    model_threads: int = Field(default=1, ge=1, le=64)
     batch_size: int = Field(default=100, ge=1, le=10_000)
     batch_flush_ms: int = Field(default=20, ge=1, le=10_000)
     max_attempts: int = Field(default=3, ge=1, le=20)

@@ -7,11 +7,11 @@ from functools import lru_cache
 from typing import Any
 
 from celery import current_app, shared_task
-from celery.signals import setup_logging, worker_init
+from celery.signals import setup_logging, worker_init, worker_process_init
 from celery_batches import Batches, SimpleRequest
 from sqlalchemy.engine import Engine
 
-from worker.bundle import BundleError, ModelBundle, load_bundle
+from worker.bundle import BundleError, ModelBundle, limit_native_threads, load_bundle
 from worker.celery_app import PREDICT_TASK, REDRIVE_TASK
 from worker.logs import configure_logging
 from worker.predicting import predict_and_store
@@ -44,11 +44,17 @@ def _configure_logging(**_: Any) -> None:
 def _load_model_at_worker_start(**_: Any) -> None:
     # Eager, in the main process before the pool forks: every pool process inherits the loaded
     # pipeline (copy-on-write), the first batch does not pay for it, and a bad bundle stops the worker.
+    limit_native_threads(settings.model_threads)
     try:
         process_bundle()
     except BundleError:
         log.critical("model bundle refused; worker stopping", exc_info=True)
         raise SystemExit(1) from None  # Celery's signal dispatch swallows ordinary exceptions
+
+
+@worker_process_init.connect
+def _limit_threads_in_pool_process(**_: Any) -> None:
+    limit_native_threads(settings.model_threads)
 
 
 @shared_task(

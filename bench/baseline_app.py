@@ -1,0 +1,51 @@
+"""The course's synchronous server, rebuilt on the same bundle and database for a fair baseline.
+
+Flask validates the observation, builds a one-row DataFrame, calls predict_proba inline and INSERTs one row
+per request; served by gunicorn with two sync workers (`gunicorn -w 2 bench.baseline_app:app`).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, request
+from marshmallow import ValidationError
+
+from worker.bundle import limit_native_threads, load_bundle
+from worker.frames import build_frame
+from worker.schemas import request_schemas
+from worker.settings import get_settings
+from worker.storage import DONE, make_engine, predictions, utc_now
+
+settings = get_settings()
+# The same thread cap the service's workers use: without it two sync workers stall each other for seconds.
+limit_native_threads(settings.model_threads)
+bundle = load_bundle(settings.artifacts_dir, settings.model_version)
+schemas = request_schemas(bundle.spec)
+engine = make_engine(settings.database_url)
+app = Flask(__name__)
+
+
+@app.post("/predict")
+def predict() -> tuple[Response, int]:
+    """Validate, predict inline, store, answer with the prediction."""
+    try:
+        body = schemas.prediction.load(request.get_json())
+    except ValidationError as error:
+        return jsonify({"error": error.messages}), 422
+    proba = float(bundle.predict_proba(build_frame([body["observation"]], bundle.spec))[0])
+    now = utc_now()
+    with engine.begin() as conn:
+        conn.execute(
+            predictions.insert().values(
+                id=body["id"],
+                observation=body["observation"],
+                status=DONE,
+                proba=proba,
+                prediction=proba >= bundle.threshold,
+                model_version=bundle.version,
+                attempts=1,
+                received_at=now,
+                published_at=now,
+                predicted_at=now,
+            )
+        )
+    return jsonify({"id": body["id"], "proba": proba, "prediction": proba >= bundle.threshold}), 200

@@ -1,0 +1,345 @@
+"""Benchmark the service against the synchronous baseline on this machine (make bench; --smoke for CI).
+
+Everything runs on loopback against the local Postgres and Redis, in one run: ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import psutil
+import psycopg
+import requests
+import sqlalchemy as sa
+
+from bench.load import COURSE_OBSERVATION, closed_loop, open_loop, percentile
+from tests.stack import ServiceStack, postgres_backend, wait_until
+from worker.bundle import load_bundle
+from worker.frames import build_frame
+from worker.settings import PROJECT_ROOT, get_settings
+from worker.storage import QUEUED, predictions
+
+RESULTS_FILE = PROJECT_ROOT / "bench" / "RESULTS.md"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how big each measurement is."""
+
+    load_seconds: float
+    light_seconds: float
+    bulk_rows: int
+    rows_per_request: int
+    concurrency: int = 16
+    light_rate: float = 20
+
+
+FULL = Plan(load_seconds=15, light_seconds=10, bulk_rows=100_000, rows_per_request=10_000)
+SMOKE = Plan(load_seconds=1.5, light_seconds=1.5, bulk_rows=2_000, rows_per_request=1_000)
+
+
+def machine() -> str:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = psutil.virtual_memory().total / 2**30
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {python}, {platform.system()}"
+
+
+def wait_all_predicted(stack: ServiceStack, timeout: float = 600) -> datetime:
+    """Wait until nothing is queued; return the newest predicted_at."""
+
+    def drained() -> datetime | None:
+        with stack.engine.connect() as conn:
+            queued = conn.execute(
+                sa.select(sa.func.count()).where(predictions.c.status == QUEUED)
+            ).scalar_one()
+            last = conn.execute(sa.select(sa.func.max(predictions.c.predicted_at))).scalar_one()
+        return last if queued == 0 and last is not None else None
+
+    return wait_until(drained, timeout=timeout, interval=0.05)
+
+
+def submit_to_result_ms(stack: ServiceStack, ids: list[str]) -> list[float]:
+    with stack.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(predictions.c.received_at, predictions.c.predicted_at).where(predictions.c.id.in_(ids))
+        ).all()
+    return [(done - received).total_seconds() * 1000 for received, done in rows if done is not None]
+
+
+def run_baseline(stack: ServiceStack, plan: Plan, work_dir: Path) -> dict[str, float]:
+    """Serve the course design with gunicorn (2 sync workers) and load it like the service."""
+    port = stack.port + 1 if stack.port < 65000 else stack.port - 1
+    with (work_dir / "baseline.log").open("ab") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                "2",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "bench.baseline_app:app",
+            ],
+            env=stack.env,
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}/predict"
+
+        def up() -> bool:
+            try:
+                return requests.post(url, json={}, timeout=2).status_code == 422
+            except requests.RequestException:
+                return False
+
+        wait_until(up, timeout=60, interval=0.2)
+        result = closed_loop(url, concurrency=plan.concurrency, seconds=plan.load_seconds)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return {
+        "rps": result.rate,
+        "p50": percentile(result.latencies_ms, 0.5),
+        "p99": percentile(result.latencies_ms, 0.99),
+        "errors": result.errors,
+    }
+
+
+def run_single(stack: ServiceStack, plan: Plan) -> dict[str, float]:
+    """Single submissions under closed-loop load: accept rate and latency, and end-to-end rate."""
+    result = closed_loop(stack.url("/predict"), concurrency=plan.concurrency, seconds=plan.load_seconds)
+    last = wait_all_predicted(stack)
+    end_to_end = len(result.ids) / (last.timestamp() - result.started)
+    return {
+        "accept_rps": result.rate,
+        "p50": percentile(result.latencies_ms, 0.5),
+        "p99": percentile(result.latencies_ms, 0.99),
+        "e2e_rps": end_to_end,
+        "errors": result.errors,
+    }
+
+
+def run_light(stack: ServiceStack, plan: Plan) -> dict[str, float]:
+    """A steady light rate: submit-to-result latency, stamped by the service."""
+    result = open_loop(stack.url("/predict"), rate=plan.light_rate, seconds=plan.light_seconds)
+    wait_all_predicted(stack)
+    latencies = submit_to_result_ms(stack, result.ids)
+    return {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "count": len(latencies)}
+
+
+def run_bulk(stack: ServiceStack, plan: Plan) -> float:
+    """Submit bulk_rows observations as NDJSON batches; return observations per second until all predicted."""
+    run = uuid.uuid4().hex[:8]
+    started = time.time()
+    for start in range(0, plan.bulk_rows, plan.rows_per_request):
+        lines = (
+            json.dumps({"id": f"bulk-{run}-{n}", "observation": {**COURSE_OBSERVATION, "hour": n % 24}})
+            for n in range(start, min(start + plan.rows_per_request, plan.bulk_rows))
+        )
+        response = requests.post(
+            stack.url("/batches"),
+            data="\n".join(lines),
+            headers={"Content-Type": "application/x-ndjson"},
+            timeout=600,
+        )
+        response.raise_for_status()
+    last = wait_all_predicted(stack)
+    return plan.bulk_rows / (last.timestamp() - started)
+
+
+def raw_limit(stack: ServiceStack, plan: Plan) -> float:
+    """One predict_proba over the rows plus a COPY of them into Postgres: the floor of any design."""
+    bundle = load_bundle(get_settings().artifacts_dir)
+    observations = [{**COURSE_OBSERVATION, "hour": n % 24} for n in range(plan.bulk_rows)]
+    start = time.perf_counter()
+    probas = bundle.predict_proba(build_frame(observations, bundle.spec))
+    dsn = stack.backend.database_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TEMP TABLE raw_copy (id text, observation jsonb, proba float8)")
+        with conn.cursor().copy("COPY raw_copy (id, observation, proba) FROM STDIN") as copy:
+            for n, (observation, proba) in enumerate(zip(observations, probas, strict=True)):
+                copy.write_row((f"raw-{n}", json.dumps(observation), float(proba)))
+    return plan.bulk_rows / (time.perf_counter() - start)
+
+
+def worker_memory_mb(stack: ServiceStack) -> list[float]:
+    """Return the resident memory of the worker's main process and each pool process, in MB."""
+    main = psutil.Process(stack.processes["worker"].pid)
+    return [p.memory_info().rss / 2**20 for p in [main, *main.children(recursive=True)]]
+
+
+def set_worker_concurrency(stack: ServiceStack, processes: int) -> None:
+    command = stack.commands["worker"]
+    command[command.index("--concurrency") + 1] = str(processes)
+    stack.stop("worker")
+    stack.start("worker")
+    stack.wait_for_worker()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, for CI: checks the bench still runs"
+    )
+    parser.add_argument("--record", action="store_true", help=f"write the table to {RESULTS_FILE.name}")
+    args = parser.parse_args(argv)
+    plan = SMOKE if args.smoke else FULL
+
+    backend = postgres_backend()
+    with TemporaryDirectory() as scratch:
+        work_dir = Path(scratch)
+        stack = ServiceStack(backend, work_dir)
+        stack.env.update(
+            {
+                "LOG_LEVEL": "WARNING",
+                "REDRIVE_AFTER_S": "300",
+                "MAX_BODY_BYTES": "1048576",
+                "BULK_MAX_ITEMS": "1000000",
+                "BULK_CHUNK_ROWS": "2000",
+                "BULK_ROWS_PER_MESSAGE": "500",
+                "BATCH_SIZE": "100",
+                "BATCH_FLUSH_MS": "20",
+            }
+        )
+        try:
+            print(f"machine: {machine()}", file=sys.stderr)
+            print("baseline: course design, gunicorn 2 sync workers ...", file=sys.stderr)
+            baseline = run_baseline(stack, plan, work_dir)
+            stack.start_all()
+            print("single submissions ...", file=sys.stderr)
+            single = run_single(stack, plan)
+            print("light load ...", file=sys.stderr)
+            light = run_light(stack, plan)
+            print("bulk, 1 worker process ...", file=sys.stderr)
+            bulk_one = run_bulk(stack, plan)
+            memory = worker_memory_mb(stack)
+            print("bulk, 2 worker processes ...", file=sys.stderr)
+            set_worker_concurrency(stack, 2)
+            bulk_two = run_bulk(stack, plan)
+            memory_two = worker_memory_mb(stack)
+            print("raw limit ...", file=sys.stderr)
+            raw = raw_limit(stack, plan)
+        finally:
+            stack.close()
+            backend.close()
+    table = render(plan, baseline, single, light, bulk_one, bulk_two, raw, memory, memory_two, args.smoke)
+    print(table)
+    if args.record:
+        RESULTS_FILE.write_text(table + "\n")
+    return 0
+
+
+def render(
+    plan: Plan,
+    baseline: dict[str, float],
+    single: dict[str, float],
+    light: dict[str, float],
+    bulk_one: float,
+    bulk_two: float,
+    raw: float,
+    memory: list[float],
+    memory_two: list[float],
+    smoke: bool,
+) -> str:
+    base = baseline["rps"]
+    best_bulk = max(bulk_one, bulk_two)
+    worst_rss = max(memory + memory_two)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    rows: list[tuple[str, str, str, str]] = [
+        ("baseline: course design, requests/s", f"{base:,.0f}", "1.0x", ""),
+        ("baseline latency p50 / p99 (ms)", f"{baseline['p50']:.1f} / {baseline['p99']:.1f}", "", ""),
+        (
+            "single submissions accepted/s",
+            f"{single['accept_rps']:,.0f}",
+            f"{single['accept_rps'] / base:.1f}x",
+            "",
+        ),
+        (
+            "single submissions end-to-end obs/s",
+            f"{single['e2e_rps']:,.0f}",
+            f"{single['e2e_rps'] / base:.1f}x",
+            f"≥ 5x baseline: {verdict(single['e2e_rps'] >= 5 * base)}",
+        ),
+        (
+            "accept latency p50 / p99 (ms)",
+            f"{single['p50']:.1f} / {single['p99']:.1f}",
+            "",
+            f"p99 ≤ 20 ms: {verdict(single['p99'] <= 20)}",
+        ),
+        (
+            f"submit-to-result at {plan.light_rate:g}/s, p50 / p99 (ms)",
+            f"{light['p50']:.1f} / {light['p99']:.1f}",
+            "",
+            f"p50 ≤ 25 ms: {verdict(light['p50'] <= 25)}",
+        ),
+        (
+            f"bulk {plan.bulk_rows:,} obs, 1 worker process, obs/s",
+            f"{bulk_one:,.0f}",
+            f"{bulk_one / base:.0f}x",
+            "",
+        ),
+        (
+            f"bulk {plan.bulk_rows:,} obs, 2 worker processes, obs/s",
+            f"{bulk_two:,.0f}",
+            f"{bulk_two / base:.0f}x",
+            f"≥ 200x baseline: {verdict(best_bulk >= 200 * base)}",
+        ),
+        (
+            "bulk: 2 processes / 1 process",
+            f"{bulk_two / bulk_one:.2f}x",
+            "",
+            f"≥ 1.7x: {verdict(bulk_two >= 1.7 * bulk_one)}",
+        ),
+        (
+            "raw limit: one predict_proba + COPY, obs/s",
+            f"{raw:,.0f}",
+            f"{best_bulk / raw:.0%} reached",
+            f"≥ 50 %: {verdict(best_bulk >= 0.5 * raw)}",
+        ),
+        (
+            "worker RSS per process, 1 / 2 pool processes (MB)",
+            " · ".join(f"{m:.0f}" for m in memory) + " / " + " · ".join(f"{m:.0f}" for m in memory_two),
+            "",
+            f"≤ 150 MB: {verdict(worst_rss <= 150)}",
+        ),
+    ]
+    header = [
+        f"## Benchmark {'(smoke: sizes too small to mean anything)' if smoke else ''}".rstrip(),
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {machine()} · `make bench`",
+        f"Postgres and Redis on this machine; load from an aiohttp client, {plan.concurrency} in flight for "
+        f"{plan.load_seconds:g} s; logs at WARNING for both sides.",
+        "",
+        "| measure | value | vs baseline | target |",
+        "| --- | --- | --- | --- |",
+    ]
+    return "\n".join(header + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
