@@ -29,7 +29,7 @@ def _with_polling_headers(response: Response, record: PredictionRecord) -> Respo
 def submit_prediction() -> Response:
     """Validate and store one observation, queue it, answer 202 with the URL to poll."""
     context = gateway_context()
-    request_body = context.schemas.prediction.load(read_json_body())
+    request_body = context.schemas.load_prediction(read_json_body())
     submission = submit_observation(
         engine=context.engine,
         celery=context.celery,

@@ -121,7 +121,7 @@ def submit_batch(
                     receipt.rejected.append(Rejection(item.index, None, item.parse_errors))
                     continue
                 try:
-                    loaded = schemas.prediction.load(item.value)
+                    loaded = schemas.load_prediction(item.value)
                 except ValidationError as error:
                     messages = (
                         error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}

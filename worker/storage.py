@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -178,12 +179,54 @@ def find_prediction(conn: Connection, *, observation_id: str) -> PredictionRecor
     return _record(row) if row is not None else None
 
 
+# On Postgres, batches travel as arrays: one statement whatever the row count, compiled once.
+_PG_SAVE_PREDICTIONS = sa.text(
+    """
+    UPDATE predictions AS p
+    SET status = 'done', proba = v.proba, prediction = v.prediction, model_version = :model_version,
+        predicted_at = :now, attempts = p.attempts + 1
+    FROM unnest(CAST(:ids AS text[]), CAST(:probas AS float8[]), CAST(:predictions AS boolean[]))
+         AS v(id, proba, prediction)
+    WHERE p.id = v.id AND p.status = 'queued'
+    """
+)
+_PG_INSERT_QUEUED = sa.text(
+    """
+    INSERT INTO predictions (id, observation, status, attempts, received_at, published_at, batch_id)
+    SELECT v.id, CAST(v.observation AS jsonb), 'queued', 0, :now, :now, :batch_id
+    FROM unnest(CAST(:ids AS text[]), CAST(:observations AS text[])) AS v(id, observation)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+    """
+)
+_PG_ADD_BATCH_ITEMS = sa.text(
+    """
+    INSERT INTO batch_items (batch_id, position, observation_id)
+    SELECT :batch_id, v.position, v.observation_id
+    FROM unnest(CAST(:positions AS integer[]), CAST(:ids AS text[])) AS v(position, observation_id)
+    """
+)
+
+
 def save_predictions(
     conn: Connection, *, results: Sequence[PredictionResult], model_version: str, now: datetime
 ) -> int:
     """Write a batch of results in one statement; a row already finished keeps its first result."""
     if not results:
         return 0
+    # Sorted, so two workers writing overlapping rows take the row locks in the same order.
+    ordered = sorted(results, key=lambda r: r.id)
+    if conn.dialect.name == "postgresql":
+        return conn.execute(
+            _PG_SAVE_PREDICTIONS,
+            {
+                "ids": [r.id for r in ordered],
+                "probas": [r.proba for r in ordered],
+                "predictions": [r.prediction for r in ordered],
+                "model_version": model_version,
+                "now": now,
+            },
+        ).rowcount
     statement = (
         predictions.update()
         .where(predictions.c.id == sa.bindparam("result_id"), predictions.c.status == QUEUED)
@@ -196,10 +239,8 @@ def save_predictions(
             attempts=predictions.c.attempts + 1,
         )
     )
-    # Sorted, so two workers writing overlapping rows take the row locks in the same order.
     params = [
-        {"result_id": r.id, "result_proba": r.proba, "result_prediction": r.prediction}
-        for r in sorted(results, key=lambda r: r.id)
+        {"result_id": r.id, "result_proba": r.proba, "result_prediction": r.prediction} for r in ordered
     ]
     return conn.execute(statement, params).rowcount
 
@@ -308,6 +349,14 @@ def insert_queued_many(
     now: datetime,
 ) -> set[str]:
     """Store many observations as queued with multi-row statements; return the ids actually created."""
+    if conn.dialect.name == "postgresql":
+        params = {
+            "ids": [o.id for o in observations],
+            "observations": [json.dumps(o.observation) for o in observations],
+            "now": now,
+            "batch_id": batch_id,
+        }
+        return set(conn.execute(_PG_INSERT_QUEUED, params).scalars())
     created: set[str] = set()
     for chunk in _chunks(observations):
         rows = [
@@ -350,6 +399,14 @@ def create_batch(conn: Connection, *, batch_id: str, now: datetime) -> None:
 
 def add_batch_items(conn: Connection, *, batch_id: str, positions: Sequence[tuple[int, str]]) -> None:
     """Record accepted items (position in the submission, observation id) with multi-row statements."""
+    if conn.dialect.name == "postgresql":
+        params = {
+            "batch_id": batch_id,
+            "positions": [p for p, _ in positions],
+            "ids": [i for _, i in positions],
+        }
+        conn.execute(_PG_ADD_BATCH_ITEMS, params)
+        return
     for chunk in _chunks(positions):
         conn.execute(
             batch_items.insert().values(
