@@ -43,10 +43,12 @@ def _links(batch_id: str) -> dict[str, str]:
 
 def _items_of_request() -> Iterator[RawItem]:
     mimetype = request.mimetype
+    # Buffered: reading lines straight from the WSGI stream costs a call per byte.
+    stream = io.BufferedReader(request.stream, buffer_size=1 << 20)  # type: ignore[type-var]
     if mimetype in NDJSON_TYPES:
-        return iter_ndjson(request.stream)
+        return iter_ndjson(stream)
     if mimetype in CSV_TYPES:
-        return iter_csv(request.stream, gateway_context().spec)
+        return iter_csv(stream, gateway_context().spec)
     if mimetype == "application/json":
         return iter_json_document()
     raise ApiError(415, "Send the batch as application/json, application/x-ndjson or text/csv.")
