@@ -13,9 +13,10 @@ from flask import Flask, Response, g, request
 from gateway import routes_batches, routes_ops, routes_predictions
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import register_error_handlers
-from gateway.metrics import LATENCY, REQUESTS
+from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS
 from worker.bundle import load_feature_spec
 from worker.celery_app import create_celery_app
+from worker.publishing import BackgroundPublisher
 from worker.schemas import request_schemas
 from worker.settings import Settings, get_settings
 from worker.storage import make_engine
@@ -33,10 +34,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     spec = load_feature_spec(settings.artifacts_dir, settings.model_version)
+    celery = create_celery_app(settings)
     app.extensions[EXTENSION] = GatewayContext(
         settings=settings,
         engine=make_engine(settings.database_url),
-        celery=create_celery_app(settings),
+        celery=celery,
+        publisher=BackgroundPublisher(celery, on_failure=PUBLISH_FAILURES.inc),
         spec=spec,
         schemas=request_schemas(spec),
     )

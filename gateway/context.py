@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 
 from worker.bundle import FeatureSpec
+from worker.publishing import BackgroundPublisher
 from worker.schemas import RequestSchemas
 from worker.settings import Settings
 
@@ -22,6 +23,7 @@ class GatewayContext:
     settings: Settings
     engine: Engine
     celery: Celery
+    publisher: BackgroundPublisher
     spec: FeatureSpec
     schemas: RequestSchemas
 

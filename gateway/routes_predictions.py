@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from gateway.bodies import read_json_body
 from gateway.context import gateway_context
 from gateway.errors import ApiError
-from gateway.metrics import OBSERVATIONS_SUBMITTED, PUBLISH_FAILURES
+from gateway.metrics import OBSERVATIONS_SUBMITTED
 from gateway.representations import prediction_body, result_url
 from worker.schemas import valid_observation_id
 from worker.storage import QUEUED, PredictionRecord, find_prediction, save_true_class, utc_now
@@ -32,7 +32,7 @@ def submit_prediction() -> Response:
     request_body = context.schemas.load_prediction(read_json_body())
     submission = submit_observation(
         engine=context.engine,
-        celery=context.celery,
+        publish=context.publisher.submit,
         observation_id=request_body["id"],
         observation=request_body["observation"],
     )
@@ -44,8 +44,6 @@ def submit_prediction() -> Response:
             f"Observation id {record.id!r} was already submitted with a different observation.",
             links={"existing": result_url(record.id)},
         )
-    if submission.outcome is Outcome.ACCEPTED and not submission.published:
-        PUBLISH_FAILURES.inc()
     if submission.outcome is Outcome.ACCEPTED:
         response = jsonify({"id": record.id, "status": QUEUED, "links": {"result": result_url(record.id)}})
         response.status_code = 202

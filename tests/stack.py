@@ -133,7 +133,7 @@ class ServiceStack:
             "REDRIVE_AFTER_S": "3",
             "REDRIVE_INTERVAL_S": "1",
             "BATCH_SIZE": "50",
-            "BATCH_FLUSH_MS": "20",
+            "BATCH_FLUSH_MS": "5",
             "MAX_BODY_BYTES": "65536",
             "MAX_ATTEMPTS": "2",
             "BULK_MAX_ITEMS": str(self.bulk_max_items),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -48,11 +49,12 @@ def test_queued_observation_says_when_to_ask_again_and_replay_sends_no_second_me
     before = stack.queue_length()
     body = prediction_request()
     assert requests.post(stack.url("/predict"), json=body, timeout=5).status_code == 202
-    assert stack.queue_length() == before + 1
+    wait_until(lambda: stack.queue_length() == before + 1, timeout=10)
 
     replay = requests.post(stack.url("/predict"), json=body, timeout=5)
     assert replay.status_code == 202
     assert replay.json()["status"] == "queued"
+    time.sleep(0.5)  # a second message, if one were sent, would be in Redis by now
     assert stack.queue_length() == before + 1
 
     poll = requests.get(stack.url(f"/predictions/{body['id']}"), timeout=5)

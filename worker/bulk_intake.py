@@ -19,7 +19,7 @@ from celery import Celery
 from marshmallow import ValidationError
 from sqlalchemy.engine import Engine
 
-from worker.publishing import publish_observations
+from worker.publishing import PUBLISH_ERRORS, publish_observations
 from worker.schemas import RequestSchemas
 from worker.storage import (
     QueuedObservation,
@@ -31,7 +31,6 @@ from worker.storage import (
     iter_batch_queued,
     utc_now,
 )
-from worker.submissions import PUBLISH_ERRORS
 
 log = logging.getLogger(__name__)
 CONFLICT_MESSAGE = "Already submitted with a different observation."

@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     # Native threads per worker process for predict_proba; parallelism comes from processes.
     model_threads: int = Field(default=1, ge=1, le=64)
     batch_size: int = Field(default=100, ge=1, le=10_000)
-    batch_flush_ms: int = Field(default=20, ge=1, le=10_000)
+    batch_flush_ms: int = Field(default=5, ge=1, le=10_000)
     max_attempts: int = Field(default=3, ge=1, le=20)
     # Longer than the slowest batch; a message not acked by then is redelivered to another worker.
     visibility_timeout_s: int = Field(default=300, ge=10)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from celery import Celery
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
 from sqlalchemy.engine import Engine
 
-from worker.publishing import publish_observations
-from worker.storage import PredictionRecord, QueuedObservation, find_prediction, insert_queued, utc_now
+from worker.storage import (
+    QUEUED,
+    PredictionRecord,
+    QueuedObservation,
+    find_prediction,
+    insert_queued,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
-
-PUBLISH_ERRORS = (KombuError, RedisError, OSError)
 
 
 class Outcome(Enum):
@@ -30,29 +32,34 @@ class Outcome(Enum):
 
 @dataclass(frozen=True)
 class Submission:
-    """The outcome of one submission, with the stored record and whether a message went out."""
+    """The outcome of one submission, with the stored record."""
 
     outcome: Outcome
     record: PredictionRecord
-    published: bool
 
 
 def submit_observation(
-    *, engine: Engine, celery: Celery, observation_id: str, observation: dict[str, Any]
+    *,
+    engine: Engine,
+    publish: Callable[[QueuedObservation], None],
+    observation_id: str,
+    observation: dict[str, Any],
 ) -> Submission:
     """Commit the observation as queued, then publish it; an existing id is a replay or a conflict."""
+    now = utc_now()
     with engine.begin() as conn:
-        created = insert_queued(conn, observation_id=observation_id, observation=observation, now=utc_now())
-        record = find_prediction(conn, observation_id=observation_id)
-    if record is None:
-        raise RuntimeError(f"observation {observation_id!r} vanished between insert and read")
+        created = insert_queued(conn, observation_id=observation_id, observation=observation, now=now)
+        existing = None if created else find_prediction(conn, observation_id=observation_id)
+    if existing is not None:
+        outcome = Outcome.REPLAYED if existing.observation == observation else Outcome.CONFLICT
+        return Submission(outcome=outcome, record=existing)
     if not created:
-        outcome = Outcome.REPLAYED if record.observation == observation else Outcome.CONFLICT
-        return Submission(outcome=outcome, record=record, published=False)
-    try:
-        publish_observations(celery, [QueuedObservation(id=observation_id, observation=observation)])
-    except PUBLISH_ERRORS:
-        # The row is committed: the redrive publishes it once the broker is back.
-        log.warning("publish failed; left for the redrive", extra={"observation_id": observation_id})
-        return Submission(outcome=Outcome.ACCEPTED, record=record, published=False)
-    return Submission(outcome=Outcome.ACCEPTED, record=record, published=True)
+        raise RuntimeError(f"observation {observation_id!r} neither inserted nor found")
+    # The commit is done: from here on the observation cannot be lost, whatever publishing does.
+    publish(QueuedObservation(id=observation_id, observation=observation))
+    record = PredictionRecord(
+        id=observation_id, observation=observation, status=QUEUED, proba=None, prediction=None,
+        model_version=None, failure_reason=None, attempts=0, true_class=None, received_at=now,
+        predicted_at=None, labelled_at=None,
+    )  # fmt: skip
+    return Submission(outcome=Outcome.ACCEPTED, record=record)
