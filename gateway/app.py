@@ -14,8 +14,8 @@ from gateway import routes_batches, routes_ops, routes_predictions
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import register_error_handlers
 from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS
-from worker.bundle import load_feature_spec
 from worker.celery_app import create_celery_app
+from worker.feature_spec import load_feature_spec
 from worker.publishing import BackgroundPublisher
 from worker.schemas import request_schemas
 from worker.settings import Settings, get_settings

@@ -11,7 +11,7 @@ from typing import IO, Any
 from gateway.bodies import read_json_body
 from gateway.errors import ApiError
 from worker.bulk_intake import RawItem
-from worker.bundle import FeatureColumn, FeatureSpec
+from worker.feature_spec import FeatureColumn, FeatureSpec
 
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}
 CSV_TYPES = {"text/csv"}

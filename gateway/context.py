@@ -8,7 +8,7 @@ from celery import Celery
 from flask import current_app
 from sqlalchemy.engine import Engine
 
-from worker.bundle import FeatureSpec
+from worker.feature_spec import FeatureSpec
 from worker.publishing import BackgroundPublisher
 from worker.schemas import RequestSchemas
 from worker.settings import Settings

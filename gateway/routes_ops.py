@@ -10,7 +10,7 @@ from gateway.context import gateway_context
 from gateway.errors import ApiError, error_response
 from gateway.metrics import render_metrics
 from gateway.openapi import build_openapi
-from worker.bundle import verify_bundle
+from worker.feature_spec import verify_bundle
 from worker.storage import ping
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ import pytest
 import requests
 
 from tests.stack import ServiceStack, embedded_backend, postgres_backend
-from worker.bundle import FeatureSpec, ModelBundle, load_bundle, load_feature_spec
+from worker.bundle import ModelBundle, load_bundle
+from worker.feature_spec import FeatureSpec, load_feature_spec
 from worker.schemas import RequestSchemas, request_schemas
 from worker.settings import get_settings
 

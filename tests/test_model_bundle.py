@@ -11,19 +11,17 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from tests.factories import observation
-from worker.bundle import (
+from worker.bundle import ModelBundle, TrainedVersionWarning, load_bundle
+from worker.evaluation import held_out_metrics
+from worker.feature_spec import (
     METADATA_FILE,
     PIPELINE_FILE,
     SPEC_FILE,
     BundleError,
     FeatureSpec,
-    ModelBundle,
-    TrainedVersionWarning,
     current_version,
-    load_bundle,
     load_feature_spec,
 )
-from worker.evaluation import held_out_metrics
 from worker.frames import build_frame
 from worker.settings import get_settings
 from worker.train import HOLD_OUT, SEED, train

@@ -13,8 +13,8 @@ import requests
 
 from tests.factories import observation, prediction_request
 from tests.stack import ServiceStack, poll_until_finished, postgres_server, wait_until
-from worker.bundle import current_version
 from worker.celery_app import create_celery_app
+from worker.feature_spec import current_version
 from worker.publishing import publish_observations
 from worker.storage import (
     QueuedObservation,

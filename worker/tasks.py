@@ -11,8 +11,9 @@ from celery.signals import setup_logging, worker_init, worker_process_init
 from celery_batches import Batches, SimpleRequest
 from sqlalchemy.engine import Engine
 
-from worker.bundle import BundleError, ModelBundle, limit_native_threads, load_bundle
+from worker.bundle import ModelBundle, limit_native_threads, load_bundle
 from worker.celery_app import PREDICT_TASK, REDRIVE_TASK
+from worker.feature_spec import BundleError
 from worker.logs import configure_logging
 from worker.predicting import predict_and_store
 from worker.redrive import redrive_stale as redrive_stale_observations

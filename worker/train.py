@@ -22,7 +22,8 @@ from sklearn.model_selection import cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
-from worker.bundle import (
+from worker.evaluation import PRECISION_BAR, choose_threshold, held_out_metrics
+from worker.feature_spec import (
     CURRENT_POINTER,
     METADATA_FILE,
     PIPELINE_FILE,
@@ -31,7 +32,6 @@ from worker.bundle import (
     FeatureSpec,
     sha256_of,
 )
-from worker.evaluation import PRECISION_BAR, choose_threshold, held_out_metrics
 from worker.frames import build_frame
 from worker.settings import get_settings
 from worker.training_data import DATA_DIR, TARGET, build_training_table
