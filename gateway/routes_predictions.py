@@ -12,7 +12,14 @@ from gateway.errors import ApiError
 from gateway.metrics import OBSERVATIONS_SUBMITTED
 from gateway.representations import prediction_body, result_url
 from worker.schemas import valid_observation_id
-from worker.storage import QUEUED, PredictionRecord, find_prediction, save_true_class, utc_now
+from worker.storage import (
+    QUEUED,
+    PredictionRecord,
+    find_prediction,
+    labelled_outcomes,
+    save_true_class,
+    utc_now,
+)
 from worker.submissions import Outcome, submit_observation
 
 blueprint = Blueprint("predictions", __name__)
@@ -99,3 +106,25 @@ def update_true_class() -> Response:
     if record is None:
         raise ApiError(404, f"No observation with id {feedback['id']!r}.")
     return jsonify(prediction_body(record))
+
+
+def _share(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+@blueprint.get("/performance")
+def live_performance() -> Response:
+    """Return precision and recall on the true outcomes received so far, per model version."""
+    with gateway_context().engine.connect() as conn:
+        outcomes = labelled_outcomes(conn)
+    versions = {}
+    for version, counts in sorted(outcomes.items()):
+        positives_called = counts["true_positive"] + counts["false_positive"]
+        positives_real = counts["true_positive"] + counts["false_negative"]
+        versions[version] = {
+            "labelled": sum(counts.values()),
+            **counts,
+            "precision": _share(counts["true_positive"], positives_called),
+            "recall": _share(counts["true_positive"], positives_real),
+        }
+    return jsonify({"model_versions": versions})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
@@ -204,7 +206,16 @@ class ServiceStack:
         self.engine.dispose()
 
     def queue_length(self) -> int:
+        """Return how many messages wait in the queue."""
         return int(self.broker.llen(self.backend.queue_name))
+
+    def queued_observations(self) -> int:
+        """Return how many observations the waiting messages carry (a message may carry several)."""
+        total = 0
+        for raw in self.broker.lrange(self.backend.queue_name, 0, -1):
+            _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            total += len(kwargs["observations"])
+        return total
 
     def empty_broker(self) -> None:
         """Lose every message, waiting or unacknowledged, as a Redis restarted without persistence would."""

@@ -142,3 +142,29 @@ def test_id_with_a_slash_can_be_polled_at_its_location(stack: ServiceStack, api:
     assert accepted.status_code == 202
     result = api.get(stack.url(accepted.headers["Location"]), params={"wait": 20}, timeout=30).json()
     assert result["id"] == body["id"] and result["status"] == "done"
+
+
+def test_true_outcomes_feed_live_precision_and_recall(stack: ServiceStack, api: requests.Session) -> None:
+    before = api.get(stack.url("/performance"), timeout=5).json()["model_versions"]
+    ids = []
+    for hour in (0, 3, 6, 9):
+        body = prediction_request(hour=hour, SubjectAge=20 + hour)
+        api.post(stack.url("/predict"), json=body, timeout=5)
+        ids.append(body["id"])
+    finished = [poll_until_finished(stack, i) for i in ids]
+    for n, result in enumerate(finished):  # every second prediction turns out wrong
+        truth = result["prediction"] if n % 2 == 0 else not result["prediction"]
+        api.post(stack.url("/update"), json={"id": result["id"], "true_class": truth}, timeout=5)
+
+    version = finished[0]["model_version"]
+    after = api.get(stack.url("/performance"), timeout=5).json()["model_versions"][version]
+    earlier = before.get(version, {"labelled": 0, "true_positive": 0, "false_positive": 0})
+    assert after["labelled"] - earlier["labelled"] == 4
+    called = (after["true_positive"] + after["false_positive"]) - (
+        earlier["true_positive"] + earlier["false_positive"]
+    )
+    assert called == sum(1 for r in finished if r["prediction"])
+    if after["true_positive"] + after["false_positive"]:
+        assert after["precision"] == round(
+            after["true_positive"] / (after["true_positive"] + after["false_positive"]), 4
+        )

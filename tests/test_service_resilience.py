@@ -77,6 +77,7 @@ def test_true_outcome_may_arrive_before_the_prediction(stopped_worker: ServiceSt
 def test_observations_survive_a_broker_emptied_by_hand(stopped_worker: ServiceStack) -> None:
     stack = stopped_worker
     ids = submit_all(stack, 10)
+    wait_until(lambda: stack.queued_observations() == 10, timeout=10)  # the publisher thread is done
     stack.empty_broker()
     assert stack.queue_length() == 0
     stack.start("worker")

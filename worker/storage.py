@@ -479,3 +479,21 @@ def iter_batch_results(
     )
     for row in conn.execute(query):
         yield row.position, _record(row)
+
+
+def labelled_outcomes(conn: Connection) -> dict[str, dict[str, int]]:
+    """Count finished, labelled predictions per model version: true/false positives and negatives."""
+    rows = conn.execute(
+        sa.select(
+            predictions.c.model_version, predictions.c.prediction, predictions.c.true_class, sa.func.count()
+        )
+        .where(predictions.c.status == DONE, predictions.c.true_class.is_not(None))
+        .group_by(predictions.c.model_version, predictions.c.prediction, predictions.c.true_class)
+    ).all()
+    names = {(True, True): "true_positive", (True, False): "false_positive",
+             (False, True): "false_negative", (False, False): "true_negative"}  # fmt: skip
+    outcomes: dict[str, dict[str, int]] = {}
+    for version, predicted, actual, total in rows:
+        counts = outcomes.setdefault(version, dict.fromkeys(names.values(), 0))
+        counts[names[(bool(predicted), bool(actual))]] = int(total)
+    return outcomes
