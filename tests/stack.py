@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from worker.celery_app import create_celery_app
 from worker.embedded_redis import free_port, start_embedded_redis
 from worker.migrate import upgrade_to_head
-from worker.run_local import service_commands
+from worker.run_local import fresh_metrics_dir, service_commands
 from worker.settings import PROJECT_ROOT, Settings
 from worker.storage import make_engine
 
@@ -142,6 +142,7 @@ class ServiceStack:
             "BULK_CHUNK_ROWS": "2000",
             "BULK_ROWS_PER_MESSAGE": "500",
             "LOG_LEVEL": "INFO",
+            "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(work_dir / "prometheus")),
         }
         self.commands = service_commands("127.0.0.1", self.port, work_dir)
         # A node name of its own, so a ping is answered by this stack's worker and no other.

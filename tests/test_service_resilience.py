@@ -187,8 +187,12 @@ def test_broker_down_at_submission_still_accepts_and_predicts_once_it_is_back(st
         body = prediction_request()
         response = requests.post(stack.url("/predict"), json=body, timeout=15)
         assert response.status_code == 202 and response.json()["status"] == "queued"
-        metrics = requests.get(stack.url("/metrics"), timeout=5).text
-        assert "gateway_publish_failures_total" in metrics
+
+        def publish_failure_counted() -> bool:
+            metrics = requests.get(stack.url("/metrics"), timeout=5).text
+            return "gateway_publish_failures_total 1.0" in metrics
+
+        wait_until(publish_failure_counted, timeout=20, interval=0.2)
     finally:
         stack.backend.start_broker()
     assert poll_until_finished(stack, body["id"], timeout=60)["status"] == "done"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ def service_commands(host: str, port: int, state_dir: Path) -> dict[str, list[st
     return {
         "gateway": [
             python, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--bind", f"{host}:{port}",
-            "gateway.wsgi:app",
+            "--config", "python:gateway.gunicorn_conf", "gateway.wsgi:app",
         ],
         "worker": [
             python, "-m", "celery", "-A", "worker.main", "worker",
@@ -34,6 +35,13 @@ def service_commands(host: str, port: int, state_dir: Path) -> dict[str, list[st
     }  # fmt: skip
 
 
+def fresh_metrics_dir(path: Path) -> Path:
+    """Empty the folder where gunicorn's workers share their Prometheus metrics; return it."""
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start everything, print where to look, stop everything on Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m worker.run_local", description=__doc__)
@@ -43,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     env = dict(os.environ)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_metrics_dir(PROJECT_ROOT / "var" / "prometheus"))
     children: dict[str, subprocess.Popen[bytes]] = {}
     if "BROKER_URL" not in env:
         children["redis"] = start_embedded_redis(args.redis_port, PROJECT_ROOT / "var" / "redis")
