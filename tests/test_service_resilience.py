@@ -16,6 +16,7 @@ from tests.stack import ServiceStack, poll_until_finished, postgres_server, wait
 from worker.celery_app import create_celery_app
 from worker.feature_spec import current_version
 from worker.publishing import publish_observations
+from worker.redrive import redrive_stale
 from worker.storage import (
     QueuedObservation,
     count_by_status,
@@ -214,3 +215,18 @@ def test_worker_refuses_to_start_on_a_tampered_bundle(stack: ServiceStack, tmp_p
     )
     assert worker.returncode != 0
     assert "pipeline.joblib" in worker.stderr and "does not match" in worker.stderr
+
+
+def test_redrive_waits_while_messages_still_wait_in_the_queue(stopped_worker: ServiceStack) -> None:
+    stack = stopped_worker
+    body = prediction_request()
+    requests.post(stack.url("/predict"), json=body, timeout=5)
+    wait_until(lambda: stack.queue_length() >= 1, timeout=10)
+    settings = stack.settings().model_copy(update={"redrive_after_s": 1})
+    celery = create_celery_app(settings)
+    time.sleep(1.1)
+    assert redrive_stale(engine=stack.engine, celery=celery, settings=settings) == 0  # workers only behind
+
+    stack.empty_broker()
+    wait_until(lambda: redrive_stale(engine=stack.engine, celery=celery, settings=settings) >= 1, timeout=10)
+    assert stack.queued_observations() >= 1

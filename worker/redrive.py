@@ -15,8 +15,26 @@ from worker.storage import claim_stale_queued, utc_now
 log = logging.getLogger(__name__)
 
 
+def waiting_messages(celery: Celery, queue_name: str) -> int:
+    """Return how many messages wait in the broker queue (not counting those workers hold unacked)."""
+    with celery.connection_for_write() as connection:
+        try:
+            declared = connection.default_channel.queue_declare(queue=queue_name, passive=True)
+        except connection.channel_errors:
+            return 0  # never declared (a broker restarted empty): nothing waits
+    return int(declared.message_count)
+
+
 def redrive_stale(*, engine: Engine, celery: Celery, settings: Settings) -> int:
-    """Publish again every observation queued for longer than REDRIVE_AFTER_S; return how many."""
+    """Publish again every observation queued for longer than REDRIVE_AFTER_S; return how many.
+
+    While messages still wait in the queue the workers are only behind, not missing work: republishing then
+    would only pile copies on the backlog, so the redrive waits for the queue to drain.
+    """
+    backlog = waiting_messages(celery, settings.queue_name)
+    if backlog:
+        log.info("redrive skipped: the queue still holds messages", extra={"waiting": backlog})
+        return 0
     now = utc_now()
     with engine.begin() as conn:
         stale = claim_stale_queued(
