@@ -65,7 +65,7 @@ def main() -> None:
     time.sleep(3)
     engine = make_engine(args.database_url)
     with engine.connect() as conn:
-        records = [find_prediction(conn, observation_id=i) for i in ids]
+        records = [find_prediction(conn=conn, observation_id=i) for i in ids]
     result_ms = [
         (r.predicted_at - r.received_at).total_seconds() * 1000
         for r in records

@@ -98,7 +98,7 @@ def submit_batch_request() -> Response:
 def get_batch(batch_id: str) -> Response:
     """Return the counts by status, progress and times of a batch."""
     with gateway_context().engine.connect() as conn:
-        progress = batch_progress(conn, batch_id=batch_id)
+        progress = batch_progress(conn=conn, batch_id=batch_id)
     if progress is None:
         raise ApiError(404, f"No batch with id {batch_id!r}.")
     finished = progress.counts["done"] + progress.counts["failed"]
@@ -154,12 +154,12 @@ def get_batch_results(batch_id: str) -> Response:
     result_format = _result_format()
     engine = gateway_context().engine
     with engine.connect() as conn:
-        if batch_progress(conn, batch_id=batch_id) is None:
+        if batch_progress(conn=conn, batch_id=batch_id) is None:
             raise ApiError(404, f"No batch with id {batch_id!r}.")
 
     def rows() -> Iterator[dict[str, Any]]:
         with engine.connect() as conn:
-            for position, record in iter_batch_results(conn, batch_id=batch_id):
+            for position, record in iter_batch_results(conn=conn, batch_id=batch_id):
                 yield _result_row(position, record)
 
     lines = _csv_lines(rows()) if result_format == "csv" else (json.dumps(row) + "\n" for row in rows())

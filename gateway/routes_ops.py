@@ -35,7 +35,7 @@ def health() -> Response:
 
 def _check_database() -> None:
     with gateway_context().engine.connect() as conn:
-        ping(conn)
+        ping(conn=conn)
 
 
 def _check_broker() -> None:

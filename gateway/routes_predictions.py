@@ -85,7 +85,7 @@ def get_prediction(observation_id: str) -> Response:
     pause = 0.02
     while True:
         with gateway_context().engine.connect() as conn:
-            record = find_prediction(conn, observation_id=observation_id)
+            record = find_prediction(conn=conn, observation_id=observation_id)
         if record is None:
             raise ApiError(404, f"No observation with id {observation_id!r}.")
         if record.status != QUEUED or time.monotonic() >= deadline:
@@ -101,7 +101,7 @@ def update_true_class() -> Response:
     feedback = context.schemas.feedback.load(read_json_body())
     with context.engine.begin() as conn:
         record = save_true_class(
-            conn, observation_id=feedback["id"], true_class=feedback["true_class"], now=utc_now()
+            conn=conn, observation_id=feedback["id"], true_class=feedback["true_class"], now=utc_now()
         )
     if record is None:
         raise ApiError(404, f"No observation with id {feedback['id']!r}.")
@@ -116,7 +116,7 @@ def _share(numerator: int, denominator: int) -> float | None:
 def live_performance() -> Response:
     """Return precision and recall on the true outcomes received so far, per model version."""
     with gateway_context().engine.connect() as conn:
-        outcomes = labelled_outcomes(conn)
+        outcomes = labelled_outcomes(conn=conn)
     versions = {}
     for version, counts in sorted(outcomes.items()):
         positives_called = counts["true_positive"] + counts["false_positive"]

@@ -18,10 +18,10 @@ from worker.storage import count_rows
 def nothing_stored(stack: ServiceStack) -> Iterator[None]:
     """Check that the test leaves the predictions table exactly as it found it."""
     with stack.engine.connect() as conn:
-        before = count_rows(conn)
+        before = count_rows(conn=conn)
     yield
     with stack.engine.connect() as conn:
-        assert count_rows(conn) == before
+        assert count_rows(conn=conn) == before
 
 
 def assert_error(response: requests.Response, status: int, code: str) -> dict[str, Any]:

@@ -38,7 +38,7 @@ def wait_for_batch(stack: ServiceStack, batch_id: str, timeout: float = 60) -> d
 
 def stored(stack: ServiceStack, ids: list[str]) -> int:
     with stack.engine.connect() as conn:
-        return count_rows(conn, observation_ids=ids)
+        return count_rows(conn=conn, observation_ids=ids)
 
 
 MIXED = [

@@ -52,7 +52,7 @@ def test_replay_of_a_finished_observation_answers_its_state_without_a_second_row
     assert replay.status_code == 200
     assert replay.json() == finished
     with stack.engine.connect() as conn:
-        assert count_rows(conn, observation_ids=[body["id"]]) == 1
+        assert count_rows(conn=conn, observation_ids=[body["id"]]) == 1
 
 
 def test_same_id_with_another_observation_is_409_with_a_link(
@@ -80,7 +80,7 @@ def test_concurrent_submissions_of_one_id_end_in_exactly_one_row(stack: ServiceS
     first_acceptances = [r for r in responses if set(r.json()) == {"id", "status", "links"}]
     assert len(first_acceptances) == 1
     with stack.engine.connect() as conn:
-        assert count_rows(conn, observation_ids=[body["id"]]) == 1
+        assert count_rows(conn=conn, observation_ids=[body["id"]]) == 1
     assert poll_until_finished(stack, body["id"])["status"] == "done"
 
 

@@ -39,7 +39,7 @@ def submit_all(stack: ServiceStack, count: int) -> list[str]:
 
 def all_finished(stack: ServiceStack, ids: list[str]) -> bool:
     with stack.engine.connect() as conn:
-        records = [find_prediction(conn, observation_id=i) for i in ids]
+        records = [find_prediction(conn=conn, observation_id=i) for i in ids]
     return all(r is not None and r.status == "done" for r in records)
 
 
@@ -93,7 +93,7 @@ def test_worker_killed_mid_batch_loses_nothing(stopped_worker: ServiceStack) -> 
 
     def some_done() -> bool:
         with stack.engine.connect() as conn:
-            return count_by_status(conn)["done"] > 0
+            return count_by_status(conn=conn)["done"] > 0
 
     wait_until(some_done, timeout=30, interval=0.01)
     stack.stop("worker", kill=True)
@@ -101,13 +101,13 @@ def test_worker_killed_mid_batch_loses_nothing(stopped_worker: ServiceStack) -> 
     stack.start("redrive")
     wait_until(lambda: all_finished(stack, ids), timeout=60, interval=0.2)
     with stack.engine.connect() as conn:
-        assert count_rows(conn, observation_ids=ids) == len(ids)
+        assert count_rows(conn=conn, observation_ids=ids) == len(ids)
 
 
 def test_row_committed_by_a_gateway_that_died_before_publishing_is_predicted(stack: ServiceStack) -> None:
     body = prediction_request()
     with stack.engine.begin() as conn:
-        insert_queued(conn, observation_id=body["id"], observation=body["observation"], now=utc_now())
+        insert_queued(conn=conn, observation_id=body["id"], observation=body["observation"], now=utc_now())
     assert poll_until_finished(stack, body["id"], timeout=45)["status"] == "done"
 
 
@@ -126,7 +126,7 @@ def test_message_delivered_twice_is_predicted_once(stack: ServiceStack) -> None:
     again = requests.get(stack.url(f"/predictions/{body['id']}"), timeout=5).json()
     assert again == first
     with stack.engine.connect() as conn:
-        assert count_rows(conn, observation_ids=[body["id"]]) == 1
+        assert count_rows(conn=conn, observation_ids=[body["id"]]) == 1
 
 
 def test_bad_row_is_failed_after_bounded_retries_without_failing_its_neighbours(stack: ServiceStack) -> None:
@@ -135,7 +135,7 @@ def test_bad_row_is_failed_after_bounded_retries_without_failing_its_neighbours(
     good = [QueuedObservation(id=prediction_request()["id"], observation=observation()) for _ in range(3)]
     with stack.engine.begin() as conn:
         for item in [broken, *good]:
-            insert_queued(conn, observation_id=item.id, observation=item.observation, now=utc_now())
+            insert_queued(conn=conn, observation_id=item.id, observation=item.observation, now=utc_now())
     publish_observations(create_celery_app(stack.settings()), [broken, *good], per_message=4)
 
     for item in good:
@@ -144,7 +144,7 @@ def test_bad_row_is_failed_after_bounded_retries_without_failing_its_neighbours(
     assert failed["status"] == "failed"
     assert failed["failure_reason"]
     with stack.engine.connect() as conn:
-        record = find_prediction(conn, observation_id=broken.id)
+        record = find_prediction(conn=conn, observation_id=broken.id)
     assert record is not None and record.attempts == 2
 
 

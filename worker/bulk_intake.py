@@ -108,7 +108,7 @@ def submit_batch(
     seen: dict[str, bytes] = {}
     now = utc_now()
     with engine.begin() as conn:
-        create_batch(conn, batch_id=receipt.batch_id, now=now)
+        create_batch(conn=conn, batch_id=receipt.batch_id, now=now)
         for chunk in _chunked(items, chunk_size):
             receipt.items += len(chunk)
             if receipt.items > max_items:
@@ -137,22 +137,22 @@ def submit_batch(
                 else:
                     receipt.rejected.append(Rejection(item.index, observation.id, {"id": [CONFLICT_MESSAGE]}))
             created = insert_queued_many(
-                conn, observations=[o for _, o in fresh], batch_id=receipt.batch_id, now=now
+                conn=conn, observations=[o for _, o in fresh], batch_id=receipt.batch_id, now=now
             )
             existing = find_observations(
-                conn, observation_ids=[o.id for _, o in fresh if o.id not in created]
+                conn=conn, observation_ids=[o.id for _, o in fresh if o.id not in created]
             )
             for index, observation in fresh:
                 if observation.id in created or existing.get(observation.id) == observation.observation:
                     positions.append((index, observation.id))
                 else:
                     receipt.rejected.append(Rejection(index, observation.id, {"id": [CONFLICT_MESSAGE]}))
-            add_batch_items(conn, batch_id=receipt.batch_id, positions=positions)
+            add_batch_items(conn=conn, batch_id=receipt.batch_id, positions=positions)
             receipt.accepted += len(positions)
         if atomic and receipt.rejected:
             raise AtomicBatchRejected(receipt.rejected)
         finish_batch(
-            conn,
+            conn=conn,
             batch_id=receipt.batch_id,
             items=receipt.items,
             accepted=receipt.accepted,
@@ -169,7 +169,7 @@ def publish_batch(*, engine: Engine, celery: Celery, batch_id: str, per_message:
     """Publish the committed, still-queued rows of a batch, per_message observations per message."""
     try:
         with engine.connect() as conn:
-            for chunk in iter_batch_queued(conn, batch_id=batch_id, chunk_size=per_message * 20):
+            for chunk in iter_batch_queued(conn=conn, batch_id=batch_id, chunk_size=per_message * 20):
                 publish_observations(celery, chunk, per_message=per_message)
     except PUBLISH_ERRORS:
         log.warning("batch publish failed; left for the redrive", extra={"batch_id": batch_id})

@@ -77,10 +77,10 @@ def predict_and_store(
     now = utc_now()
     failed: list[str] = []
     with engine.begin() as conn:
-        written = save_predictions(conn, results=results, model_version=bundle.version, now=now)
+        written = save_predictions(conn=conn, results=results, model_version=bundle.version, now=now)
         for observation_id, reason in failures.items():
             failed += record_failed_attempts(
-                conn, observation_ids=[observation_id], reason=reason, max_attempts=max_attempts, now=now
+                conn=conn, observation_ids=[observation_id], reason=reason, max_attempts=max_attempts, now=now
             )
     for observation_id in failed:
         log.error(

@@ -38,7 +38,7 @@ def redrive_stale(*, engine: Engine, celery: Celery, settings: Settings) -> int:
     now = utc_now()
     with engine.begin() as conn:
         stale = claim_stale_queued(
-            conn,
+            conn=conn,
             published_before=now - timedelta(seconds=settings.redrive_after_s),
             now=now,
             limit=settings.redrive_limit,

@@ -147,18 +147,18 @@ def make_engine(url: str) -> Engine:
     )
 
 
-def _insert(conn: Connection) -> Any:
+def _insert(*, conn: Connection) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(predictions)
     return sqlite.insert(predictions)
 
 
 def insert_queued(
-    conn: Connection, *, observation_id: str, observation: dict[str, Any], now: datetime
+    *, conn: Connection, observation_id: str, observation: dict[str, Any], now: datetime
 ) -> bool:
     """Store a new observation as queued; return False when the id already exists (nothing written)."""
     statement = (
-        _insert(conn)
+        _insert(conn=conn)
         .values(
             id=observation_id,
             observation=observation,
@@ -173,7 +173,7 @@ def insert_queued(
     return conn.execute(statement).first() is not None
 
 
-def find_prediction(conn: Connection, *, observation_id: str) -> PredictionRecord | None:
+def find_prediction(*, conn: Connection, observation_id: str) -> PredictionRecord | None:
     """Return the stored record of one observation, or None."""
     row = conn.execute(sa.select(predictions).where(predictions.c.id == observation_id)).first()
     return _record(row) if row is not None else None
@@ -209,7 +209,7 @@ _PG_ADD_BATCH_ITEMS = sa.text(
 
 
 def save_predictions(
-    conn: Connection, *, results: Sequence[PredictionResult], model_version: str, now: datetime
+    *, conn: Connection, results: Sequence[PredictionResult], model_version: str, now: datetime
 ) -> int:
     """Write a batch of results in one statement; a row already finished keeps its first result."""
     if not results:
@@ -246,8 +246,8 @@ def save_predictions(
 
 
 def record_failed_attempts(
-    conn: Connection,
     *,
+    conn: Connection,
     observation_ids: Sequence[str],
     reason: str,
     max_attempts: int,
@@ -268,7 +268,7 @@ def record_failed_attempts(
 
 
 def save_true_class(
-    conn: Connection, *, observation_id: str, true_class: bool, now: datetime
+    *, conn: Connection, observation_id: str, true_class: bool, now: datetime
 ) -> PredictionRecord | None:
     """Store the true outcome of an observation; return the updated record, or None if unknown."""
     updated = conn.execute(
@@ -278,11 +278,11 @@ def save_true_class(
     )
     if updated.rowcount == 0:
         return None
-    return find_prediction(conn, observation_id=observation_id)
+    return find_prediction(conn=conn, observation_id=observation_id)
 
 
 def claim_stale_queued(
-    conn: Connection, *, published_before: datetime, now: datetime, limit: int
+    *, conn: Connection, published_before: datetime, now: datetime, limit: int
 ) -> list[QueuedObservation]:
     """Return observations queued since before published_before and mark them published now."""
     stale = (
@@ -302,7 +302,7 @@ def claim_stale_queued(
     return claimed
 
 
-def count_by_status(conn: Connection) -> dict[str, int]:
+def count_by_status(*, conn: Connection) -> dict[str, int]:
     """Return how many observations are in each status."""
     rows = conn.execute(sa.select(predictions.c.status, sa.func.count()).group_by(predictions.c.status)).all()
     counts = dict.fromkeys(STATUSES, 0)
@@ -310,7 +310,7 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return counts
 
 
-def count_rows(conn: Connection, *, observation_ids: Iterable[str] | None = None) -> int:
+def count_rows(*, conn: Connection, observation_ids: Iterable[str] | None = None) -> int:
     """Return the number of stored observations (all, or among the given ids)."""
     query = sa.select(sa.func.count()).select_from(predictions)
     if observation_ids is not None:
@@ -318,7 +318,7 @@ def count_rows(conn: Connection, *, observation_ids: Iterable[str] | None = None
     return int(conn.execute(query).scalar_one())
 
 
-def ping(conn: Connection) -> None:
+def ping(*, conn: Connection) -> None:
     """Run a trivial query; raise if the database cannot answer."""
     conn.execute(sa.text("SELECT 1"))
 
@@ -342,8 +342,8 @@ def _chunks(rows: Sequence[Any], size: int = ROWS_PER_STATEMENT) -> Iterable[Seq
 
 
 def insert_queued_many(
-    conn: Connection,
     *,
+    conn: Connection,
     observations: Sequence[QueuedObservation],
     batch_id: str | None,
     now: datetime,
@@ -372,7 +372,7 @@ def insert_queued_many(
             for o in chunk
         ]
         statement = (
-            _insert(conn)
+            _insert(conn=conn)
             .values(rows)
             .on_conflict_do_nothing(index_elements=["id"])
             .returning(predictions.c.id)
@@ -381,7 +381,7 @@ def insert_queued_many(
     return created
 
 
-def find_observations(conn: Connection, *, observation_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+def find_observations(*, conn: Connection, observation_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Return the stored observation of each id that exists."""
     found: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(observation_ids):
@@ -392,12 +392,12 @@ def find_observations(conn: Connection, *, observation_ids: Sequence[str]) -> di
     return found
 
 
-def create_batch(conn: Connection, *, batch_id: str, now: datetime) -> None:
+def create_batch(*, conn: Connection, batch_id: str, now: datetime) -> None:
     """Open a bulk submission; its counts are filled in by finish_batch."""
     conn.execute(batches.insert().values(id=batch_id, created_at=now, items=0, accepted=0, rejected=0))
 
 
-def add_batch_items(conn: Connection, *, batch_id: str, positions: Sequence[tuple[int, str]]) -> None:
+def add_batch_items(*, conn: Connection, batch_id: str, positions: Sequence[tuple[int, str]]) -> None:
     """Record accepted items (position in the submission, observation id) with multi-row statements."""
     if conn.dialect.name == "postgresql":
         params = {
@@ -415,7 +415,7 @@ def add_batch_items(conn: Connection, *, batch_id: str, positions: Sequence[tupl
         )
 
 
-def finish_batch(conn: Connection, *, batch_id: str, items: int, accepted: int, rejected: int) -> None:
+def finish_batch(*, conn: Connection, batch_id: str, items: int, accepted: int, rejected: int) -> None:
     """Store the final counts of a bulk submission's intake."""
     conn.execute(
         batches.update()
@@ -425,7 +425,7 @@ def finish_batch(conn: Connection, *, batch_id: str, items: int, accepted: int, 
 
 
 def iter_batch_queued(
-    conn: Connection, *, batch_id: str, chunk_size: int
+    *, conn: Connection, batch_id: str, chunk_size: int
 ) -> Iterable[list[QueuedObservation]]:
     """Yield, chunk by chunk, the still-queued observations a batch created (for publishing)."""
     query = (
@@ -437,7 +437,7 @@ def iter_batch_queued(
         yield [QueuedObservation(id=row.id, observation=row.observation) for row in partition]
 
 
-def batch_progress(conn: Connection, *, batch_id: str) -> BatchProgress | None:
+def batch_progress(*, conn: Connection, batch_id: str) -> BatchProgress | None:
     """Return the counts by status and the times of a bulk submission, or None if unknown."""
     batch = conn.execute(sa.select(batches).where(batches.c.id == batch_id)).first()
     if batch is None:
@@ -467,7 +467,7 @@ def batch_progress(conn: Connection, *, batch_id: str) -> BatchProgress | None:
 
 
 def iter_batch_results(
-    conn: Connection, *, batch_id: str, chunk_size: int = 1000
+    *, conn: Connection, batch_id: str, chunk_size: int = 1000
 ) -> Iterable[tuple[int, PredictionRecord]]:
     """Yield (position, record) for every accepted item of a batch, in submission order, streamed."""
     query = (
@@ -481,7 +481,7 @@ def iter_batch_results(
         yield row.position, _record(row)
 
 
-def labelled_outcomes(conn: Connection) -> dict[str, dict[str, int]]:
+def labelled_outcomes(*, conn: Connection) -> dict[str, dict[str, int]]:
     """Count finished, labelled predictions per model version: true/false positives and negatives."""
     rows = conn.execute(
         sa.select(

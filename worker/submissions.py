@@ -48,8 +48,8 @@ def submit_observation(
     """Commit the observation as queued, then publish it; an existing id is a replay or a conflict."""
     now = utc_now()
     with engine.begin() as conn:
-        created = insert_queued(conn, observation_id=observation_id, observation=observation, now=now)
-        existing = None if created else find_prediction(conn, observation_id=observation_id)
+        created = insert_queued(conn=conn, observation_id=observation_id, observation=observation, now=now)
+        existing = None if created else find_prediction(conn=conn, observation_id=observation_id)
     if existing is not None:
         outcome = Outcome.REPLAYED if existing.observation == observation else Outcome.CONFLICT
         return Submission(outcome=outcome, record=existing)
