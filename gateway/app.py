@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 
 from gateway import routes_batches, routes_ops, routes_predictions
 from gateway.context import EXTENSION, GatewayContext
@@ -23,6 +23,15 @@ from worker.storage import make_engine
 
 log = logging.getLogger("gateway.access")
 REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamp every log record written while serving a request with that request's id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if has_request_context() and not hasattr(record, "request_id"):
+            record.request_id = g.get("request_id")
+        return True
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

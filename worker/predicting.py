@@ -23,11 +23,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What one batch did: rows written, rows that failed, rows already finished elsewhere."""
+    """What one batch did: rows written, and the ids marked failed."""
 
     predicted: int
     failed: list[str]
-    already_finished: int
 
 
 def _results(bundle: ModelBundle, observations: Sequence[QueuedObservation]) -> list[PredictionResult]:
@@ -95,4 +94,4 @@ def predict_and_store(
             "model_version": bundle.version,
         },
     )
-    return BatchOutcome(predicted=written, failed=failed, already_finished=len(results) - written)
+    return BatchOutcome(predicted=written, failed=failed)

@@ -103,13 +103,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; every time stored here is UTC.
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes (every time stored here is UTC); Postgres uses its session zone.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _utc(value)
 
 
 def _record(row: sa.Row[Any]) -> PredictionRecord:
@@ -123,9 +123,9 @@ def _record(row: sa.Row[Any]) -> PredictionRecord:
         failure_reason=row.failure_reason,
         attempts=row.attempts,
         true_class=row.true_class,
-        received_at=_aware(row.received_at) or row.received_at,
-        predicted_at=_aware(row.predicted_at),
-        labelled_at=_aware(row.labelled_at),
+        received_at=_utc(row.received_at),
+        predicted_at=_utc_or_none(row.predicted_at),
+        labelled_at=_utc_or_none(row.labelled_at),
     )
 
 
@@ -453,11 +453,11 @@ def batch_progress(*, conn: Connection, batch_id: str) -> BatchProgress | None:
     for status, total, last in rows:
         counts[status] = int(total)
         if last is not None:
-            latest.append(_aware(last) or last)
+            latest.append(_utc(last))
     finished = max(latest) if counts[QUEUED] == 0 and latest else None
     return BatchProgress(
         id=batch.id,
-        created_at=_aware(batch.created_at) or batch.created_at,
+        created_at=_utc(batch.created_at),
         items=batch.items,
         accepted=batch.accepted,
         rejected=batch.rejected,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -58,6 +59,21 @@ def _limit_threads_in_pool_process(**_: Any) -> None:
     limit_native_threads(settings.model_threads)
 
 
+def observations_of(requests: list[SimpleRequest]) -> Iterator[QueuedObservation]:
+    """Yield the observations the buffered messages carry; a malformed item is logged and skipped."""
+    for request in requests:
+        for item in request.kwargs.get("observations", []):
+            if (
+                isinstance(item, dict)
+                and isinstance(item.get("id"), str)
+                and isinstance(item.get("observation"), dict)
+            ):
+                yield QueuedObservation(id=item["id"], observation=item["observation"])
+            else:
+                # Not from our publishers; the row it meant, if any, is still queued for the redrive.
+                log.error("malformed message item skipped", extra={"task_id": request.id})
+
+
 @shared_task(
     base=Batches,
     name=PREDICT_TASK,
@@ -68,11 +84,7 @@ def _limit_threads_in_pool_process(**_: Any) -> None:
 )
 def predict_batch(requests: list[SimpleRequest]) -> int:
     """Predict every observation of the buffered messages with one predict_proba; return rows written."""
-    observations = [
-        QueuedObservation(id=item["id"], observation=item["observation"])
-        for request in requests
-        for item in request.kwargs.get("observations", [])
-    ]
+    observations = list(observations_of(requests))
     outcome = predict_and_store(
         bundle=process_bundle(),
         engine=process_engine(),

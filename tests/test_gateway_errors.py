@@ -1,0 +1,48 @@
+"""A bug in a route still answers with the JSON envelope, and logs carry the request id."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from gateway.app import RequestIdFilter, create_app
+from worker.migrate import upgrade_to_head
+from worker.settings import Settings
+
+
+def test_unexpected_exception_is_a_500_envelope_without_details(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    upgrade_to_head(database_url)
+    app = create_app({"SETTINGS": Settings(database_url=database_url)})
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    response = app.test_client().get("/boom", headers={"X-Request-ID": "req-42"})
+    assert response.status_code == 500
+    assert response.get_json() == {
+        "error": {
+            "code": "internal_error",
+            "message": "Internal error; it has been logged.",
+            "request_id": "req-42",
+        }
+    }
+    assert b"secret" not in response.data
+    app.extensions["predictions"].engine.dispose()
+
+
+def test_log_records_inside_a_request_carry_its_id(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app({"SETTINGS": Settings(database_url=f"sqlite:///{tmp_path / 'gateway.db'}")})
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("logged, not shown")
+
+    caplog.handler.addFilter(RequestIdFilter())
+    with caplog.at_level(logging.ERROR, logger="gateway.errors"):
+        app.test_client().get("/boom", headers={"X-Request-ID": "req-7"})
+    assert [getattr(r, "request_id", None) for r in caplog.records if r.name == "gateway.errors"] == ["req-7"]
+    app.extensions["predictions"].engine.dispose()
