@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
+from werkzeug.routing import PathConverter
 
 from gateway import routes_batches, routes_ops, routes_predictions
 from gateway.context import EXTENSION, GatewayContext
@@ -23,6 +24,13 @@ from worker.storage import make_engine
 
 log = logging.getLogger("gateway.access")
 REQUEST_ID_HEADER = "X-Request-ID"
+
+
+class ObservationIdConverter(PathConverter):
+    """Match the rest of the path, slashes included, as one observation id."""
+
+    regex = ".+?"
+    part_isolating = False  # the match may span several path segments
 
 
 class RequestIdFilter(logging.Filter):
@@ -41,6 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, **config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Ids may contain slashes, even leading ones: "/predictions//a" is the id "/a", not "a".
+    app.url_map.merge_slashes = False
+    app.url_map.converters["observation_id"] = ObservationIdConverter
 
     spec = load_feature_spec(settings.artifacts_dir, settings.model_version)
     celery = create_celery_app(settings)

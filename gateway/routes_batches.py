@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
+from gateway.bodies import LimitedUpload
 from gateway.bulk_bodies import CSV_TYPES, NDJSON_TYPES, iter_csv, iter_json_document, iter_ndjson
 from gateway.context import gateway_context
 from gateway.errors import ApiError
@@ -44,7 +45,8 @@ def _links(batch_id: str) -> dict[str, str]:
 def _items_of_request() -> Iterator[RawItem]:
     mimetype = request.mimetype
     # Buffered: reading lines straight from the WSGI stream costs a call per byte.
-    stream = io.BufferedReader(request.stream, buffer_size=1 << 20)  # type: ignore[type-var]
+    limit = gateway_context().settings.bulk_max_body_bytes
+    stream = io.BufferedReader(LimitedUpload(request.stream, limit), buffer_size=1 << 20)
     if mimetype in NDJSON_TYPES:
         return iter_ndjson(stream)
     if mimetype in CSV_TYPES:

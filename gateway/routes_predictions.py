@@ -76,7 +76,7 @@ def _wait_seconds() -> float:
     return wait
 
 
-@blueprint.get("/predictions/<path:observation_id>")
+@blueprint.get("/predictions/<observation_id:observation_id>")
 def get_prediction(observation_id: str) -> Response:
     """Return the status and, once done, the prediction; with ?wait=N, hold up to N s for the result."""
     deadline = time.monotonic() + _wait_seconds()

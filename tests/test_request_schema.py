@@ -139,7 +139,7 @@ def test_body_must_be_an_object(schemas: RequestSchemas, body: Any) -> None:
     assert errors_of(schemas, body) == {"_schema": ["Must be a JSON object."]}
 
 
-@pytest.mark.parametrize("bad_id", [0, "", "x" * 129, "line\nbreak", None])
+@pytest.mark.parametrize("bad_id", [0, "", "x" * 129, "line\nbreak", None, ".", ".."])
 def test_id_must_be_a_printable_string_of_1_to_128(schemas: RequestSchemas, bad_id: Any) -> None:
     assert list(errors_of(schemas, prediction_request(id="placeholder") | {"id": bad_id})) == ["id"]
 

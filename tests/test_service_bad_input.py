@@ -151,3 +151,14 @@ def test_id_that_cannot_exist_is_404_without_a_database_error(
 ) -> None:
     assert_error(api.get(stack.url("/predictions/a%00b"), timeout=5), 404, "not_found")
     assert_error(api.get(stack.url("/predictions/" + "x" * 129), timeout=5), 404, "not_found")
+
+
+def test_chunked_body_over_the_limit_is_413_not_cut_short(
+    stack: ServiceStack, api: requests.Session, nothing_stored: None
+) -> None:
+    body = json.dumps(prediction_request(StatuteReason="x" * 70_000)).encode()
+    chunks = (body[i : i + 8192] for i in range(0, len(body), 8192))  # a generator: sent chunked
+    response = api.post(
+        stack.url("/predict"), data=chunks, headers={"Content-Type": "application/json"}, timeout=10
+    )
+    assert_error(response, 413, "payload_too_large")

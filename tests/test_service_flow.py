@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+import pytest
 import requests
 
 from gateway.app import create_app
@@ -136,12 +137,18 @@ def test_ready_is_503_naming_the_broker_when_it_is_down(stack: ServiceStack) -> 
     assert "broker" in error["message"]
 
 
-def test_id_with_a_slash_can_be_polled_at_its_location(stack: ServiceStack, api: requests.Session) -> None:
-    body = prediction_request(id=f"upstream/{new_id()}")
+@pytest.mark.parametrize("prefix", ["upstream/", "/", "a//"])
+def test_id_with_slashes_is_polled_at_its_own_location(
+    stack: ServiceStack, api: requests.Session, prefix: str
+) -> None:
+    body = prediction_request(id=f"{prefix}{new_id()}")
     accepted = api.post(stack.url("/predict"), json=body, timeout=5)
     assert accepted.status_code == 202
-    result = api.get(stack.url(accepted.headers["Location"]), params={"wait": 20}, timeout=30).json()
-    assert result["id"] == body["id"] and result["status"] == "done"
+    poll = api.get(
+        stack.url(accepted.headers["Location"]), params={"wait": 20}, timeout=30, allow_redirects=False
+    )
+    assert poll.status_code == 200
+    assert poll.json()["id"] == body["id"] and poll.json()["status"] == "done"
 
 
 def test_true_outcomes_feed_live_precision_and_recall(stack: ServiceStack, api: requests.Session) -> None:

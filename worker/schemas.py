@@ -38,9 +38,13 @@ class OutcomeFlag(fields.Field[bool]):
         raise self.make_error("invalid")
 
 
+# URL path segments that clients rewrite before sending, so their result URL could never be reached.
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
 def valid_observation_id(value: str) -> bool:
     """Return whether value could be an observation id (so a lookup is worth a query)."""
-    return 1 <= len(value) <= ID_MAX_LENGTH and value.isprintable()
+    return 1 <= len(value) <= ID_MAX_LENGTH and value.isprintable() and value not in DOT_SEGMENTS
 
 
 def observation_id() -> fields.String:
@@ -50,6 +54,7 @@ def observation_id() -> fields.String:
         validate=[
             validate.Length(min=1, max=ID_MAX_LENGTH),
             validate.Predicate("isprintable", error="Must contain printable characters only."),
+            validate.NoneOf(DOT_SEGMENTS, error="Must not be '.' or '..': a URL cannot address it."),
         ],
     )
 
