@@ -70,26 +70,32 @@ def _typed(column: FeatureColumn, text: str) -> Any:
 
 def iter_csv(stream: IO[bytes], spec: FeatureSpec) -> Iterator[RawItem]:
     """Yield one item per CSV row; the header must hold `id` and every feature column."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # spreadsheets write a BOM
     reader = csv.reader(text)
     try:
         header = next(reader)
     except (StopIteration, UnicodeDecodeError):
         raise ApiError(422, "The CSV body needs a header row with id and the feature columns.") from None
-    missing = [name for name in ["id", *spec.names] if name not in header]
-    if missing:
+    expected = ["id", *spec.names]
+    missing = [name for name in expected if name not in header]
+    unknown = [name for name in header if name not in expected]
+    if missing or unknown:
+        problems = [f"lacks {', '.join(missing)}"] if missing else []
+        problems += [f"has unknown {', '.join(unknown)}"] if unknown else []
         raise ApiError(
             422,
-            f"The CSV header lacks columns: {', '.join(missing)}.",
-            fields={name: ["Missing column."] for name in missing},
+            f"The CSV header {' and '.join(problems)}.",
+            fields={name: ["Missing column."] for name in missing}
+            | {name: ["Unknown column."] for name in unknown},
         )
+    id_index = header.index("id")
     columns = {column.name: column for column in spec.columns}
     try:
         for index, row in enumerate(reader):
             if len(row) != len(header):
-                yield RawItem(
-                    index=index, parse_errors={"_schema": [f"Expected {len(header)} cells, got {len(row)}."]}
-                )
+                claimed = row[id_index] if id_index < len(row) else None
+                errors = {"_schema": [f"Expected {len(header)} cells, got {len(row)}."]}
+                yield RawItem(index=index, value={"id": claimed}, parse_errors=errors)
                 continue
             cells = dict(zip(header, row, strict=True))
             observation = {

@@ -56,13 +56,20 @@ def _items_of_request() -> Iterator[RawItem]:
     raise ApiError(415, "Send the batch as application/json, application/x-ndjson or text/csv.")
 
 
+def _atomic_flag() -> bool:
+    raw = request.args.get("atomic", "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise ApiError(422, "atomic must be true or false.", fields={"atomic": ["Must be true or false."]})
+    return raw in ("true", "1")
+
+
 @blueprint.post("/batches")
 def submit_batch_request() -> Response:
     """Accept many observations at once; valid ones are queued even when others are rejected."""
     context = gateway_context()
     settings = context.settings
     request.max_content_length = settings.bulk_max_body_bytes
-    atomic = request.args.get("atomic", "false").lower() in ("1", "true", "yes")
+    atomic = _atomic_flag()
     try:
         receipt = submit_batch(
             engine=context.engine,
@@ -79,7 +86,7 @@ def submit_batch_request() -> Response:
     except AtomicBatchRejected as exc:
         raise ApiError(
             422,
-            f"{len(exc.rejected)} items are not valid; nothing was stored (atomic batch).",
+            f"{len(exc.rejected)} of the items are not valid; nothing was stored (atomic batch).",
             fields={"rejected": _rejections(exc.rejected)},
         ) from None
     response = jsonify(
@@ -174,7 +181,8 @@ def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        # Booleans as the input CSV writes them.
+        writer.writerow({k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()})
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

@@ -64,16 +64,15 @@ def _wait_seconds() -> float:
     raw = request.args.get("wait")
     if raw is None:
         return 0.0
-    limit = gateway_context().settings.max_wait_s
     try:
         wait = float(raw)
     except ValueError:
         wait = -1.0
-    if not 0 <= wait <= limit:
+    if not 0 <= wait < float("inf"):
         raise ApiError(
-            422, "wait must be a number of seconds.", fields={"wait": [f"Must be between 0 and {limit}."]}
+            422, "wait must be a number of seconds.", fields={"wait": ["Must be a number, 0 or more."]}
         )
-    return wait
+    return min(wait, gateway_context().settings.max_wait_s)
 
 
 @blueprint.get("/predictions/<observation_id:observation_id>")

@@ -138,6 +138,7 @@ class ServiceStack:
             "BATCH_FLUSH_MS": "5",
             "MAX_BODY_BYTES": "65536",
             "MAX_ATTEMPTS": "2",
+            "MAX_WAIT_S": "5",
             "BULK_MAX_ITEMS": str(self.bulk_max_items),
             "BULK_CHUNK_ROWS": "2000",
             "BULK_ROWS_PER_MESSAGE": "500",

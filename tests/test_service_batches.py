@@ -163,6 +163,7 @@ def test_batch_over_the_item_limit_is_413_and_stores_nothing(stack: ServiceStack
         ("{", "application/json", 400),
         ("id,hour\nx,1\n", "text/csv", 422),
         ("anything", "text/plain", 415),
+        ("id,notes," + ",".join(FEATURES) + "\n", "text/csv", 422),
     ],
 )
 def test_malformed_batches_are_clear_errors(
@@ -202,8 +203,44 @@ def test_long_poll_times_out_with_the_queued_state(stopped_worker: ServiceStack)
     assert poll_until_finished(stack, body["id"])["status"] == "done"
 
 
-@pytest.mark.parametrize("wait", ["-1", "abc", "31"])
+@pytest.mark.parametrize("wait", ["-1", "abc", "nan", "inf"])
 def test_bad_wait_is_422(stack: ServiceStack, wait: str) -> None:
     response = requests.get(stack.url(f"/predictions/{new_id()}"), params={"wait": wait}, timeout=5)
     assert response.status_code == 422
     assert "wait" in response.json()["error"]["fields"]
+
+
+def test_long_poll_is_capped_at_max_wait(stopped_worker: ServiceStack) -> None:
+    stack = stopped_worker
+    body = prediction_request()
+    requests.post(stack.url("/predict"), json=body, timeout=5)
+    started = time.monotonic()
+    response = requests.get(stack.url(f"/predictions/{body['id']}"), params={"wait": 100}, timeout=30)
+    assert 4.5 <= time.monotonic() - started < 10  # MAX_WAIT_S is 5 in the test stack
+    assert response.json()["status"] == "queued"
+
+
+def test_csv_from_a_spreadsheet_with_a_byte_order_mark_is_read(stack: ServiceStack) -> None:
+    item = prediction_request()
+    body = "\ufeff" + csv_body([item])
+    response = requests.post(
+        stack.url("/batches"), data=body.encode(), headers={"Content-Type": "text/csv"}, timeout=30
+    )
+    assert response.status_code == 202 and response.json()["accepted"] == 1
+    wait_for_batch(stack, response.json()["batch_id"])
+    results = requests.get(
+        stack.url(f"/batches/{response.json()['batch_id']}/results?format=csv"), timeout=10
+    )
+    row = next(csv.DictReader(io.StringIO(results.text)))
+    assert row["prediction"] in ("true", "false")
+
+
+def test_unknown_atomic_value_is_422(stack: ServiceStack) -> None:
+    response = requests.post(stack.url("/batches?atomic=maybe"), json={"observations": []}, timeout=10)
+    assert response.status_code == 422 and "atomic" in response.json()["error"]["fields"]
+
+
+def test_empty_batch_is_finished_at_once(stack: ServiceStack) -> None:
+    receipt = requests.post(stack.url("/batches"), json={"observations": []}, timeout=10).json()
+    progress = requests.get(stack.url(f"/batches/{receipt['batch_id']}"), timeout=5).json()
+    assert progress["status"] == "done" and progress["finished_at"] == progress["started_at"]

@@ -117,7 +117,7 @@ def submit_batch(
             positions: list[tuple[int, str]] = []
             for item in chunk:
                 if item.parse_errors is not None:
-                    receipt.rejected.append(Rejection(item.index, None, item.parse_errors))
+                    receipt.rejected.append(Rejection(item.index, _claimed_id(item.value), item.parse_errors))
                     continue
                 try:
                     loaded = schemas.load_prediction(item.value)

@@ -454,10 +454,13 @@ def batch_progress(*, conn: Connection, batch_id: str) -> BatchProgress | None:
         counts[status] = int(total)
         if last is not None:
             latest.append(_utc(last))
-    finished = max(latest) if counts[QUEUED] == 0 and latest else None
+    created_at = _utc(batch.created_at)
+    finished = None
+    if counts[QUEUED] == 0:
+        finished = max(latest) if latest else created_at  # a batch with nothing accepted ends as it starts
     return BatchProgress(
         id=batch.id,
-        created_at=_utc(batch.created_at),
+        created_at=created_at,
         items=batch.items,
         accepted=batch.accepted,
         rejected=batch.rejected,
