@@ -68,8 +68,18 @@ def upload(
     rejected = 0
     with tqdm(desc="upload", unit="row", file=sys.stderr) as bar:
         for first_line, body, count in read_chunks(path, rows_per_chunk):
-            receipt = client.submit_csv(body, atomic=atomic)
-            chunks.append(SubmittedChunk(receipt["batch_id"], first_line, receipt["accepted"]))
+            try:
+                receipt = client.submit_csv(body, atomic=atomic)
+            except ServiceError as error:
+                if error.status != 422 or "rejected" not in error.error.get("fields", {}):
+                    raise
+                # An atomic chunk with bad rows: nothing of it was stored.
+                receipt = {"batch_id": None, "accepted": 0, "rejected": error.error["fields"]["rejected"]}
+                tqdm.write(
+                    f"lines {first_line}-{first_line + count - 1}: not stored (atomic)", file=sys.stderr
+                )
+            if receipt["batch_id"] is not None:
+                chunks.append(SubmittedChunk(receipt["batch_id"], first_line, receipt["accepted"]))
             for rejection in receipt["rejected"]:
                 rejected += 1
                 if rejected <= SHOWN_REJECTIONS:
@@ -114,6 +124,11 @@ def submit(args: argparse.Namespace) -> int:
         accepted = sum(chunk.accepted for chunk in chunks)
         print(f"{accepted} rows accepted, {rejected} rejected, in {len(chunks)} batches", file=sys.stderr)
         if not args.wait:
+            if args.out is not None:
+                print(
+                    f"--no-wait: nothing written to {args.out}; results come when the batches finish",
+                    file=sys.stderr,
+                )
             for chunk in chunks:
                 print(chunk.batch_id)
             return EXIT_REJECTED if rejected else EXIT_OK
@@ -121,6 +136,11 @@ def submit(args: argparse.Namespace) -> int:
         if args.out is not None:
             written = write_results(client, chunks, args.out)
             print(f"{written} results written to {args.out}", file=sys.stderr)
+        else:
+            print(
+                "no --out given: results not saved (batch ids: " + " ".join(c.batch_id for c in chunks) + ")",
+                file=sys.stderr,
+            )
         if failed:
             print(f"{failed} observations failed; see failure_reason", file=sys.stderr)
             return EXIT_FAILED

@@ -91,3 +91,18 @@ def test_client_submits_waits_labels_and_reads_batches(stack: ServiceStack) -> N
         with pytest.raises(ServiceError) as error:
             client.submit(new_id(), observation(hour=24))
         assert error.value.status == 422 and "hour" in error.value.error["fields"]["observation"]
+
+
+def test_cli_atomic_chunk_with_a_bad_row_names_it_and_exits_three(
+    stack: ServiceStack, tmp_path: Path
+) -> None:
+    rows = [prediction_request(id=new_id("atomic-cli")), prediction_request(id=new_id("atomic-cli"), hour=24)]
+    stops = tmp_path / "stops.csv"
+    write_stops_csv(stops, rows)
+    cli = subprocess.run(
+        [sys.executable, "-m", "client.cli", "submit", str(stops), "--atomic", "--url", stack.base_url],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 3, cli.stderr
+    assert "lines 2-3: not stored (atomic)" in cli.stderr
+    assert f"line 3: id {rows[1]['id']!r}" in cli.stderr
