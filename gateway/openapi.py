@@ -7,7 +7,7 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
-from worker.schemas import RequestSchemas
+from worker.schemas import OutcomeFlag, RequestSchemas, StrictBoolean
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 PREDICTION = {"$ref": "#/components/schemas/Prediction"}
@@ -28,7 +28,21 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
         version="1.0.0",
         openapi_version="3.0.3",
         info={"description": f"Asynchronous predictions; model bundle {model_version}."},
-        plugins=[MarshmallowPlugin()],
+        plugins=[marshmallow_plugin := MarshmallowPlugin()],
+    )
+    marshmallow_plugin.map_to_openapi_type(StrictBoolean, "boolean", None)  # type: ignore[no-untyped-call]
+    # 0 and 1 are accepted too for an outcome.
+    marshmallow_plugin.map_to_openapi_type(OutcomeFlag, "boolean", None)  # type: ignore[no-untyped-call]
+    spec.components.schema(
+        "Accepted",
+        {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"type": "string", "enum": ["queued"]},
+                "links": {"type": "object", "properties": {"result": {"type": "string"}}},
+            },
+        },
     )
     spec.components.schema("PredictionRequest", schema=schemas.prediction)
     spec.components.schema("FeedbackRequest", schema=schemas.feedback)
@@ -79,7 +93,14 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
                     "content": {"application/json": {"schema": "PredictionRequest"}},
                 },
                 "responses": {
-                    "202": _json(PREDICTION, "Accepted (or a replay of a queued one); see Location"),
+                    "202": {
+                        "description": "Accepted (a replay of a queued observation gets its Prediction)",
+                        "content": {
+                            "application/json": {
+                                "schema": {"oneOf": [{"$ref": "#/components/schemas/Accepted"}, PREDICTION]}
+                            }
+                        },
+                    },
                     "200": _json(PREDICTION, "Replay of an observation already finished"),
                     **_errors(400, 409, 413, 415, 422, 503),
                 },
@@ -92,7 +113,13 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
             "get": {
                 "summary": "Status and result of one observation",
                 "parameters": [
-                    {"name": "observation_id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    {"name": "observation_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "description": "Hold the request up to this many seconds (capped) for the result",
+                        "schema": {"type": "number", "minimum": 0},
+                    },
                 ],
                 "responses": {"200": _json(PREDICTION, "The prediction"), **_errors(404, 503)},
             }
@@ -114,12 +141,92 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
             }
         },
     )
+    _add_bulk_paths(spec)
     for path, summary in (
         ("/health", "The process is alive"),
         ("/ready", "Database, broker and model bundle reachable"),
+        ("/performance", "Live precision and recall on the true outcomes received, per model version"),
+        ("/metrics", "Prometheus metrics"),
     ):
         spec.path(
             path=path,
             operations={"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}},
         )
     return spec.to_dict()
+
+
+def _add_bulk_paths(spec: APISpec) -> None:
+    items = {"type": "object", "properties": {"id": {"type": "string"}, "observation": {"type": "object"}}}
+    batch_id = [{"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    spec.path(
+        path="/batches",
+        operations={
+            "post": {
+                "summary": "Submit many observations: valid items are accepted even when others are not",
+                "parameters": [
+                    {
+                        "name": "atomic",
+                        "in": "query",
+                        "schema": {"type": "boolean"},
+                        "description": "all or nothing",
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"observations": {"type": "array", "items": items}},
+                            }
+                        },
+                        "application/x-ndjson": {
+                            "schema": {"type": "string", "description": "one item per line"}
+                        },
+                        "text/csv": {
+                            "schema": {"type": "string", "description": "id and the feature columns"}
+                        },
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "{batch_id, items, accepted, rejected: [{index, id, errors}], links}"
+                    },
+                    **_errors(400, 413, 415, 422, 503),
+                },
+            }
+        },
+    )
+    spec.path(
+        path="/batches/{batch_id}",
+        operations={
+            "get": {
+                "summary": "Counts by status, progress, start and end of a batch",
+                "parameters": batch_id,
+                "responses": {"200": {"description": "Progress"}, **_errors(404)},
+            }
+        },
+    )
+    spec.path(
+        path="/batches/{batch_id}/results",
+        operations={
+            "get": {
+                "summary": "Every accepted item's result in submission order, streamed",
+                "parameters": [
+                    *batch_id,
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["ndjson", "csv"]},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "Results",
+                        "content": {"application/x-ndjson": {}, "text/csv": {}},
+                    },
+                    **_errors(404, 422),
+                },
+            }
+        },
+    )

@@ -119,8 +119,12 @@ def test_operator_endpoints_answer(stack: ServiceStack, api: requests.Session) -
     ready = api.get(stack.url("/ready"), timeout=5).json()
     assert ready["checks"] == {"database": "ok", "broker": "ok", "model_bundle": "ok"}
     openapi = api.get(stack.url("/openapi.json"), timeout=5).json()
-    assert {"/predict", "/predictions/{observation_id}", "/update"} <= set(openapi["paths"])
+    assert {
+        "/predict", "/predictions/{observation_id}", "/update", "/batches", "/batches/{batch_id}",
+        "/batches/{batch_id}/results", "/performance",
+    } <= set(openapi["paths"])  # fmt: skip
     observation = openapi["components"]["schemas"]["Observation"]
+    assert observation["properties"]["ResidentIndicator"] == {"type": "boolean"}
     assert "Stop Sign" in observation["properties"]["StatuteReason"]["enum"]
     assert "/openapi.json" in api.get(stack.url("/docs"), timeout=5).text
     assert "gateway_requests_total" in api.get(stack.url("/metrics"), timeout=5).text
