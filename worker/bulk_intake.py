@@ -1,4 +1,4 @@
-"""Accept a bulk submission: validate every item, store the valid ones with multi-row statements, publish.
+"""Accept a bulk submission: validate every item, store the valid ones in bulk (COPY on Postgres), publish.
 
 The whole intake is one transaction, so a batch over the item limit or an atomic batch with a bad item stores
 nothing. Items are read and stored chunk by chunk, so memory stays bounded whatever the upload size.
