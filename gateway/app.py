@@ -79,6 +79,10 @@ def _start_request() -> None:
 
 
 def _finish_request(response: Response) -> Response:
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+        # Flask's automatic answer: the Allow header is the content, so no body and no HTML type.
+        response.status_code = 204
+        del response.headers["Content-Type"]
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     REQUESTS.labels(method=request.method, endpoint=endpoint, status=response.status_code).inc()

@@ -26,7 +26,10 @@ HTTP_CODES = {
 
 
 class ApiError(Exception):
-    """An error answered to the client as {"error": {"code", "message", "fields"?, "links"?}}."""
+    """An error answered to the client as {"error": {"code", "message", "fields"?, "links"?, "checks"?}}.
+
+    fields holds validation errors keyed by field; checks the state of each readiness check.
+    """
 
     def __init__(
         self,
@@ -35,12 +38,14 @@ class ApiError(Exception):
         *,
         fields: dict[str, Any] | None = None,
         links: dict[str, str] | None = None,
+        checks: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.fields = fields
         self.links = links
+        self.checks = checks
 
 
 def error_response(error: ApiError) -> Response:
@@ -50,6 +55,8 @@ def error_response(error: ApiError) -> Response:
         body["fields"] = error.fields
     if error.links is not None:
         body["links"] = error.links
+    if error.checks is not None:
+        body["checks"] = error.checks
     request_id = g.get("request_id")
     if request_id:
         body["request_id"] = request_id

@@ -77,6 +77,7 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
                         "message": {"type": "string"},
                         "fields": {"type": "object", "description": "Every field error, keyed by field"},
                         "links": {"type": "object"},
+                        "checks": {"type": "object", "description": "/ready: each check, ok or down"},
                         "request_id": {"type": "string"},
                     },
                 }

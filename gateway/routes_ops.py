@@ -65,7 +65,7 @@ def ready() -> Response:
             checks[name] = "down"
     down = [name for name, state in checks.items() if state != "ok"]
     if down:
-        return error_response(ApiError(503, f"Not ready: {', '.join(down)} down.", fields=checks))
+        return error_response(ApiError(503, f"Not ready: {', '.join(down)} down.", checks=checks))
     return jsonify({"status": "ready", "checks": checks})
 
 

@@ -46,3 +46,13 @@ def test_log_records_inside_a_request_carry_its_id(tmp_path: Path, caplog: pytes
         app.test_client().get("/boom", headers={"X-Request-ID": "req-7"})
     assert [getattr(r, "request_id", None) for r in caplog.records if r.name == "gateway.errors"] == ["req-7"]
     app.extensions["predictions"].engine.dispose()
+
+
+def test_options_names_the_allowed_methods_without_a_body(tmp_path: Path) -> None:
+    app = create_app({"SETTINGS": Settings(database_url=f"sqlite:///{tmp_path / 'gateway.db'}")})
+    response = app.test_client().options("/predict")
+    assert response.status_code == 204
+    assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
+    assert "Content-Type" not in response.headers
+    assert response.data == b""
+    app.extensions["predictions"].engine.dispose()

@@ -137,7 +137,7 @@ def test_ready_is_503_naming_the_broker_when_it_is_down(stack: ServiceStack) -> 
     app.extensions["predictions"].engine.dispose()
     assert response.status_code == 503
     error = response.get_json()["error"]
-    assert error["fields"] == {"database": "ok", "broker": "down", "model_bundle": "ok"}
+    assert error["checks"] == {"database": "ok", "broker": "down", "model_bundle": "ok"}
     assert "broker" in error["message"]
 
 

@@ -167,7 +167,7 @@ def test_postgres_restart_loses_nothing_and_stores_nothing_while_down(stopped_wo
         assert response.json()["error"]["code"] == "service_unavailable"
         assert "psycopg" not in response.text and "Traceback" not in response.text
         ready = requests.get(stack.url("/ready"), timeout=10)
-        assert ready.status_code == 503 and ready.json()["error"]["fields"]["database"] == "down"
+        assert ready.status_code == 503 and ready.json()["error"]["checks"]["database"] == "down"
     finally:
         postgres_server("start")
 

@@ -212,7 +212,10 @@ def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_cur
     }
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     if make_current:
-        (artifacts_dir / CURRENT_POINTER).write_text(version + "\n")
+        # Written beside, then renamed: a process reading the pointer sees the old version or the new one.
+        pending = artifacts_dir / f".{CURRENT_POINTER}.{os.getpid()}"
+        pending.write_text(version + "\n")
+        pending.replace(artifacts_dir / CURRENT_POINTER)
     return directory
 
 
