@@ -14,26 +14,8 @@ import uuid
 
 import requests
 
+from bench.load import COURSE_OBSERVATION, percentile
 from worker.storage import find_prediction, make_engine
-
-OBSERVATION = {
-    "InterventionReasonCode": "V",
-    "SubjectRaceCode": "W",
-    "SubjectSexCode": "M",
-    "SubjectEthnicityCode": "N",
-    "StatuteReason": "Stop Sign",
-    "ResidentIndicator": True,
-    "SearchAuthorizationCode": "O",
-    "SubjectAge": 20,
-    "hour": 10,
-    "day_of_week": "Monday",
-}
-
-
-def percentile(values: list[float], share: float) -> float:
-    """Return the value below which share of the sorted values fall (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))]
 
 
 def main() -> None:
@@ -55,13 +37,14 @@ def main() -> None:
         start = time.perf_counter()
         for n in range(int(args.rate * args.seconds)):
             time.sleep(max(0.0, start + n * interval - time.perf_counter()))
-            body = {"id": f"light-{run}-{n}", "observation": OBSERVATION}
+            observation_id = f"light-{run}-{n}"
+            body = {"id": observation_id, "observation": COURSE_OBSERVATION}
             sent = time.perf_counter()
             response = session.post(f"{args.url}/predict", json=body, timeout=10)
             accept_ms.append((time.perf_counter() - sent) * 1000)
             if response.status_code != 202:
                 raise SystemExit(f"unexpected {response.status_code}: {response.text}")
-            ids.append(body["id"])
+            ids.append(observation_id)
     time.sleep(3)
     engine = make_engine(args.database_url)
     with engine.connect() as conn:

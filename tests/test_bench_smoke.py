@@ -23,6 +23,7 @@ def test_bench_smoke_mode_prints_every_measure() -> None:
         "single submissions end-to-end obs/s",
         "submit-to-result at 20/s",
         "bulk 2,000 obs, 2 worker processes",
+        "queue drain: 2 processes / 1 process",
         "raw limit",
         "worker RSS",
     ):
