@@ -1,17 +1,34 @@
-"""Prometheus metrics of the gateway, and the /metrics exposition (multiprocess-aware under gunicorn)."""
+"""Prometheus metrics of the gateway, and the /metrics exposition (multiprocess-aware under gunicorn).
+
+Besides the gateway's own counters, each scrape reads the state of the whole service (backlog, failures,
+broker queue), so one scrape target is enough to alert on workers that stopped predicting.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
+from celery import Celery
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+
+from worker.publishing import PUBLISH_ERRORS
+from worker.redrive import waiting_messages
+from worker.storage import backlog, utc_now
+
+log = logging.getLogger(__name__)
 
 REQUESTS = Counter("gateway_requests_total", "HTTP requests answered", ["method", "endpoint", "status"])
 LATENCY = Histogram(
@@ -28,12 +45,67 @@ PUBLISH_FAILURES = Counter(
 )
 
 
-def render_metrics(multiprocess_dir: Path | None) -> tuple[bytes, str]:
-    """Return the exposition text and its content type, merged across gunicorn workers if needed."""
-    if multiprocess_dir is None:
-        from prometheus_client import REGISTRY
+class ServiceStateCollector(Collector):
+    """Read at scrape time: the backlog and failures in the database, the messages waiting in the broker."""
 
-        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    def __init__(self, *, engine: Engine, celery: Celery, queue_name: str) -> None:
+        self._engine = engine
+        self._celery = celery
+        self._queue_name = queue_name
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        up = GaugeMetricFamily(
+            "service_dependency_up",
+            "Whether the scrape reached the dependency (1) or not (0)",
+            labels=["name"],
+        )
+        try:
+            with self._engine.connect() as conn:
+                state = backlog(conn=conn)
+        except Exception:  # a scrape must answer even when the database is down
+            log.warning("metrics: database unreachable", exc_info=True)
+            up.add_metric(["database"], 0)
+        else:
+            up.add_metric(["database"], 1)
+            yield GaugeMetricFamily(
+                "predictions_queued_observations",
+                "Observations accepted and not yet predicted",
+                value=state.queued,
+            )
+            yield GaugeMetricFamily(
+                "predictions_failed_observations",
+                "Observations marked failed after bounded retries",
+                value=state.failed,
+            )
+            age = (utc_now() - state.oldest_queued_at).total_seconds() if state.oldest_queued_at else 0.0
+            yield GaugeMetricFamily(
+                "predictions_oldest_queued_age_seconds",
+                "Age of the oldest observation still queued",
+                value=age,
+            )
+        try:
+            waiting = waiting_messages(self._celery, self._queue_name)
+        except PUBLISH_ERRORS:
+            log.warning("metrics: broker unreachable", exc_info=True)
+            up.add_metric(["broker"], 0)
+        else:
+            up.add_metric(["broker"], 1)
+            yield GaugeMetricFamily(
+                "broker_waiting_messages",
+                "Messages waiting in the broker queue, not yet taken",
+                value=waiting,
+            )
+        yield up
+
+
+def render_metrics(multiprocess_dir: Path | None, service_state: Collector) -> tuple[bytes, str]:
+    """Return the exposition text and its content type, merged across gunicorn workers if needed."""
+    state = CollectorRegistry()
+    state.register(service_state)
+    if multiprocess_dir is None:
+        own = generate_latest(REGISTRY)
+    else:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+        own = generate_latest(registry)
+    return own + generate_latest(state), CONTENT_TYPE_LATEST

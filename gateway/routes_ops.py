@@ -8,7 +8,7 @@ from flask import Blueprint, Response, jsonify
 
 from gateway.context import gateway_context
 from gateway.errors import ApiError, error_response
-from gateway.metrics import render_metrics
+from gateway.metrics import ServiceStateCollector, render_metrics
 from gateway.openapi import build_openapi
 from worker.feature_spec import verify_bundle
 from worker.storage import ping
@@ -72,7 +72,11 @@ def ready() -> Response:
 @blueprint.get("/metrics")
 def metrics() -> Response:
     """Expose Prometheus metrics."""
-    body, content_type = render_metrics(gateway_context().settings.prometheus_multiproc_dir)
+    context = gateway_context()
+    state = ServiceStateCollector(
+        engine=context.engine, celery=context.celery, queue_name=context.settings.queue_name
+    )
+    body, content_type = render_metrics(context.settings.prometheus_multiproc_dir, state)
     return Response(body, content_type=content_type)
 
 

@@ -42,4 +42,16 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
         ["docker-compose", "config", "--services"], cwd=tmp_path, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert set(result.stdout.split()) == {"postgres", "redis", "migrate", "gateway", "worker", "redrive"}
+    assert set(result.stdout.split()) == {
+        "postgres", "redis", "migrate", "gateway", "worker", "redrive", "prometheus",
+    }  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus is not installed")
+def test_prometheus_config_and_alert_rules_are_valid_and_fire_when_they_should() -> None:
+    monitoring = PROJECT_ROOT / "monitoring"
+    for command in (["check", "config", "prometheus.yml"], ["test", "rules", "alerts_test.yml"]):
+        result = subprocess.run(
+            ["promtool", *command], cwd=monitoring, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr

@@ -194,6 +194,9 @@ def test_broker_down_at_submission_still_accepts_and_predicts_once_it_is_back(st
             return "gateway_publish_failures_total 1.0" in metrics
 
         wait_until(publish_failure_counted, timeout=20, interval=0.2)
+        metrics = requests.get(stack.url("/metrics"), timeout=5).text
+        assert 'service_dependency_up{name="broker"} 0.0' in metrics
+        assert "broker_waiting_messages" not in metrics
     finally:
         stack.backend.start_broker()
     assert poll_until_finished(stack, body["id"], timeout=60)["status"] == "done"

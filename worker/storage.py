@@ -320,6 +320,28 @@ def count_by_status(*, conn: Connection) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """What waits and what failed: the figures operators alert on."""
+
+    queued: int
+    failed: int
+    oldest_queued_at: datetime | None
+
+
+def backlog(*, conn: Connection) -> Backlog:
+    """Return the queued and failed counts and when the oldest queued observation arrived (status index)."""
+    rows = conn.execute(
+        sa.select(predictions.c.status, sa.func.count(), sa.func.min(predictions.c.received_at))
+        .where(predictions.c.status.in_((QUEUED, FAILED)))
+        .group_by(predictions.c.status)
+    ).all()
+    found = {status: (int(count), oldest) for status, count, oldest in rows}
+    queued, oldest = found.get(QUEUED, (0, None))
+    failed, _ = found.get(FAILED, (0, None))
+    return Backlog(queued=queued, failed=failed, oldest_queued_at=_utc_or_none(oldest))
+
+
 def count_rows(*, conn: Connection, observation_ids: Iterable[str] | None = None) -> int:
     """Return the number of stored observations (all, or among the given ids)."""
     query = sa.select(sa.func.count()).select_from(predictions)

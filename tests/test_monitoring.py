@@ -1,0 +1,51 @@
+"""Operators' view: /metrics carries the backlog the alerts watch, and every metric an alert names exists."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.factories import prediction_request
+from tests.stack import ServiceStack, wait_until
+from worker.settings import PROJECT_ROOT
+
+
+def scrape(stack: ServiceStack) -> dict[str, float]:
+    """Return every sample of /metrics as 'name{label="value",...}' -> value."""
+    response = requests.get(stack.url("/metrics"), timeout=10)
+    assert response.status_code == 200
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+def test_backlog_grows_and_ages_while_the_workers_are_stopped(stopped_worker: ServiceStack) -> None:
+    stack = stopped_worker
+    before = scrape(stack)
+    with requests.Session() as session:
+        for _ in range(3):
+            response = session.post(stack.url("/predict"), json=prediction_request(), timeout=5)
+            assert response.status_code == 202
+    wait_until(lambda: scrape(stack)["broker_waiting_messages"] >= 1, timeout=10, interval=0.1)
+    time.sleep(1.1)
+    after = scrape(stack)
+    assert after["predictions_queued_observations"] == before["predictions_queued_observations"] + 3
+    assert after["predictions_oldest_queued_age_seconds"] >= 1
+    assert after["predictions_failed_observations"] == before["predictions_failed_observations"]
+    assert after['service_dependency_up{name="database"}'] == 1
+    assert after['service_dependency_up{name="broker"}'] == 1
+
+
+def test_every_metric_an_alert_names_is_exposed(stack: ServiceStack) -> None:
+    requests.post(stack.url("/predict"), json=prediction_request(), timeout=5)  # requests counted
+    rules = (PROJECT_ROOT / "monitoring" / "alerts.yml").read_text()
+    named = set(re.findall(r"\b((?:gateway|predictions|broker|service)_[a-z_]+)\b", rules))
+    exposed = {re.sub(r"\{.*", "", sample) for sample in scrape(stack)}
+    assert named, "no metric found in the rules"
+    assert named - exposed == set()
