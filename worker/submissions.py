@@ -47,7 +47,9 @@ def submit_observation(
 ) -> Submission:
     """Commit the observation as queued, then publish it; an existing id is a replay or a conflict."""
     now = utc_now()
-    with engine.begin() as conn:
+    with engine.connect() as conn:
+        # One statement, committed when it returns: no BEGIN and COMMIT round trips around it.
+        conn.execution_options(isolation_level="AUTOCOMMIT")
         created = insert_queued(conn=conn, observation_id=observation_id, observation=observation, now=now)
         existing = None if created else find_prediction(conn=conn, observation_id=observation_id)
     if existing is not None:

@@ -9,9 +9,10 @@ from typing import Any
 
 from celery import current_app, shared_task
 from celery.signals import setup_logging, worker_init, worker_process_init
-from celery_batches import Batches, SimpleRequest
+from celery_batches import SimpleRequest
 from sqlalchemy.engine import Engine
 
+from worker.adaptive_batches import AdaptiveBatches
 from worker.bundle import ModelBundle, limit_native_threads, load_bundle
 from worker.celery_app import PREDICT_TASK, REDRIVE_TASK
 from worker.feature_spec import BundleError
@@ -75,7 +76,7 @@ def observations_of(requests: list[SimpleRequest]) -> Iterator[QueuedObservation
 
 
 @shared_task(
-    base=Batches,
+    base=AdaptiveBatches,
     name=PREDICT_TASK,
     flush_every=settings.batch_size,
     flush_interval=settings.batch_flush_ms / 1000,

@@ -1,0 +1,113 @@
+"""The worker's batching rule: the flush timer waits while every pool process is busy, so batches grow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Celery
+
+from worker.adaptive_batches import AdaptiveBatches
+
+
+@dataclass
+class BufferedRequest:
+    """What celery-batches reads of a received message."""
+
+    id: str
+    acked: bool = False
+    eta: None = None
+    name: str = "predict"
+    _payload: tuple[Any, ...] = ((), {}, {})
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+    hostname: str = "test"
+    reply_to: None = None
+    correlation_id: None = None
+    request_dict: dict[str, Any] = field(default_factory=dict)
+    task: Any = None
+
+    def acknowledge(self) -> None:
+        self.acked = True
+
+
+@dataclass
+class RecordingPool:
+    """A pool of num_processes that records the batches handed to it and finishes them on demand."""
+
+    num_processes: int
+    batches: list[list[str]] = field(default_factory=list)
+    running: list[dict[str, Any]] = field(default_factory=list)
+
+    def apply_async(self, _target: Any, args: tuple[Any, ...], **callbacks: Any) -> None:
+        self.batches.append([r.id for r in args[1][0]])
+        self.running.append(callbacks)
+
+    def finish_oldest(self, *, lost: bool = False) -> None:
+        callbacks = self.running.pop(0)
+        callbacks["error_callback"](None) if lost else callbacks["callback"](None)
+
+
+def batching_task(processes: int, flush_every: int = 10) -> tuple[Any, RecordingPool]:
+    app = Celery(set_as_current=False)
+
+    @app.task(
+        base=AdaptiveBatches, flush_every=flush_every, flush_interval=0.01, acks_late=True, shared=False
+    )
+    def predict(requests: list[Any]) -> None:
+        return None
+
+    pool = RecordingPool(num_processes=processes)
+    predict._pool = pool
+    return predict, pool
+
+
+def receive(task: Any, *ids: str) -> list[BufferedRequest]:
+    requests = [BufferedRequest(id=i, task=task) for i in ids]
+    for request in requests:
+        task._buffer.put(request)
+    return requests
+
+
+def test_while_the_only_process_is_busy_arrivals_merge_into_one_batch() -> None:
+    task, pool = batching_task(processes=1)
+    receive(task, "a")
+    task._do_flush()
+    receive(task, "b")
+    task._do_flush()
+    receive(task, "c")
+    task._do_flush()
+    assert pool.batches == [["a"]]
+    pool.finish_oldest()
+    task._do_flush()
+    assert pool.batches == [["a"], ["b", "c"]]
+
+
+def test_a_full_buffer_is_flushed_even_when_every_process_is_busy() -> None:
+    task, pool = batching_task(processes=1, flush_every=3)
+    receive(task, "a")
+    task._do_flush()
+    receive(task, "b", "c", "d")
+    task._do_flush()
+    assert pool.batches == [["a"], ["b", "c", "d"]]
+
+
+def test_each_free_process_takes_a_batch_at_once() -> None:
+    task, pool = batching_task(processes=2)
+    receive(task, "a")
+    task._do_flush()
+    receive(task, "b")
+    task._do_flush()
+    assert pool.batches == [["a"], ["b"]]
+
+
+def test_late_acks_wait_for_the_batch_and_a_lost_process_frees_its_slot_unacked() -> None:
+    task, pool = batching_task(processes=1)
+    first = receive(task, "a")
+    task._do_flush()
+    assert not first[0].acked
+    pool.finish_oldest(lost=True)
+    assert not first[0].acked  # redelivered by the broker, not acked
+    second = receive(task, "b")
+    task._do_flush()
+    pool.finish_oldest()
+    assert pool.batches == [["a"], ["b"]] and second[0].acked

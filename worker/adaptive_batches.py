@@ -1,0 +1,60 @@
+"""Micro-batches that grow with the load: the flush timer waits while every pool process is busy.
+
+celery-batches flushes its buffer every flush_interval whatever the pool is doing. Under load that queues many
+tiny batches behind a busy process, each paying predict_proba's fixed cost (milliseconds for one row). Here
+a timer tick flushes only when a pool process is free (or the buffer holds flush_every messages): at light
+load a message still leaves within flush_interval; under load, what arrived meanwhile goes out as one
+bigger batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from celery.worker.request import Request
+from celery_batches import Batches, SimpleRequest
+from celery_batches.trace import apply_batches_task
+
+
+class AdaptiveBatches(Batches):  # type: ignore[misc]
+    """Batches whose timer flushes only while a pool process is free to take the batch."""
+
+    abstract = True
+    _in_flight = 0
+
+    def _all_processes_busy(self) -> bool:
+        processes = getattr(self._pool, "num_processes", None) or 1
+        return self._in_flight >= processes
+
+    def _do_flush(self) -> None:
+        if self._all_processes_busy() and self._buffer.qsize() < self.flush_every:
+            return  # keep buffering; the timer ticks again
+        super()._do_flush()
+
+    def flush(self, requests: Collection[Request]) -> Any:
+        """Hand the requests to the pool as one batch (as celery-batches does); count it until it returns."""
+        acks_late = [r for r in requests if r.task.acks_late]
+        acks_early = [r for r in requests if not r.task.acks_late]
+
+        def on_accepted(pid: int, time_accepted: float) -> None:
+            for request in acks_early:
+                request.acknowledge()
+
+        def on_return(result: Any) -> None:
+            self._in_flight -= 1
+            for request in acks_late:
+                request.acknowledge()
+
+        def on_error(*_: Any) -> None:
+            # The process was lost: nothing is acked, so the broker redelivers the batch.
+            self._in_flight -= 1
+
+        self._in_flight += 1
+        return self._pool.apply_async(
+            apply_batches_task,
+            (self, ([SimpleRequest.from_request(r) for r in requests],), 0, None),
+            accept_callback=on_accepted,
+            callback=on_return,
+            error_callback=on_error,
+        )
