@@ -26,5 +26,6 @@ def test_bench_smoke_mode_prints_every_measure() -> None:
         "queue drain: 2 processes / 1 process",
         "raw limit",
         "worker RSS",
+        "pandas + scikit-learn and the pipeline loaded",
     ):
         assert measure in bench.stdout
