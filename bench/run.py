@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from bench.load import COURSE_OBSERVATION, closed_loop, open_loop, percentile
 from tests.stack import ServiceStack, postgres_backend, wait_until
 from worker.bundle import load_bundle
-from worker.frames import build_frame
 from worker.settings import PROJECT_ROOT, get_settings
 from worker.storage import QUEUED, predictions
 
@@ -213,11 +212,11 @@ def run_drain(stack: ServiceStack, plan: Plan, processes: int) -> Drain:
 
 
 def raw_limit(stack: ServiceStack, plan: Plan) -> float:
-    """One predict_proba over the rows plus a COPY of them into Postgres: the floor of any design."""
+    """One prediction call over the rows (as the worker predicts) plus a COPY of them into Postgres."""
     bundle = load_bundle(get_settings().artifacts_dir)
     observations = [{**COURSE_OBSERVATION, "hour": n % 24} for n in range(plan.bulk_rows)]
     start = time.perf_counter()
-    probas = bundle.predict_proba(build_frame(observations, bundle.spec))
+    probas = bundle.predict_observations(observations)
     dsn = stack.backend.database_url.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(dsn) as conn:
         conn.execute("CREATE TEMP TABLE raw_copy (id text, observation jsonb, proba float8)")
@@ -431,7 +430,7 @@ def render(
             f"≥ 1.7x: {verdict(drain_two.rate >= 1.7 * drain_one.rate)}",
         ),
         (
-            "raw limit: one predict_proba + COPY, obs/s",
+            "raw limit: one prediction call + COPY, obs/s",
             f"{raw:,.0f}",
             f"{best_bulk / raw:.0%} reached",
             f"≥ 50 %: {verdict(best_bulk >= 0.5 * raw)}",

@@ -7,11 +7,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from tests.factories import observation
 from worker.bundle import ModelBundle, TrainedVersionWarning, load_bundle
+from worker.direct_encoding import direct_encoder
 from worker.evaluation import held_out_metrics
 from worker.feature_spec import (
     METADATA_FILE,
@@ -110,6 +116,26 @@ def test_loaded_pipeline_reproduces_stored_held_out_metrics(bundle: ModelBundle)
     stored = bundle.metadata["held_out"]["metrics"]
     for name in ("roc_auc", "precision", "recall"):
         assert metrics[name] == stored[name]
+
+
+def test_direct_encoding_gives_the_pipelines_probabilities_on_every_training_row(bundle: ModelBundle) -> None:
+    assert bundle.encoder is not None, "the committed bundle is served with direct encoding"
+    features, _, _ = build_training_table(seed=SEED)
+    records = features.to_dict("records")
+    through_pipeline = bundle.predict_proba(build_frame(records, bundle.spec))
+    assert np.array_equal(bundle.predict_observations(records), through_pipeline)
+
+
+def test_pipeline_of_another_shape_is_predicted_through_scikit_learn() -> None:
+    rows = [observation(hour=h) for h in range(24)]
+    spec_columns = ["hour", "SubjectAge"]
+    pipeline = Pipeline(
+        [
+            ("encode", ColumnTransformer([("scale", StandardScaler(), spec_columns)])),
+            ("classify", LogisticRegression()),
+        ]
+    ).fit(pd.DataFrame(rows)[spec_columns], [h % 2 for h in range(24)])
+    assert direct_encoder(pipeline) is None
 
 
 def test_schema_categories_are_the_pipelines_categories(bundle: ModelBundle) -> None:

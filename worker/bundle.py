@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 import sklearn
 from threadpoolctl import threadpool_limits
 
+from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
 from worker.feature_spec import (
     PIPELINE_FILE,
     SPEC_FILE,
@@ -23,6 +25,7 @@ from worker.feature_spec import (
     read_metadata,
     verify_file,
 )
+from worker.frames import build_frame
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ class ModelBundle:
     spec: FeatureSpec
     metadata: dict[str, Any]
     pipeline: Any = field(repr=False)
+    # The pipeline's preprocessing done directly on dicts, when load_bundle found it equivalent.
+    encoder: DirectEncoder | None = field(default=None, repr=False)
 
     @property
     def threshold(self) -> float:
@@ -48,6 +53,13 @@ class ModelBundle:
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Return the probability of the positive class for each row of frame."""
         return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype="float64")
+
+    def predict_observations(self, observations: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Return the probability of the positive class for each validated observation."""
+        if self.encoder is None:
+            return self.predict_proba(build_frame(observations, self.spec))
+        classifier = self.pipeline.steps[-1][1]
+        return np.asarray(classifier.predict_proba(self.encoder.encode(observations))[:, 1], dtype="float64")
 
 
 def limit_native_threads(count: int) -> None:
@@ -71,5 +83,23 @@ def load_bundle(artifacts_dir: Path, version: str = "") -> ModelBundle:
         )
     pipeline = joblib.load(pipeline_path)
     spec = FeatureSpec.from_dict(json.loads(spec_path.read_text()))
-    log.info("model bundle loaded", extra={"model_version": metadata["version"]})
-    return ModelBundle(version=str(metadata["version"]), spec=spec, metadata=metadata, pipeline=pipeline)
+    bundle = ModelBundle(version=str(metadata["version"]), spec=spec, metadata=metadata, pipeline=pipeline)
+    encoder = _checked_direct_encoder(bundle)
+    log.info(
+        "model bundle loaded",
+        extra={"model_version": bundle.version, "direct_encoding": encoder is not None},
+    )
+    return replace(bundle, encoder=encoder)
+
+
+def _checked_direct_encoder(bundle: ModelBundle) -> DirectEncoder | None:
+    """Return a direct encoder only if it gives exactly the pipeline's probabilities on probe rows."""
+    encoder = direct_encoder(bundle.pipeline)
+    if encoder is None:
+        return None
+    probes = probe_observations(bundle.spec)
+    direct = replace(bundle, encoder=encoder).predict_observations(probes)
+    if not np.array_equal(direct, bundle.predict_proba(build_frame(probes, bundle.spec))):
+        log.warning("direct encoding disagrees with the pipeline; predicting through scikit-learn")
+        return None
+    return encoder

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from worker.bundle import ModelBundle
-from worker.frames import build_frame
 from worker.storage import (
     PredictionResult,
     QueuedObservation,
@@ -30,8 +29,7 @@ class BatchOutcome:
 
 
 def _results(bundle: ModelBundle, observations: Sequence[QueuedObservation]) -> list[PredictionResult]:
-    frame = build_frame([o.observation for o in observations], bundle.spec)
-    probas = bundle.predict_proba(frame)
+    probas = bundle.predict_observations([o.observation for o in observations])
     return [
         PredictionResult(id=o.id, proba=float(p), prediction=bool(p >= bundle.threshold))
         for o, p in zip(observations, probas, strict=True)
