@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from bench.load import COURSE_OBSERVATION, closed_loop, open_loop, percentile
 from tests.stack import ServiceStack, postgres_backend, wait_until
 from worker.bundle import load_bundle
+from worker.celery_app import create_celery_app
 from worker.settings import PROJECT_ROOT, get_settings
 from worker.storage import QUEUED, predictions
 
@@ -171,8 +172,9 @@ def upload_bulk(stack: ServiceStack, plan: Plan) -> str:
     return prefix
 
 
-def run_bulk(stack: ServiceStack, plan: Plan) -> float:
-    """Upload bulk_rows observations with the worker running; return obs/s until all predicted."""
+def run_bulk(stack: ServiceStack, plan: Plan, layout: Layout) -> float:
+    """Upload bulk_rows observations with the workers running; return obs/s until all predicted."""
+    set_workers(stack, layout)
     started = time.time()
     upload_bulk(stack, plan)
     last = wait_all_predicted(stack)
@@ -187,15 +189,15 @@ class Drain:
     cpu_busy: float
 
 
-def run_drain(stack: ServiceStack, plan: Plan, processes: int) -> Drain:
-    """Fill the queue with the worker stopped, then start it: obs/s from its first to its last prediction.
+def run_drain(stack: ServiceStack, plan: Plan, layout: Layout) -> Drain:
+    """Fill the queue with the workers stopped, then start them: obs/s from the first to the last prediction.
 
     This is the workers' own rate, the figure an operator scaling workers gets, without the gateway's intake
     sharing the two cores.
     """
-    stack.stop("worker")
+    stop_workers(stack)
     prefix = upload_bulk(stack, plan)
-    set_worker_concurrency(stack, processes)
+    set_workers(stack, layout)
     psutil.cpu_percent()  # starts the window: the next call averages over it
     wait_all_predicted(stack)
     cpu_busy = psutil.cpu_percent() / 100
@@ -236,10 +238,10 @@ class ProcessMemory:
 
 @dataclass(frozen=True)
 class Bulk:
-    """Bulk rates in obs/s with 1 and 2 worker processes: end to end, and the drain of a filled queue."""
+    """Bulk rates in obs/s per worker layout: end to end, and the drain of a filled queue."""
 
-    end_to_end: tuple[float, float]
-    drain: tuple[Drain, Drain]
+    end_to_end: dict[Layout, float]
+    drain: dict[Layout, Drain]
 
 
 def worker_memory_mb(stack: ServiceStack) -> list[ProcessMemory]:
@@ -254,6 +256,7 @@ def worker_memory_mb(stack: ServiceStack) -> list[ProcessMemory]:
 LIBRARIES_ONLY = """
 import pandas, psutil
 from worker.bundle import load_bundle
+from worker.celery_app import create_celery_app
 from worker.settings import get_settings
 load_bundle(get_settings().artifacts_dir)
 print(psutil.Process().memory_info().rss)
@@ -268,13 +271,48 @@ def libraries_floor_mb() -> float:
     return int(out.stdout.split()[-1]) / 2**20
 
 
-def set_worker_concurrency(stack: ServiceStack, processes: int) -> None:
-    """(Re)start the worker with this many pool processes."""
-    command = stack.commands["worker"]
-    command[command.index("--concurrency") + 1] = str(processes)
-    stack.stop("worker")
+@dataclass(frozen=True)
+class Layout:
+    """How the workers run: Celery worker nodes (what `--scale worker=N` adds), pool processes in each."""
+
+    nodes: int
+    processes: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.nodes} node{'s' if self.nodes > 1 else ''} of {self.processes}"
+
+
+ONE_WORKER = Layout(nodes=1, processes=1)
+TWO_NODES = Layout(nodes=2, processes=1)
+TWO_PROCESSES = Layout(nodes=1, processes=2)
+LAYOUTS = (ONE_WORKER, TWO_NODES, TWO_PROCESSES)
+
+
+def worker_names(stack: ServiceStack) -> list[str]:
+    return [name for name in stack.processes if name.startswith("worker")]
+
+
+def stop_workers(stack: ServiceStack) -> None:
+    for name in worker_names(stack):
+        stack.stop(name)
+
+
+def set_workers(stack: ServiceStack, layout: Layout) -> None:
+    """(Re)start the workers in this layout and wait until every node answers a ping."""
+    stop_workers(stack)
+    first = stack.commands["worker"]
+    first[first.index("--concurrency") + 1] = str(layout.processes)
+    nodes = [stack.node_name]
     stack.start("worker")
-    stack.wait_for_worker()
+    for number in range(2, layout.nodes + 1):
+        command = list(first)
+        nodes.append(f"{number}-{stack.node_name}")
+        command[command.index("--hostname") + 1] = nodes[-1]
+        stack.commands[f"worker-{number}"] = command
+        stack.start(f"worker-{number}")
+    celery = create_celery_app(stack.settings())
+    wait_until(lambda: len(celery.control.ping(destination=nodes, timeout=0.5)) == len(nodes), timeout=60)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,17 +347,15 @@ def main(argv: list[str] | None = None) -> int:
             single = run_single(stack, plan)
             print("light load ...", file=sys.stderr)
             light = run_light(stack, plan)
-            print("bulk, 1 worker process ...", file=sys.stderr)
-            bulk_one = run_bulk(stack, plan)
-            memory = worker_memory_mb(stack)
-            print("queue drain, 1 worker process ...", file=sys.stderr)
-            drain_one = run_drain(stack, plan, processes=1)
-            print("bulk, 2 worker processes ...", file=sys.stderr)
-            set_worker_concurrency(stack, 2)
-            bulk_two = run_bulk(stack, plan)
-            memory_two = worker_memory_mb(stack)
-            print("queue drain, 2 worker processes ...", file=sys.stderr)
-            drain_two = run_drain(stack, plan, processes=2)
+            bulk: dict[Layout, float] = {}
+            drains: dict[Layout, Drain] = {}
+            memory: dict[Layout, list[ProcessMemory]] = {}
+            for layout in LAYOUTS:
+                print(f"bulk, workers {layout.label} ...", file=sys.stderr)
+                bulk[layout] = run_bulk(stack, plan, layout)
+                memory[layout] = worker_memory_mb(stack)
+                print(f"queue drain, workers {layout.label} ...", file=sys.stderr)
+                drains[layout] = run_drain(stack, plan, layout)
             print("raw limit ...", file=sys.stderr)
             raw = raw_limit(stack, plan)
             floor = libraries_floor_mb()
@@ -331,9 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         baseline,
         single,
         light,
-        Bulk(end_to_end=(bulk_one, bulk_two), drain=(drain_one, drain_two)),
+        Bulk(end_to_end=bulk, drain=drains),
         raw,
-        (memory, memory_two),
+        (memory[ONE_WORKER], memory[TWO_PROCESSES]),
         floor,
         args.smoke,
     )
@@ -355,9 +391,16 @@ def render(
     smoke: bool,
 ) -> str:
     base = baseline["rps"]
-    bulk_one, bulk_two = bulk.end_to_end
-    drain_one, drain_two = bulk.drain
-    best_bulk = max(bulk_one, bulk_two)
+    bulk_one = bulk.end_to_end[ONE_WORKER]
+    bulk_two = max(bulk.end_to_end[TWO_NODES], bulk.end_to_end[TWO_PROCESSES])
+    drain_one = bulk.drain[ONE_WORKER].rate
+    drain_two = max(bulk.drain[TWO_NODES].rate, bulk.drain[TWO_PROCESSES].rate)
+    best_bulk = max(bulk.end_to_end.values())
+    layouts = " · ".join(layout.label for layout in LAYOUTS)
+
+    def per_layout(values: list[float], form: str = "{:,.0f}") -> str:
+        return " · ".join(form.format(value) for value in values)
+
     worst_rss = max(m.rss for m in memory[0] + memory[1])
 
     def sizes(processes: list[ProcessMemory]) -> str:
@@ -394,40 +437,34 @@ def render(
             f"p50 ≤ 25 ms: {verdict(light['p50'] <= 25)}",
         ),
         (
-            f"bulk {plan.bulk_rows:,} obs, 1 worker process, obs/s",
-            f"{bulk_one:,.0f}",
-            f"{bulk_one / base:.0f}x",
-            "",
-        ),
-        (
-            f"bulk {plan.bulk_rows:,} obs, 2 worker processes, obs/s",
-            f"{bulk_two:,.0f}",
-            f"{bulk_two / base:.0f}x",
+            f"bulk {plan.bulk_rows:,} obs end to end, workers {layouts}, obs/s",
+            per_layout([bulk.end_to_end[layout] for layout in LAYOUTS]),
+            per_layout([bulk.end_to_end[layout] / base for layout in LAYOUTS], "{:.0f}x"),
             f"≥ 200x baseline: {verdict(best_bulk >= 200 * base)}",
         ),
         (
-            "bulk: 2 processes / 1 process",
+            "bulk end to end: best of 2 workers / 1",
             f"{bulk_two / bulk_one:.2f}x",
             "",
             f"≥ 1.7x: {verdict(bulk_two >= 1.7 * bulk_one)}",
         ),
         (
-            f"queue drain, {plan.bulk_rows:,} obs waiting, 1 / 2 worker processes, obs/s",
-            f"{drain_one.rate:,.0f} / {drain_two.rate:,.0f}",
-            f"{drain_one.rate / base:.0f}x / {drain_two.rate / base:.0f}x",
+            f"queue drain, {plan.bulk_rows:,} obs waiting, workers {layouts}, obs/s",
+            per_layout([bulk.drain[layout].rate for layout in LAYOUTS]),
+            per_layout([bulk.drain[layout].rate / base for layout in LAYOUTS], "{:.0f}x"),
             "",
         ),
         (
-            "queue drain: machine CPU busy, 1 / 2 worker processes",
-            f"{drain_one.cpu_busy:.0%} / {drain_two.cpu_busy:.0%}",
+            f"queue drain: machine CPU busy, workers {layouts}",
+            per_layout([bulk.drain[layout].cpu_busy for layout in LAYOUTS], "{:.0%}"),
             "",
             "",
         ),
         (
-            "queue drain: 2 processes / 1 process",
-            f"{drain_two.rate / drain_one.rate:.2f}x",
+            "queue drain: best of 2 workers / 1",
+            f"{drain_two / drain_one:.2f}x",
             "",
-            f"≥ 1.7x: {verdict(drain_two.rate >= 1.7 * drain_one.rate)}",
+            f"≥ 1.7x: {verdict(drain_two >= 1.7 * drain_one)}",
         ),
         (
             "raw limit: one prediction call + COPY, obs/s",
@@ -436,7 +473,7 @@ def render(
             f"≥ 50 %: {verdict(best_bulk >= 0.5 * raw)}",
         ),
         (
-            "worker RSS (unique) per process: main · pool, 1 / 2 pool processes (MB)",
+            "worker RSS (unique) per process: main · pool, 1 node of 1 / 1 node of 2 processes (MB)",
             f"{sizes(memory[0])} / {sizes(memory[1])}",
             "",
             f"≤ 150 MB: {verdict(worst_rss <= 150)}",
