@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,35 +31,54 @@ EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
 SHOWN_REJECTIONS = 50
 
 
+class InputError(Exception):
+    """The input file cannot be submitted as it is."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Part of the input file: the CSV to upload (header included) and the file line of each data row."""
+
+    body: bytes
+    lines: array[int]
+
+
 @dataclass(frozen=True)
 class SubmittedChunk:
-    """One uploaded chunk: its batch and the file line of its first data row."""
+    """One uploaded chunk: its batch and the file line of each of its rows."""
 
     batch_id: str
-    first_line: int
+    lines: array[int]
     accepted: int
 
 
-def read_chunks(path: Path, rows_per_chunk: int) -> Iterator[tuple[int, bytes, int]]:
-    """Yield (first data line, CSV bytes with the header, row count) for each chunk of the file."""
-    with path.open(newline="", encoding="utf-8") as handle:
+def read_chunks(path: Path, rows_per_chunk: int) -> Iterator[Chunk]:
+    """Yield the file in chunks of rows_per_chunk data rows; blank lines are skipped."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = next(reader)
-        line = 2
+        header = next(reader, None)
+        if not header:
+            raise InputError(f"{path} is empty: it needs a header row with id and the feature columns")
+        rows = 0
         while True:
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(header)
-            count = 0
+            lines = array("L")
+            starts_at = reader.line_num + 1  # a quoted cell may span several lines
             for row in reader:
-                writer.writerow(row)
-                count += 1
-                if count == rows_per_chunk:
-                    break
-            if count == 0:
+                if row:
+                    writer.writerow(row)
+                    lines.append(starts_at)
+                    if len(lines) == rows_per_chunk:
+                        break
+                starts_at = reader.line_num + 1
+            if not lines:
+                if rows == 0:
+                    raise InputError(f"{path} has a header but no data rows")
                 return
-            yield line, out.getvalue().encode(), count
-            line += count
+            rows += len(lines)
+            yield Chunk(body=out.getvalue().encode(), lines=lines)
 
 
 def upload(
@@ -67,25 +88,23 @@ def upload(
     chunks: list[SubmittedChunk] = []
     rejected = 0
     with tqdm(desc="upload", unit="row", file=sys.stderr) as bar:
-        for first_line, body, count in read_chunks(path, rows_per_chunk):
+        for chunk in read_chunks(path, rows_per_chunk):
             try:
-                receipt = client.submit_csv(body, atomic=atomic)
+                receipt = client.submit_csv(chunk.body, atomic=atomic)
             except ServiceError as error:
                 if error.status != 422 or "rejected" not in error.error.get("fields", {}):
                     raise
                 # An atomic chunk with bad rows: nothing of it was stored.
                 receipt = {"batch_id": None, "accepted": 0, "rejected": error.error["fields"]["rejected"]}
-                tqdm.write(
-                    f"lines {first_line}-{first_line + count - 1}: not stored (atomic)", file=sys.stderr
-                )
+                tqdm.write(f"lines {chunk.lines[0]}-{chunk.lines[-1]}: not stored (atomic)", file=sys.stderr)
             if receipt["batch_id"] is not None:
-                chunks.append(SubmittedChunk(receipt["batch_id"], first_line, receipt["accepted"]))
+                chunks.append(SubmittedChunk(receipt["batch_id"], chunk.lines, receipt["accepted"]))
             for rejection in receipt["rejected"]:
                 rejected += 1
                 if rejected <= SHOWN_REJECTIONS:
-                    line = first_line + rejection["index"]
+                    line = chunk.lines[rejection["index"]]
                     tqdm.write(f"line {line}: id {rejection['id']!r}: {rejection['errors']}", file=sys.stderr)
-            bar.update(count)
+            bar.update(len(chunk.lines))
     if rejected > SHOWN_REJECTIONS:
         print(f"... and {rejected - SHOWN_REJECTIONS} more rejected rows", file=sys.stderr)
     return chunks, rejected
@@ -104,6 +123,11 @@ def follow(client: PredictionClient, chunks: list[SubmittedChunk], poll_seconds:
             time.sleep(poll_seconds)
 
 
+def _csv_cell(value: object) -> object:
+    """Write booleans as the service's CSV does (true/false), everything else as it is."""
+    return ("true" if value else "false") if isinstance(value, bool) else value
+
+
 def write_results(client: PredictionClient, chunks: list[SubmittedChunk], out: Path) -> int:
     """Write every accepted row's result, with its line in the input file; return the rows written."""
     written = 0
@@ -112,7 +136,8 @@ def write_results(client: PredictionClient, chunks: list[SubmittedChunk], out: P
         writer.writeheader()
         for chunk in chunks:
             for result in client.iter_results(chunk.batch_id):
-                writer.writerow({**result, "line": chunk.first_line + result["index"]})
+                cells = {key: _csv_cell(value) for key, value in result.items()}
+                writer.writerow({**cells, "line": chunk.lines[result["index"]]})
                 written += 1
     return written
 
@@ -147,19 +172,36 @@ def submit(args: argparse.Namespace) -> int:
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _writable_file(path: Path) -> Path:
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {path}: {path.parent} is not a writable folder")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     parser = argparse.ArgumentParser(prog="contraband", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     submit_cmd = commands.add_parser("submit", help="submit a CSV file of observations")
     submit_cmd.add_argument("csv", type=Path, help="CSV with an id column and the ten feature columns")
-    submit_cmd.add_argument("--out", type=Path, help="where to write the results as CSV")
+    submit_cmd.add_argument(
+        "--out", type=lambda text: _writable_file(Path(text)), help="where to write the results as CSV"
+    )
     submit_cmd.add_argument("--url", default="http://127.0.0.1:5000", help="service base URL")
     submit_cmd.add_argument(
         "--wait", action=argparse.BooleanOptionalAction, default=True, help="follow until done"
     )
     submit_cmd.add_argument("--atomic", action="store_true", help="all-or-nothing per uploaded chunk")
-    submit_cmd.add_argument("--chunk-rows", type=int, default=10_000, help="rows per uploaded batch")
+    submit_cmd.add_argument(
+        "--chunk-rows", type=_positive_int, default=10_000, help="rows per uploaded batch"
+    )
     submit_cmd.add_argument("--poll-seconds", type=float, default=0.5)
     submit_cmd.add_argument("--timeout", type=float, default=120, help="seconds per HTTP call")
     submit_cmd.set_defaults(run=submit)
@@ -171,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
-    except (ServiceError, OSError) as exc:
+    except (ServiceError, InputError, OSError, UnicodeDecodeError, csv.Error) as exc:
         print(f"contraband: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return code

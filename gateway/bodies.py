@@ -1,25 +1,63 @@
-"""Read request bodies strictly: JSON only, within the size limit, no NaN or Infinity."""
+"""Read request bodies strictly: JSON only, within the size limit, no NaN, Infinity or repeated keys."""
 
 from __future__ import annotations
 
 import io
 import json
-from typing import IO, Any
+import logging
+from collections.abc import Callable
+from typing import IO, Any, TypeVar
 
 from flask import request
+from werkzeug.exceptions import HTTPException
 
 from gateway.errors import ApiError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+UNREADABLE = "The request body cannot be read (its transfer encoding is malformed)."
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        repeated = sorted({key for key, _ in pairs if sum(1 for k, _ in pairs if k == key) > 1})
+        raise ValueError(f"repeated key {', '.join(map(repr, repeated))}")
+    return found
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Parse strict JSON (no NaN or Infinity, no repeated keys); raise ValueError saying what is wrong."""
+    try:
+        return json.loads(
+            raw, parse_constant=_reject_constant, object_pairs_hook=_object_without_repeated_keys
+        )
+    except ValueError as exc:
+        if "digits" in str(exc):  # Python's cap on integer length, worded for Python programmers
+            raise ValueError("a number has too many digits") from None
+        raise
+
+
+def read_from_client(read: Callable[[], T]) -> T:
+    """Run a read of the request body; a body the server cannot decode (bad chunk framing) is a 400."""
+    try:
+        return read()
+    except (HTTPException, ApiError):
+        raise
+    except Exception:  # raised by the WSGI server's input stream, whose error types it owns
+        log.warning("request body unreadable", exc_info=True)
+        raise ApiError(400, UNREADABLE) from None
+
+
 def read_json_body() -> Any:
     """Return the parsed JSON body; 415 if it is not JSON, 400 if malformed, 413 if too large."""
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
-    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    raw = read_from_client(lambda: request.get_data(cache=True))  # 413 past MAX_CONTENT_LENGTH
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # A chunked body is cut at the limit rather than refused: refuse it here.
@@ -27,8 +65,8 @@ def read_json_body() -> Any:
     if not raw.strip():
         raise ApiError(400, "The request body is empty; send a JSON object.")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return parse_json(raw)
+    except ValueError as exc:
         raise ApiError(400, f"The request body is not valid JSON: {exc}") from None
     except RecursionError:
         raise ApiError(400, "The request body is nested too deeply.") from None
@@ -45,7 +83,7 @@ class LimitedUpload(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        data = self._stream.read(len(buffer))
+        data = read_from_client(lambda: self._stream.read(len(buffer)))
         self._left -= len(data)
         if self._left <= 0:
             raise ApiError(413, "The request body is too large.")

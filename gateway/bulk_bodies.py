@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
+from itertools import count
 from typing import IO, Any
 
-from gateway.bodies import read_json_body
+from gateway.bodies import parse_json, read_json_body
 from gateway.errors import ApiError
 from worker.bulk_intake import RawItem
 from worker.feature_spec import FeatureColumn, FeatureSpec
@@ -46,14 +46,10 @@ def iter_ndjson(stream: IO[bytes]) -> Iterator[RawItem]:
         if not line:
             continue
         try:
-            yield RawItem(index=index, value=json.loads(line, parse_constant=_reject_constant))
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            yield RawItem(index=index, value=parse_json(line))
+        except (ValueError, RecursionError) as exc:
             yield RawItem(index=index, parse_errors={"_schema": [f"Not valid JSON: {exc}"]})
         index += 1
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def _typed(column: FeatureColumn, text: str) -> Any:
@@ -74,9 +70,18 @@ def iter_csv(stream: IO[bytes], spec: FeatureSpec) -> Iterator[RawItem]:
     reader = csv.reader(text)
     try:
         header = next(reader)
-    except (StopIteration, UnicodeDecodeError):
+    except StopIteration:
         raise ApiError(422, "The CSV body needs a header row with id and the feature columns.") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ApiError(400, f"The CSV body cannot be read: {exc}") from None
     expected = ["id", *spec.names]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise ApiError(
+            422,
+            f"The CSV header repeats {', '.join(repeated)}.",
+            fields={name: ["Repeated column."] for name in repeated},
+        )
     missing = [name for name in expected if name not in header]
     unknown = [name for name in header if name not in expected]
     if missing or unknown:
@@ -90,8 +95,12 @@ def iter_csv(stream: IO[bytes], spec: FeatureSpec) -> Iterator[RawItem]:
         )
     id_index = header.index("id")
     columns = {column.name: column for column in spec.columns}
+    positions = count()
     try:
-        for index, row in enumerate(reader):
+        for row in reader:
+            if not row:
+                continue  # a blank line, skipped as in NDJSON
+            index = next(positions)
             if len(row) != len(header):
                 claimed = row[id_index] if id_index < len(row) else None
                 errors = {"_schema": [f"Expected {len(header)} cells, got {len(row)}."]}

@@ -15,7 +15,14 @@ from gateway.bulk_bodies import CSV_TYPES, NDJSON_TYPES, iter_csv, iter_json_doc
 from gateway.context import gateway_context
 from gateway.errors import ApiError
 from gateway.representations import iso
-from worker.bulk_intake import AtomicBatchRejected, RawItem, Rejection, TooManyItems, submit_batch
+from worker.bulk_intake import (
+    AtomicBatchRejected,
+    EmptyBatch,
+    RawItem,
+    Rejection,
+    TooManyItems,
+    submit_batch,
+)
 from worker.storage import PredictionRecord, batch_progress, iter_batch_results
 
 blueprint = Blueprint("batches", __name__)
@@ -83,6 +90,8 @@ def submit_batch_request() -> Response:
         )
     except TooManyItems as exc:
         raise ApiError(413, str(exc)) from None
+    except EmptyBatch as exc:
+        raise ApiError(422, str(exc), fields={"observations": ["Send at least one item."]}) from None
     except AtomicBatchRejected as exc:
         raise ApiError(
             422,

@@ -106,3 +106,51 @@ def test_cli_atomic_chunk_with_a_bad_row_names_it_and_exits_three(
     assert cli.returncode == 3, cli.stderr
     assert "lines 2-3: not stored (atomic)" in cli.stderr
     assert f"line 3: id {rows[1]['id']!r}" in cli.stderr
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client.cli", "submit", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_cli_reports_line_numbers_of_the_file_with_multi_line_cells_and_blank_lines(
+    stack: ServiceStack, tmp_path: Path
+) -> None:
+    good = prediction_request(id=new_id("ml"))
+    bad = prediction_request(id=new_id("ml"), StatuteReason="Stop\nsign")  # a quoted cell over two lines
+    last = prediction_request(id=new_id("ml"), hour=24)
+    stops = tmp_path / "stops.csv"
+    write_stops_csv(stops, [good, bad, last])
+    stops.write_text(stops.read_text().replace(f"\n{last['id']}", f"\n\n{last['id']}"))  # a blank line
+    out = tmp_path / "results.csv"
+    cli = run_cli(str(stops), "--out", str(out), "--url", stack.base_url, "--poll-seconds", "0.1")
+    assert cli.returncode == 3, cli.stderr
+    # header: line 1; good: 2; bad: 3-4; blank: 5; last: 6
+    assert f"line 3: id {bad['id']!r}" in cli.stderr and f"line 6: id {last['id']!r}" in cli.stderr
+    results = list(csv.DictReader(out.read_text().splitlines()))
+    assert [(r["line"], r["id"], r["prediction"] in ("true", "false")) for r in results] == [
+        ("2", good["id"], True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "is empty"), ("id," + ",".join(COURSE_OBSERVATION) + "\n", "no data rows")],
+)
+def test_cli_refuses_a_file_without_rows_in_one_line(tmp_path: Path, content: str, message: str) -> None:
+    stops = tmp_path / "stops.csv"
+    stops.write_text(content)
+    cli = run_cli(str(stops), "--url", "http://127.0.0.1:9")
+    assert cli.returncode == 1 and message in cli.stderr and "Traceback" not in cli.stderr
+
+
+@pytest.mark.parametrize(
+    "options", [["--out", "/nonexistent/folder/results.csv"], ["--chunk-rows", "0"], ["--chunk-rows", "-5"]]
+)
+def test_cli_checks_its_options_before_uploading(tmp_path: Path, options: list[str]) -> None:
+    stops = tmp_path / "stops.csv"
+    write_stops_csv(stops, [prediction_request(id=new_id("opt"))])
+    cli = run_cli(str(stops), *options, "--url", "http://127.0.0.1:9")  # nothing listens: no upload tried
+    assert cli.returncode == 2 and "Traceback" not in cli.stderr and "error:" in cli.stderr

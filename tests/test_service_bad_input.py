@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,7 +93,14 @@ def test_every_bad_feature_is_reported_in_one_answer(
     assert error["fields"]["observation"]["SubjectSexCode"] == ["Must be one of: F, M."]
 
 
-@pytest.mark.parametrize("raw", ['{"id": "x", "observation": ', "not json", '{"id": NaN}', "", "\xff\xfe"])
+REPEATED_ID = json.dumps(prediction_request())[:-1] + ', "id": "other"}'
+REPEATED_FEATURE = json.dumps(prediction_request())[:-2] + ', "hour": 11}}'
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"id": "x", "observation": ', "not json", '{"id": NaN}', "", "\xff\xfe", REPEATED_ID, REPEATED_FEATURE],
+)
 def test_malformed_json_is_400(
     stack: ServiceStack, api: requests.Session, nothing_stored: None, raw: str
 ) -> None:
@@ -151,6 +159,41 @@ def test_id_that_cannot_exist_is_404_without_a_database_error(
 ) -> None:
     assert_error(api.get(stack.url("/predictions/a%00b"), timeout=5), 404, "not_found")
     assert_error(api.get(stack.url("/predictions/" + "x" * 129), timeout=5), 404, "not_found")
+
+
+def post_raw(api: requests.Session, url: str, raw: str) -> requests.Response:
+    return api.post(url, data=raw, headers={"Content-Type": "application/json"}, timeout=5)
+
+
+def test_number_with_too_many_digits_is_400_in_plain_words(
+    stack: ServiceStack, api: requests.Session, nothing_stored: None
+) -> None:
+    raw = json.dumps(prediction_request())[:-2] + ', "SubjectAge": ' + "9" * 5000 + "}}"
+    response = post_raw(api, stack.url("/predict"), raw)
+    error = assert_error(response, 400, "bad_request")
+    assert "too many digits" in error["message"] and "sys." not in error["message"]
+
+
+def test_feedback_with_a_repeated_key_is_400(stack: ServiceStack, api: requests.Session) -> None:
+    raw = '{"id": "x", "true_class": 1, "true_class": 0}'
+    response = post_raw(api, stack.url("/update"), raw)
+    assert "repeated key 'true_class'" in assert_error(response, 400, "bad_request")["message"]
+
+
+def test_malformed_chunked_body_is_400(stack: ServiceStack, nothing_stored: None) -> None:
+    request = (
+        b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["error"]["code"] == "bad_request"
 
 
 def test_chunked_body_over_the_limit_is_413_not_cut_short(

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from tests.factories import COURSE_OBSERVATION, new_id, prediction_request
 from tests.stack import ServiceStack, poll_until_finished, wait_until
-from worker.storage import count_rows
+from worker.storage import batches, count_rows
 
 FEATURES = list(COURSE_OBSERVATION)
 
@@ -240,7 +241,71 @@ def test_unknown_atomic_value_is_422(stack: ServiceStack) -> None:
     assert response.status_code == 422 and "atomic" in response.json()["error"]["fields"]
 
 
-def test_empty_batch_is_finished_at_once(stack: ServiceStack) -> None:
-    receipt = requests.post(stack.url("/batches"), json={"observations": []}, timeout=10).json()
-    progress = requests.get(stack.url(f"/batches/{receipt['batch_id']}"), timeout=5).json()
-    assert progress["status"] == "done" and progress["finished_at"] == progress["started_at"]
+def post_csv(stack: ServiceStack, body: str | bytes) -> requests.Response:
+    return requests.post(stack.url("/batches"), data=body, headers={"Content-Type": "text/csv"}, timeout=10)
+
+
+def batches_stored(stack: ServiceStack) -> int:
+    with stack.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(batches)).scalar_one())
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ('{"observations": []}', "application/json"),
+        ("", "application/x-ndjson"),
+        ("\n\n", "application/x-ndjson"),
+        ("id," + ",".join(FEATURES) + "\n", "text/csv"),
+    ],
+)
+def test_batch_without_items_is_422_and_stores_nothing(
+    stack: ServiceStack, body: str, content_type: str
+) -> None:
+    before = batches_stored(stack)
+    response = requests.post(
+        stack.url("/batches"), data=body, headers={"Content-Type": content_type}, timeout=10
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "The batch holds no items."
+    assert batches_stored(stack) == before
+
+
+def test_csv_with_a_repeated_column_is_422(stack: ServiceStack) -> None:
+    body = "id,id," + ",".join(FEATURES) + "\n"
+    response = post_csv(stack, body)
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"] == {"id": ["Repeated column."]}
+
+
+def test_csv_that_is_not_utf8_is_400_saying_so(stack: ServiceStack) -> None:
+    body = csv_body([prediction_request(), prediction_request()]).encode()
+    body = body.replace(b"\n", b"\n\xff", 2)  # a byte that is not UTF-8 at the start of a data row
+    before = batches_stored(stack)
+    response = post_csv(stack, body)
+    assert response.status_code == 400
+    assert "cannot be read" in response.json()["error"]["message"] and "utf-8" in response.text
+    assert batches_stored(stack) == before
+
+
+def test_blank_lines_of_a_csv_are_skipped_as_in_ndjson(stack: ServiceStack) -> None:
+    rows = [prediction_request(), prediction_request(hour=24), prediction_request()]
+    lines = csv_body(rows).splitlines()
+    body = "\n".join([lines[0], "", lines[1], "", "", lines[2], lines[3], ""]) + "\n"
+    receipt = post_csv(stack, body)
+    assert receipt.status_code == 202
+    assert receipt.json()["items"] == 3 and receipt.json()["accepted"] == 2
+    assert [r["index"] for r in receipt.json()["rejected"]] == [1]
+
+
+def test_ndjson_line_with_a_repeated_key_is_rejected_alone(stack: ServiceStack) -> None:
+    good = prediction_request()
+    repeated = json.dumps(prediction_request())[:-1] + ', "id": "other"}'
+    body = "\n".join([json.dumps(good), repeated])
+    receipt = requests.post(
+        stack.url("/batches"), data=body, headers={"Content-Type": "application/x-ndjson"}, timeout=10
+    ).json()
+    assert receipt["accepted"] == 1
+    assert receipt["rejected"] == [
+        {"index": 1, "id": None, "errors": {"_schema": ["Not valid JSON: repeated key 'id'"]}}
+    ]

@@ -69,6 +69,10 @@ class TooManyItems(Exception):
     """The upload holds more items than the configured limit; nothing was stored."""
 
 
+class EmptyBatch(Exception):
+    """The upload holds no item; nothing was stored."""
+
+
 class AtomicBatchRejected(Exception):
     """An all-or-nothing batch had bad items; nothing was stored."""
 
@@ -103,7 +107,7 @@ def submit_batch(
     chunk_size: int,
     per_message: int,
 ) -> BatchReceipt:
-    """Validate, store and publish a batch; raise TooManyItems or AtomicBatchRejected storing nothing."""
+    """Validate, store and publish a batch; TooManyItems, EmptyBatch, AtomicBatchRejected store nothing."""
     receipt = BatchReceipt(batch_id=uuid.uuid4().hex)
     seen: dict[str, bytes] = {}
     now = utc_now()
@@ -149,6 +153,8 @@ def submit_batch(
                     receipt.rejected.append(Rejection(index, observation.id, {"id": [CONFLICT_MESSAGE]}))
             add_batch_items(conn=conn, batch_id=receipt.batch_id, positions=positions)
             receipt.accepted += len(positions)
+        if receipt.items == 0:
+            raise EmptyBatch("The batch holds no items.")
         if atomic and receipt.rejected:
             raise AtomicBatchRejected(receipt.rejected)
         finish_batch(
