@@ -122,7 +122,7 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
                         "schema": {"type": "number", "minimum": 0},
                     },
                 ],
-                "responses": {"200": _json(PREDICTION, "The prediction"), **_errors(404, 503)},
+                "responses": {"200": _json(PREDICTION, "The prediction"), **_errors(404, 422, 503)},
             }
         },
     )
@@ -143,16 +143,18 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
         },
     )
     _add_bulk_paths(spec)
-    for path, summary in (
-        ("/health", "The process is alive"),
-        ("/ready", "Database, broker and model bundle reachable"),
-        ("/performance", "Live precision and recall on the true outcomes received, per model version"),
-        ("/metrics", "Prometheus metrics"),
+    for path, summary, errors in (
+        ("/health", "The process is alive", ()),
+        ("/ready", "Database, broker and model bundle reachable; 503 names what is down", (503,)),
+        (
+            "/performance",
+            "Live precision and recall on the true outcomes received, per model version",
+            (503,),
+        ),
+        ("/metrics", "Prometheus metrics, with the backlog read at scrape time", ()),
     ):
-        spec.path(
-            path=path,
-            operations={"get": {"summary": summary, "responses": {"200": {"description": "OK"}}}},
-        )
+        responses = {"200": {"description": "OK"}, **_errors(*errors)}
+        spec.path(path=path, operations={"get": {"summary": summary, "responses": responses}})
     return spec.to_dict()
 
 
@@ -204,7 +206,7 @@ def _add_bulk_paths(spec: APISpec) -> None:
             "get": {
                 "summary": "Counts by status, progress, start and end of a batch",
                 "parameters": batch_id,
-                "responses": {"200": {"description": "Progress"}, **_errors(404)},
+                "responses": {"200": {"description": "Progress"}, **_errors(404, 503)},
             }
         },
     )
@@ -226,7 +228,7 @@ def _add_bulk_paths(spec: APISpec) -> None:
                         "description": "Results",
                         "content": {"application/x-ndjson": {}, "text/csv": {}},
                     },
-                    **_errors(404, 422),
+                    **_errors(404, 422, 503),
                 },
             }
         },

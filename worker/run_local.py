@@ -88,15 +88,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name} exited with {child.returncode}; stopping everything", flush=True)
                 stopping, exit_code = True, 1
         time.sleep(0.5)
-    # Redis last: the worker acks or requeues its batch on the way out.
+    # In reverse order, each gone before the next: the embedded Redis stops last, once the worker has acked
+    # or requeued its batch on the way out.
     for child in reversed(children.values()):
         if child.poll() is None:
             child.terminate()
-    for child in reversed(children.values()):
         try:
             child.wait(timeout=15)
         except subprocess.TimeoutExpired:
             child.kill()
+            child.wait()
     return exit_code
 
 

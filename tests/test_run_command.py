@@ -1,0 +1,54 @@
+"""The README's run command (`make run`: worker.run_local) serves the course example and stops on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import requests
+
+from tests.factories import prediction_request
+from tests.stack import wait_until
+from worker.embedded_redis import free_port
+from worker.settings import PROJECT_ROOT
+
+
+def test_run_command_serves_the_course_example_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    port, redis_port = free_port(), free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'predictions.db'}", "LOG_LEVEL": "WARNING"}
+    env.pop("BROKER_URL", None)  # the embedded Redis
+    with (tmp_path / "run.log").open("wb") as log:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "worker.run_local", "--port", str(port), "--redis-port", str(redis_port)],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            try:
+                return requests.get(f"{base}/ready", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(ready, timeout=90, interval=0.3)
+        children = psutil.Process(run.pid).children(recursive=True)
+        body = prediction_request()
+        accepted = requests.post(f"{base}/predict", json=body, timeout=5)
+        assert accepted.status_code == 202 and accepted.headers["Location"] == f"/predictions/{body['id']}"
+
+        def predicted() -> dict[str, object] | None:
+            result: dict[str, object] = requests.get(f"{base}/predictions/{body['id']}", timeout=5).json()
+            return result if result["status"] == "done" else None
+
+        assert isinstance(wait_until(predicted, timeout=60)["proba"], float)
+    finally:
+        run.send_signal(signal.SIGINT)
+        code = run.wait(timeout=60)
+    assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
+    assert not [child for child in children if child.is_running() and child.status() != "zombie"]
+    assert "Connection to broker lost" not in (tmp_path / "run.log").read_text()
