@@ -28,6 +28,7 @@ from bench.load import COURSE_OBSERVATION, closed_loop, open_loop, percentile
 from tests.stack import ServiceStack, postgres_backend, wait_until
 from worker.bundle import load_bundle
 from worker.celery_app import create_celery_app
+from worker.feature_spec import PIPELINE_FILE, bundle_path
 from worker.settings import PROJECT_ROOT, get_settings
 from worker.storage import QUEUED, predictions
 
@@ -254,19 +255,18 @@ def worker_memory_mb(stack: ServiceStack) -> list[ProcessMemory]:
 
 
 LIBRARIES_ONLY = """
-import pandas, psutil
-from worker.bundle import load_bundle
-from worker.celery_app import create_celery_app
-from worker.settings import get_settings
-load_bundle(get_settings().artifacts_dir)
+import sys
+import joblib, pandas, psutil, sklearn
+joblib.load(sys.argv[1])
 print(psutil.Process().memory_info().rss)
 """
 
 
 def libraries_floor_mb() -> float:
     """Resident memory of a bare Python with pandas and scikit-learn imported and the pipeline loaded."""
+    pipeline = bundle_path(get_settings().artifacts_dir) / PIPELINE_FILE
     out = subprocess.run(
-        [sys.executable, "-c", LIBRARIES_ONLY], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", LIBRARIES_ONLY, str(pipeline)], capture_output=True, text=True, check=True
     )
     return int(out.stdout.split()[-1]) / 2**20
 
@@ -312,7 +312,10 @@ def set_workers(stack: ServiceStack, layout: Layout) -> None:
         stack.commands[f"worker-{number}"] = command
         stack.start(f"worker-{number}")
     celery = create_celery_app(stack.settings())
-    wait_until(lambda: len(celery.control.ping(destination=nodes, timeout=0.5)) == len(nodes), timeout=60)
+    try:
+        wait_until(lambda: len(celery.control.ping(destination=nodes, timeout=0.5)) == len(nodes), timeout=60)
+    finally:
+        celery.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
 from flask import request
-from werkzeug.exceptions import HTTPException
+from gunicorn.http.errors import ParseException
 
 from gateway.errors import ApiError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 UNREADABLE = "The request body cannot be read (its transfer encoding is malformed)."
+# What reading a body raises when its framing is broken: gunicorn's parse errors (a bad chunk size, say),
+# and the I/O errors other WSGI servers use.
+UNREADABLE_BODY_ERRORS = (ParseException, OSError, ValueError)
 
 
 def _reject_constant(name: str) -> Any:
@@ -25,7 +29,7 @@ def _reject_constant(name: str) -> Any:
 def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found = dict(pairs)
     if len(found) != len(pairs):
-        repeated = sorted({key for key, _ in pairs if sum(1 for k, _ in pairs if k == key) > 1})
+        repeated = sorted(key for key, times in Counter(key for key, _ in pairs).items() if times > 1)
         raise ValueError(f"repeated key {', '.join(map(repr, repeated))}")
     return found
 
@@ -37,7 +41,7 @@ def parse_json(raw: bytes | str) -> Any:
             raw, parse_constant=_reject_constant, object_pairs_hook=_object_without_repeated_keys
         )
     except ValueError as exc:
-        if "digits" in str(exc):  # Python's cap on integer length, worded for Python programmers
+        if str(exc).startswith("Exceeds the limit"):  # Python's cap on integer length, in Python's words
             raise ValueError("a number has too many digits") from None
         raise
 
@@ -46,9 +50,7 @@ def read_from_client(read: Callable[[], T]) -> T:
     """Run a read of the request body; a body the server cannot decode (bad chunk framing) is a 400."""
     try:
         return read()
-    except (HTTPException, ApiError):
-        raise
-    except Exception:  # raised by the WSGI server's input stream, whose error types it owns
+    except UNREADABLE_BODY_ERRORS:
         log.warning("request body unreadable", exc_info=True)
         raise ApiError(400, UNREADABLE) from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from itertools import count
 from typing import IO, Any
@@ -15,6 +16,7 @@ from worker.feature_spec import FeatureColumn, FeatureSpec
 
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}
 CSV_TYPES = {"text/csv"}
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 def iter_json_document() -> Iterator[RawItem]:
@@ -58,7 +60,12 @@ def _typed(column: FeatureColumn, text: str) -> Any:
         return None
     if column.kind == "integer":
         stripped = text.strip()
-        return int(stripped) if stripped.lstrip("+-").isdigit() else text
+        if not WHOLE_NUMBER.fullmatch(stripped):
+            return text
+        try:
+            return int(stripped)
+        except ValueError:  # too many digits: the schema says so for this item
+            return text
     if column.kind == "boolean":
         return {"true": True, "false": False}.get(text.strip().lower(), text)
     return text

@@ -91,7 +91,7 @@ def submit_batch_request() -> Response:
     except TooManyItems as exc:
         raise ApiError(413, str(exc)) from None
     except EmptyBatch as exc:
-        raise ApiError(422, str(exc), fields={"observations": ["Send at least one item."]}) from None
+        raise ApiError(422, str(exc), fields={"_schema": ["Send at least one item."]}) from None
     except AtomicBatchRejected as exc:
         raise ApiError(
             422,

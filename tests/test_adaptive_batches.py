@@ -16,6 +16,7 @@ class BufferedRequest:
 
     id: str
     acked: bool = False
+    requeued: bool = False
     eta: None = None
     name: str = "predict"
     _payload: tuple[Any, ...] = ((), {}, {})
@@ -28,6 +29,9 @@ class BufferedRequest:
 
     def acknowledge(self) -> None:
         self.acked = True
+
+    def reject(self, requeue: bool = False) -> None:
+        self.requeued = requeue
 
 
 @dataclass
@@ -100,14 +104,26 @@ def test_each_free_process_takes_a_batch_at_once() -> None:
     assert pool.batches == [["a"], ["b"]]
 
 
-def test_late_acks_wait_for_the_batch_and_a_lost_process_frees_its_slot_unacked() -> None:
+def test_late_acks_wait_for_the_batch_and_a_lost_process_requeues_it_and_frees_its_slot() -> None:
     task, pool = batching_task(processes=1)
     first = receive(task, "a")
     task._do_flush()
     assert not first[0].acked
     pool.finish_oldest(lost=True)
-    assert not first[0].acked  # redelivered by the broker, not acked
+    assert not first[0].acked and first[0].requeued
     second = receive(task, "b")
     task._do_flush()
     pool.finish_oldest()
     assert pool.batches == [["a"], ["b"]] and second[0].acked
+
+
+def test_a_message_never_waits_longer_than_the_longest_hold() -> None:
+    task, pool = batching_task(processes=1)
+    receive(task, "a")
+    task._do_flush()
+    receive(task, "b")
+    task._do_flush()
+    assert pool.batches == [["a"]]  # the process is busy: b waits
+    task.longest_hold_s = 0.0  # as if the hold had run out
+    task._do_flush()
+    assert pool.batches == [["a"], ["b"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from tests.factories import observation
 from worker.bundle import ModelBundle, TrainedVersionWarning, load_bundle
-from worker.direct_encoding import direct_encoder
+from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
 from worker.evaluation import held_out_metrics
 from worker.feature_spec import (
     METADATA_FILE,
@@ -121,9 +122,40 @@ def test_loaded_pipeline_reproduces_stored_held_out_metrics(bundle: ModelBundle)
 def test_direct_encoding_gives_the_pipelines_probabilities_on_every_training_row(bundle: ModelBundle) -> None:
     assert bundle.encoder is not None, "the committed bundle is served with direct encoding"
     features, _, _ = build_training_table(seed=SEED)
-    records = features.to_dict("records")
+    records = json.loads(features.to_json(orient="records"))  # dicts as the worker gets them, from JSON
     through_pipeline = bundle.predict_proba(build_frame(records, bundle.spec))
     assert np.array_equal(bundle.predict_observations(records), through_pipeline)
+
+
+def test_direct_encoding_that_disagrees_with_the_pipeline_is_not_used(
+    bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def shuffled_codes(pipeline: object) -> DirectEncoder | None:
+        encoder = direct_encoder(pipeline)
+        assert encoder is not None
+        name, codes = encoder.columns[0]
+        assert codes is not None
+        swapped = dict(zip(codes, reversed(list(codes.values())), strict=True))
+        return replace(encoder, columns=((name, swapped), *encoder.columns[1:]))
+
+    monkeypatch.setattr("worker.bundle.direct_encoder", shuffled_codes)
+    bundle = load_bundle(bundle_copy)
+    assert bundle.encoder is None
+    probes = probe_observations(bundle.spec)
+    through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
+    assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+
+
+def test_probe_rows_take_every_allowed_value_of_every_column(bundle: ModelBundle) -> None:
+    probes = probe_observations(bundle.spec)
+    for column in bundle.spec.columns:
+        seen = {probe[column.name] for probe in probes}
+        if column.kind == "category":
+            assert seen == set(column.allowed)
+        elif column.kind == "boolean":
+            assert seen == {True, False}
+        else:
+            assert seen == set(range(column.minimum or 0, (column.maximum or 0) + 1))
 
 
 def test_pipeline_of_another_shape_is_predicted_through_scikit_learn() -> None:

@@ -50,5 +50,6 @@ def test_run_command_serves_the_course_example_and_stops_everything_on_ctrl_c(tm
         run.send_signal(signal.SIGINT)
         code = run.wait(timeout=60)
     assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
-    assert not [child for child in children if child.is_running() and child.status() != "zombie"]
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
     assert "Connection to broker lost" not in (tmp_path / "run.log").read_text()

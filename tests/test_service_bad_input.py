@@ -174,10 +174,13 @@ def test_number_with_too_many_digits_is_400_in_plain_words(
     assert "too many digits" in error["message"] and "sys." not in error["message"]
 
 
-def test_feedback_with_a_repeated_key_is_400(stack: ServiceStack, api: requests.Session) -> None:
-    raw = '{"id": "x", "true_class": 1, "true_class": 0}'
+@pytest.mark.parametrize("key", ["true_class", "digits"])
+def test_feedback_with_a_repeated_key_is_400_naming_it(
+    stack: ServiceStack, api: requests.Session, key: str
+) -> None:
+    raw = f'{{"id": "x", "true_class": 1, "{key}": 0, "{key}": 1}}'
     response = post_raw(api, stack.url("/update"), raw)
-    assert "repeated key 'true_class'" in assert_error(response, 400, "bad_request")["message"]
+    assert f"repeated key '{key}'" in assert_error(response, 400, "bad_request")["message"]
 
 
 def test_malformed_chunked_body_is_400(stack: ServiceStack, nothing_stored: None) -> None:

@@ -309,3 +309,16 @@ def test_ndjson_line_with_a_repeated_key_is_rejected_alone(stack: ServiceStack) 
     assert receipt["rejected"] == [
         {"index": 1, "id": None, "errors": {"_schema": ["Not valid JSON: repeated key 'id'"]}}
     ]
+
+
+def test_csv_numbers_python_would_choke_on_are_rejected_per_row(stack: ServiceStack) -> None:
+    rows = [prediction_request(), prediction_request(), prediction_request(), prediction_request()]
+    lines = csv_body(rows).splitlines()
+    lines[2] = lines[2].replace(",20,10,", ",²,10,")  # SubjectAge, hour of the course observation
+    lines[3] = lines[3].replace(",20,10,", "," + "9" * 5000 + ",10,")
+    lines[4] = lines[4].replace(",20,10,", ",1_000,10,")
+    receipt = post_csv(stack, "\n".join(lines) + "\n")
+    assert receipt.status_code == 202
+    rejected = receipt.json()["rejected"]
+    assert [r["index"] for r in rejected] == [1, 2, 3]
+    assert all(set(r["errors"]["observation"]) == {"SubjectAge"} for r in rejected)

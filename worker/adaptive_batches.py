@@ -10,6 +10,7 @@ bigger batch.
 from __future__ import annotations
 
 from collections.abc import Collection
+from time import monotonic
 from typing import Any
 
 from celery.worker.request import Request
@@ -21,15 +22,24 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
     """Batches whose timer flushes only while a pool process is free to take the batch."""
 
     abstract = True
+    # However busy the pool seems, a waiting message leaves after this long (a safety net, should the count
+    # of batches in flight ever be wrong).
+    longest_hold_s = 1.0
     _in_flight = 0
+    _last_flush = 0.0
 
     def _all_processes_busy(self) -> bool:
         processes = getattr(self._pool, "num_processes", None) or 1
         return self._in_flight >= processes
 
     def _do_flush(self) -> None:
-        if self._all_processes_busy() and self._buffer.qsize() < self.flush_every:
+        if (
+            self._all_processes_busy()
+            and self._buffer.qsize() < self.flush_every
+            and monotonic() - self._last_flush < self.longest_hold_s
+        ):
             return  # keep buffering; the timer ticks again
+        self._last_flush = monotonic()
         super()._do_flush()
 
     def flush(self, requests: Collection[Request]) -> Any:
@@ -47,14 +57,21 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
                 request.acknowledge()
 
         def on_error(*_: Any) -> None:
-            # The process was lost: nothing is acked, so the broker redelivers the batch.
+            # The pool process was lost mid-batch (reject_on_worker_lost): requeue its messages now rather
+            # than after the visibility timeout; first write wins, so a row finished twice is written once.
             self._in_flight -= 1
+            for request in acks_late:
+                request.reject(requeue=True)
 
         self._in_flight += 1
-        return self._pool.apply_async(
-            apply_batches_task,
-            (self, ([SimpleRequest.from_request(r) for r in requests],), 0, None),
-            accept_callback=on_accepted,
-            callback=on_return,
-            error_callback=on_error,
-        )
+        try:
+            return self._pool.apply_async(
+                apply_batches_task,
+                (self, ([SimpleRequest.from_request(r) for r in requests],), 0, None),
+                accept_callback=on_accepted,
+                callback=on_return,
+                error_callback=on_error,
+            )
+        except BaseException:
+            self._in_flight -= 1
+            raise

@@ -80,19 +80,25 @@ def direct_encoder(pipeline: Any) -> DirectEncoder | None:
     return DirectEncoder(columns=tuple(columns), unknown_code=unknown_codes.pop() if unknown_codes else -1.0)
 
 
-def probe_observations(spec: FeatureSpec, rows: int = 64) -> list[dict[str, Any]]:
-    """Return rows that walk through every allowed value and bound of the spec (for the equivalence check)."""
+def probe_observations(spec: FeatureSpec) -> list[dict[str, Any]]:
+    """Return rows in which every column takes each of its allowed values, both booleans and every integer in
+    its bounds at least once (the equivalence check runs on them)."""
+    sizes = [
+        len(column.allowed) if column.kind == "category"
+        else 2 if column.kind == "boolean"
+        else (column.maximum or 0) - (column.minimum or 0) + 1
+        for column in spec.columns
+    ]  # fmt: skip
     probes: list[dict[str, Any]] = []
-    for row in range(rows):
+    for row in range(max(sizes)):
         observation: dict[str, Any] = {}
-        for offset, column in enumerate(spec.columns):
-            step = row * (offset + 1)
+        for offset, (column, size) in enumerate(zip(spec.columns, sizes, strict=True)):
+            step = (row + offset) % size  # shifted per column, so columns do not move in lockstep
             if column.kind == "category":
-                observation[column.name] = column.allowed[step % len(column.allowed)]
+                observation[column.name] = column.allowed[step]
             elif column.kind == "boolean":
-                observation[column.name] = bool(step % 2)
+                observation[column.name] = bool(step)
             else:
-                low, high = column.minimum or 0, column.maximum or 0
-                observation[column.name] = low + step % (high - low + 1)
+                observation[column.name] = (column.minimum or 0) + step
         probes.append(observation)
     return probes

@@ -150,7 +150,9 @@ def make_engine(url: str) -> Engine:
 
 # A connection reused within this many seconds is not pinged: under load, pool_pre_ping's round trip on every
 # checkout cost a quarter of the gateway's single-submission throughput. After a pause it is pinged, so a
-# database restarted meanwhile costs no error; one restarted under load costs one 503 per process.
+# database restarted meanwhile costs no error. Restarted under load, each pooled connection reused within the
+# second fails once (a 503 with Retry-After in the gateway; a batch left queued for the redrive in a worker)
+# and the pool replaces it.
 PING_AFTER_IDLE_S = 1.0
 
 
@@ -354,7 +356,11 @@ class Backlog:
 
 
 def backlog(*, conn: Connection) -> Backlog:
-    """Return the queued and failed counts and when the oldest queued observation arrived (status index)."""
+    """Return the queued and failed counts and when the oldest queued observation arrived.
+
+    It reads every queued and failed row (found through the status index): cheap while the backlog is what a
+    healthy service has; an alert fires long before it is not.
+    """
     rows = conn.execute(
         sa.select(predictions.c.status, sa.func.count(), sa.func.min(predictions.c.received_at))
         .where(predictions.c.status.in_((QUEUED, FAILED)))
