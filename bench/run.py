@@ -33,6 +33,18 @@ from worker.settings import PROJECT_ROOT, get_settings
 from worker.storage import QUEUED, predictions
 
 RESULTS_FILE = PROJECT_ROOT / "bench" / "RESULTS.md"
+READING_NOTES = """How to read it:
+
+- One machine runs everything: the load generator, gateway, workers, Postgres and Redis share its cores, so a
+  process added on one side takes CPU from the others. Figures move between runs; compare ratios within a run.
+- "end to end" counts from the first request to the last prediction committed (predicted_at in Postgres).
+- "queue drain": the observations are accepted with the workers stopped, then the workers start; the rate is
+  from the first to the last prediction, the workers' own rate without the gateway's intake beside them.
+  "machine CPU busy" is the share of all cores in use while it drained.
+- Worker layouts: nodes are Celery workers (compose `--scale worker=N`), each with its pool processes.
+- Memory: RSS counts pages shared with the main process (which loads the model before forking); "unique" is
+  what each process alone adds. The reference row is a bare Python with the same libraries and the pipeline.
+"""
 
 
 @dataclass(frozen=True)
@@ -378,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table)
     if args.record:
-        RESULTS_FILE.write_text(table + "\n")
+        RESULTS_FILE.write_text(table + "\n\n" + READING_NOTES)
     return 0
 
 
