@@ -6,7 +6,7 @@ import io
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any, TypeVar
 
 from flask import request
@@ -26,10 +26,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def repeated_names(names: Iterable[str]) -> list[str]:
+    """Return, sorted, the names that occur more than once (JSON keys, CSV columns)."""
+    return sorted(name for name, times in Counter(names).items() if times > 1)
+
+
 def _object_without_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found = dict(pairs)
     if len(found) != len(pairs):
-        repeated = sorted(key for key, times in Counter(key for key, _ in pairs).items() if times > 1)
+        repeated = repeated_names(key for key, _ in pairs)
         raise ValueError(f"repeated key {', '.join(map(repr, repeated))}")
     return found
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from itertools import count
 from typing import IO, Any
 
-from gateway.bodies import parse_json, read_json_body
+from gateway.bodies import parse_json, read_json_body, repeated_names
 from gateway.errors import ApiError
 from worker.bulk_intake import RawItem
 from worker.feature_spec import FeatureColumn, FeatureSpec
@@ -82,7 +82,7 @@ def iter_csv(stream: IO[bytes], spec: FeatureSpec) -> Iterator[RawItem]:
     except (UnicodeDecodeError, csv.Error) as exc:
         raise ApiError(400, f"The CSV body cannot be read: {exc}") from None
     expected = ["id", *spec.names]
-    repeated = sorted({name for name in header if header.count(name) > 1})
+    repeated = repeated_names(header)
     if repeated:
         raise ApiError(
             422,

@@ -52,14 +52,18 @@ class ModelBundle:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Return the probability of the positive class for each row of frame."""
-        return np.asarray(self.pipeline.predict_proba(frame)[:, 1], dtype="float64")
+        return _positive_class(self.pipeline.predict_proba(frame))
 
     def predict_observations(self, observations: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Return the probability of the positive class for each validated observation."""
         if self.encoder is None:
             return self.predict_proba(build_frame(observations, self.spec))
         classifier = self.pipeline.steps[-1][1]
-        return np.asarray(classifier.predict_proba(self.encoder.encode(observations))[:, 1], dtype="float64")
+        return _positive_class(classifier.predict_proba(self.encoder.encode(observations)))
+
+
+def _positive_class(probabilities: Any) -> np.ndarray:
+    return np.asarray(probabilities[:, 1], dtype="float64")
 
 
 def limit_native_threads(count: int) -> None:
@@ -99,7 +103,7 @@ def _checked_direct_encoder(bundle: ModelBundle) -> DirectEncoder | None:
         return None
     probes = probe_observations(bundle.spec)
     direct = replace(bundle, encoder=encoder).predict_observations(probes)
-    if not np.array_equal(direct, bundle.predict_proba(build_frame(probes, bundle.spec))):
+    if not np.array_equal(direct, bundle.predict_observations(probes)):  # bundle: through the pipeline
         log.warning("direct encoding disagrees with the pipeline; predicting through scikit-learn")
         return None
     return encoder
