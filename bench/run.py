@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from bench.load import COURSE_OBSERVATION, closed_loop, open_loop, percentile
 from tests.stack import ServiceStack, postgres_backend, wait_until
 from worker.bundle import load_bundle
-from worker.celery_app import create_celery_app
 from worker.feature_spec import PIPELINE_FILE, bundle_path
 from worker.settings import PROJECT_ROOT, get_settings
 from worker.storage import QUEUED, predictions
@@ -323,11 +322,7 @@ def set_workers(stack: ServiceStack, layout: Layout) -> None:
         command[command.index("--hostname") + 1] = nodes[-1]
         stack.commands[f"worker-{number}"] = command
         stack.start(f"worker-{number}")
-    celery = create_celery_app(stack.settings())
-    try:
-        wait_until(lambda: len(celery.control.ping(destination=nodes, timeout=0.5)) == len(nodes), timeout=60)
-    finally:
-        celery.close()
+    stack.wait_for_worker(nodes)
 
 
 def main(argv: list[str] | None = None) -> int:

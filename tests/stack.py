@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -190,17 +190,21 @@ class ServiceStack:
         except requests.RequestException:
             return False
 
-    def wait_for_worker(self) -> None:
-        """Block until a worker consumes the queue (it shows up as a consumer in Redis)."""
+    def wait_for_worker(self, nodes: Sequence[str] = ()) -> None:
+        """Block until every worker node (this stack's one by default) answers a ping on the broker."""
+        destination = list(nodes) or [self.node_name]
         app = create_celery_app(self.settings())
 
         def pong() -> bool:
             try:
-                return bool(app.control.ping(destination=[self.node_name], timeout=0.5))
+                return len(app.control.ping(destination=destination, timeout=0.5)) == len(destination)
             except (redis.RedisError, OSError):  # a broker that was just restarted
                 return False
 
-        wait_until(pong, timeout=60, interval=0.2)
+        try:
+            wait_until(pong, timeout=60, interval=0.2)
+        finally:
+            app.close()
 
     def close(self) -> None:
         for name in list(self.processes):

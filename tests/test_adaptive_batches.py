@@ -65,21 +65,20 @@ def batching_task(processes: int, flush_every: int = 10) -> tuple[Any, Recording
     return predict, pool
 
 
-def receive(task: Any, *ids: str) -> list[BufferedRequest]:
+def arrive_then_tick(task: Any, *ids: str) -> list[BufferedRequest]:
+    """Messages arrive in the buffer, then the flush timer ticks once."""
     requests = [BufferedRequest(id=i, task=task) for i in ids]
     for request in requests:
         task._buffer.put(request)
+    task._do_flush()
     return requests
 
 
 def test_while_the_only_process_is_busy_arrivals_merge_into_one_batch() -> None:
     task, pool = batching_task(processes=1)
-    receive(task, "a")
-    task._do_flush()
-    receive(task, "b")
-    task._do_flush()
-    receive(task, "c")
-    task._do_flush()
+    arrive_then_tick(task, "a")
+    arrive_then_tick(task, "b")
+    arrive_then_tick(task, "c")
     assert pool.batches == [["a"]]
     pool.finish_oldest()
     task._do_flush()
@@ -88,41 +87,33 @@ def test_while_the_only_process_is_busy_arrivals_merge_into_one_batch() -> None:
 
 def test_a_full_buffer_is_flushed_even_when_every_process_is_busy() -> None:
     task, pool = batching_task(processes=1, flush_every=3)
-    receive(task, "a")
-    task._do_flush()
-    receive(task, "b", "c", "d")
-    task._do_flush()
+    arrive_then_tick(task, "a")
+    arrive_then_tick(task, "b", "c", "d")
     assert pool.batches == [["a"], ["b", "c", "d"]]
 
 
 def test_each_free_process_takes_a_batch_at_once() -> None:
     task, pool = batching_task(processes=2)
-    receive(task, "a")
-    task._do_flush()
-    receive(task, "b")
-    task._do_flush()
+    arrive_then_tick(task, "a")
+    arrive_then_tick(task, "b")
     assert pool.batches == [["a"], ["b"]]
 
 
 def test_late_acks_wait_for_the_batch_and_a_lost_process_requeues_it_and_frees_its_slot() -> None:
     task, pool = batching_task(processes=1)
-    first = receive(task, "a")
-    task._do_flush()
+    first = arrive_then_tick(task, "a")
     assert not first[0].acked
     pool.finish_oldest(lost=True)
     assert not first[0].acked and first[0].requeued
-    second = receive(task, "b")
-    task._do_flush()
+    second = arrive_then_tick(task, "b")
     pool.finish_oldest()
     assert pool.batches == [["a"], ["b"]] and second[0].acked
 
 
 def test_a_message_never_waits_longer_than_the_longest_hold() -> None:
     task, pool = batching_task(processes=1)
-    receive(task, "a")
-    task._do_flush()
-    receive(task, "b")
-    task._do_flush()
+    arrive_then_tick(task, "a")
+    arrive_then_tick(task, "b")
     assert pool.batches == [["a"]]  # the process is busy: b waits
     task.longest_hold_s = 0.0  # as if the hold had run out
     task._do_flush()
