@@ -3,8 +3,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
-COPY worker ./worker
+COPY core ./core
 COPY gateway ./gateway
+COPY worker ./worker
+COPY client ./client
 RUN pip install --no-cache-dir .
 COPY artifacts ./artifacts
 ENV ARTIFACTS_DIR=/app/artifacts

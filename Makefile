@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint services train run bench clean
+.PHONY: install test lint services tools train run bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,17 @@ lint: install
 services:
 	scripts/ensure-services
 
-test: lint services
+tools:
+	scripts/ensure-tools
+
+test: lint services tools
 	$(PY) -m pytest
 
 run: install
-	$(PY) -m worker.run_local
+	$(PY) -m devstack.run_local
 
 train: install
-	$(PY) -m worker.train
+	$(PY) -m training.train
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -11,16 +11,16 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, request
 from werkzeug.routing import PathConverter
 
+from core.celery_app import create_celery_app
+from core.feature_spec import load_feature_spec
+from core.settings import Settings, get_settings
+from core.storage.engine import make_engine
 from gateway import routes_batches, routes_ops, routes_predictions
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import register_error_handlers
 from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS
-from worker.celery_app import create_celery_app
-from worker.feature_spec import load_feature_spec
-from worker.publishing import BackgroundPublisher
+from gateway.publisher import BackgroundPublisher
 from worker.schemas import request_schemas
-from worker.settings import Settings, get_settings
-from worker.storage import make_engine
 
 log = logging.getLogger("gateway.access")
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from itertools import count
 from typing import IO, Any
 
+from core.feature_spec import FeatureColumn, FeatureSpec
 from gateway.bodies import parse_json, read_json_body, repeated_names
+from gateway.bulk_intake import RawItem
 from gateway.errors import ApiError
-from worker.bulk_intake import RawItem
-from worker.feature_spec import FeatureColumn, FeatureSpec
 
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl"}
 CSV_TYPES = {"text/csv"}

@@ -8,10 +8,10 @@ from celery import Celery
 from flask import current_app
 from sqlalchemy.engine import Engine
 
-from worker.feature_spec import FeatureSpec
-from worker.publishing import BackgroundPublisher
+from core.feature_spec import FeatureSpec
+from core.settings import Settings
+from gateway.publisher import BackgroundPublisher
 from worker.schemas import RequestSchemas
-from worker.settings import Settings
 
 EXTENSION = "predictions"
 

@@ -10,6 +10,8 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from gateway.responses import error_schema
+
 log = logging.getLogger(__name__)
 
 HTTP_CODES = {
@@ -48,19 +50,22 @@ class ApiError(Exception):
         self.checks = checks
 
 
+def validation_fields(error: ValidationError) -> dict[str, Any]:
+    """Return a marshmallow error's messages keyed by field (errors of the whole object under _schema)."""
+    return error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+
+
 def error_response(error: ApiError) -> Response:
     """Render an ApiError as the JSON envelope with its status code."""
-    body: dict[str, Any] = {"code": HTTP_CODES.get(error.status, "error"), "message": error.message}
-    if error.fields is not None:
-        body["fields"] = error.fields
-    if error.links is not None:
-        body["links"] = error.links
-    if error.checks is not None:
-        body["checks"] = error.checks
-    request_id = g.get("request_id")
-    if request_id:
-        body["request_id"] = request_id
-    response = jsonify({"error": body})
+    body = {
+        "code": HTTP_CODES.get(error.status, "error"),
+        "message": error.message,
+        "fields": error.fields,
+        "links": error.links,
+        "checks": error.checks,
+        "request_id": g.get("request_id") or None,
+    }
+    response = jsonify(error_schema.dump({"error": body}))
     response.status_code = error.status
     return response
 
@@ -74,7 +79,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _validation_error(error: ValidationError) -> Response:
-        fields = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
+        fields = validation_fields(error)
         return error_response(ApiError(422, "The request body is not valid; see fields.", fields=fields))
 
     @app.errorhandler(HTTPException)

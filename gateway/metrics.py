@@ -24,9 +24,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
-from worker.publishing import PUBLISH_ERRORS
-from worker.redrive import waiting_messages
-from worker.storage import backlog, utc_now
+from core.publishing import PUBLISH_ERRORS, waiting_messages
+from core.storage.records import utc_now
+from core.storage.reports import backlog
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The OpenAPI document, built with apispec from the same generated marshmallow schemas the API uses."""
+"""The OpenAPI document, built by apispec from the schemas that load requests and dump answers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 
+from gateway import responses
+from gateway.query_args import BatchArgs, ResultFormatArgs, WaitArgs
 from worker.schemas import OutcomeFlag, RequestSchemas, StrictBoolean
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-PREDICTION = {"$ref": "#/components/schemas/Prediction"}
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -18,7 +21,20 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): _json(ERROR, "Error envelope") for status in statuses}
+    return {str(status): _json(_ref("Error"), "Error envelope") for status in statuses}
+
+
+RESPONSE_SCHEMAS = {
+    "Accepted": responses.AcceptedSchema,
+    "Prediction": responses.PredictionSchema,
+    "BatchReceipt": responses.BatchReceiptSchema,
+    "BatchProgress": responses.BatchProgressSchema,
+    "BatchResult": responses.BatchResultSchema,
+    "Error": responses.ErrorSchema,
+    "Health": responses.HealthSchema,
+    "Ready": responses.ReadySchema,
+    "Performance": responses.PerformanceSchema,
+}
 
 
 def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]:
@@ -33,57 +49,39 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
     marshmallow_plugin.map_to_openapi_type(StrictBoolean, "boolean", None)  # type: ignore[no-untyped-call]
     # 0 and 1 are accepted too for an outcome.
     marshmallow_plugin.map_to_openapi_type(OutcomeFlag, "boolean", None)  # type: ignore[no-untyped-call]
-    spec.components.schema(
-        "Accepted",
-        {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "status": {"type": "string", "enum": ["queued"]},
-                "links": {"type": "object", "properties": {"result": {"type": "string"}}},
-            },
-        },
-    )
+    for name, schema in RESPONSE_SCHEMAS.items():
+        spec.components.schema(name, schema=schema)
     spec.components.schema("PredictionRequest", schema=schemas.prediction)
     spec.components.schema("FeedbackRequest", schema=schemas.feedback)
-    spec.components.schema(
-        "Prediction",
-        {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string"},
-                "status": {"type": "string", "enum": ["queued", "done", "failed"]},
-                "prediction": {"type": "boolean", "nullable": True},
-                "proba": {"type": "number", "nullable": True},
-                "model_version": {"type": "string", "nullable": True},
-                "received_at": {"type": "string", "format": "date-time"},
-                "predicted_at": {"type": "string", "format": "date-time", "nullable": True},
-                "true_class": {"type": "boolean", "nullable": True},
-                "failure_reason": {"type": "string"},
-                "links": {"type": "object", "properties": {"result": {"type": "string"}}},
-            },
-        },
-    )
-    spec.components.schema(
-        "Error",
-        {
-            "type": "object",
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "fields": {"type": "object", "description": "Every field error, keyed by field"},
-                        "links": {"type": "object"},
-                        "checks": {"type": "object", "description": "/ready: each check, ok or down"},
-                        "request_id": {"type": "string"},
-                    },
-                }
-            },
-        },
-    )
+    _add_prediction_paths(spec)
+    _add_bulk_paths(spec)
+    for path, summary, answer, errors in (
+        ("/health", "The process is alive", _json(_ref("Health"), "Alive"), ()),
+        (
+            "/ready",
+            "Database, broker and model bundle reachable; 503 names what is down",
+            _json(_ref("Ready"), "Ready"),
+            (503,),
+        ),
+        (
+            "/performance",
+            "Live precision and recall on the true outcomes received, per model version",
+            _json(_ref("Performance"), "Per model version"),
+            (503,),
+        ),
+        (
+            "/metrics",
+            "Prometheus metrics, with the backlog read at scrape time",
+            {"description": "Prometheus text exposition", "content": {"text/plain": {}}},
+            (),
+        ),
+    ):
+        responses_ = {"200": answer, **_errors(*errors)}
+        spec.path(path=path, operations={"get": {"summary": summary, "responses": responses_}})
+    return spec.to_dict()
+
+
+def _add_prediction_paths(spec: APISpec) -> None:
     spec.path(
         path="/predict",
         operations={
@@ -94,15 +92,11 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
                     "content": {"application/json": {"schema": "PredictionRequest"}},
                 },
                 "responses": {
-                    "202": {
-                        "description": "Accepted (a replay of a queued observation gets its Prediction)",
-                        "content": {
-                            "application/json": {
-                                "schema": {"oneOf": [{"$ref": "#/components/schemas/Accepted"}, PREDICTION]}
-                            }
-                        },
-                    },
-                    "200": _json(PREDICTION, "Replay of an observation already finished"),
+                    "202": _json(
+                        {"oneOf": [_ref("Accepted"), _ref("Prediction")]},
+                        "Accepted (a replay of a queued observation gets its Prediction)",
+                    ),
+                    "200": _json(_ref("Prediction"), "Replay of an observation already finished"),
                     **_errors(400, 409, 413, 415, 422, 503),
                 },
             }
@@ -115,14 +109,9 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
                 "summary": "Status and result of one observation",
                 "parameters": [
                     {"name": "observation_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {
-                        "name": "wait",
-                        "in": "query",
-                        "description": "Hold the request up to this many seconds (capped) for the result",
-                        "schema": {"type": "number", "minimum": 0},
-                    },
+                    {"in": "query", "schema": WaitArgs},
                 ],
-                "responses": {"200": _json(PREDICTION, "The prediction"), **_errors(404, 422, 503)},
+                "responses": {"200": _json(_ref("Prediction"), "The prediction"), **_errors(404, 422, 503)},
             }
         },
     )
@@ -136,44 +125,23 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
                     "content": {"application/json": {"schema": "FeedbackRequest"}},
                 },
                 "responses": {
-                    "200": _json(PREDICTION, "Stored"),
+                    "200": _json(_ref("Prediction"), "Stored"),
                     **_errors(400, 404, 413, 415, 422, 503),
                 },
             }
         },
     )
-    _add_bulk_paths(spec)
-    for path, summary, errors in (
-        ("/health", "The process is alive", ()),
-        ("/ready", "Database, broker and model bundle reachable; 503 names what is down", (503,)),
-        (
-            "/performance",
-            "Live precision and recall on the true outcomes received, per model version",
-            (503,),
-        ),
-        ("/metrics", "Prometheus metrics, with the backlog read at scrape time", ()),
-    ):
-        responses = {"200": {"description": "OK"}, **_errors(*errors)}
-        spec.path(path=path, operations={"get": {"summary": summary, "responses": responses}})
-    return spec.to_dict()
 
 
 def _add_bulk_paths(spec: APISpec) -> None:
     items = {"type": "object", "properties": {"id": {"type": "string"}, "observation": {"type": "object"}}}
-    batch_id = [{"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    batch_id = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
     spec.path(
         path="/batches",
         operations={
             "post": {
                 "summary": "Submit many observations: valid items are accepted even when others are not",
-                "parameters": [
-                    {
-                        "name": "atomic",
-                        "in": "query",
-                        "schema": {"type": "boolean"},
-                        "description": "all or nothing",
-                    }
-                ],
+                "parameters": [{"in": "query", "schema": BatchArgs}],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -192,9 +160,7 @@ def _add_bulk_paths(spec: APISpec) -> None:
                     },
                 },
                 "responses": {
-                    "202": {
-                        "description": "{batch_id, items, accepted, rejected: [{index, id, errors}], links}"
-                    },
+                    "202": _json(_ref("BatchReceipt"), "Accepted items are queued; rejected ones listed"),
                     **_errors(400, 413, 415, 422, 503),
                 },
             }
@@ -205,8 +171,8 @@ def _add_bulk_paths(spec: APISpec) -> None:
         operations={
             "get": {
                 "summary": "Counts by status, progress, start and end of a batch",
-                "parameters": batch_id,
-                "responses": {"200": {"description": "Progress"}, **_errors(404, 503)},
+                "parameters": [batch_id],
+                "responses": {"200": _json(_ref("BatchProgress"), "Progress"), **_errors(404, 503)},
             }
         },
     )
@@ -215,18 +181,14 @@ def _add_bulk_paths(spec: APISpec) -> None:
         operations={
             "get": {
                 "summary": "Every accepted item's result in submission order, streamed",
-                "parameters": [
-                    *batch_id,
-                    {
-                        "name": "format",
-                        "in": "query",
-                        "schema": {"type": "string", "enum": ["ndjson", "csv"]},
-                    },
-                ],
+                "parameters": [batch_id, {"in": "query", "schema": ResultFormatArgs}],
                 "responses": {
                     "200": {
-                        "description": "Results",
-                        "content": {"application/x-ndjson": {}, "text/csv": {}},
+                        "description": "One BatchResult per line (NDJSON), or the same columns as CSV",
+                        "content": {
+                            "application/x-ndjson": {"schema": _ref("BatchResult")},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
                     },
                     **_errors(404, 422, 503),
                 },

@@ -10,43 +10,28 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
+from core.storage.batches import batch_progress, iter_batch_results
 from gateway.bodies import LimitedUpload
 from gateway.bulk_bodies import CSV_TYPES, NDJSON_TYPES, iter_csv, iter_json_document, iter_ndjson
-from gateway.context import gateway_context
-from gateway.errors import ApiError
-from gateway.representations import iso
-from worker.bulk_intake import (
+from gateway.bulk_intake import (
     AtomicBatchRejected,
     EmptyBatch,
     RawItem,
-    Rejection,
     TooManyItems,
     submit_batch,
 )
-from worker.storage import PredictionRecord, batch_progress, iter_batch_results
+from gateway.context import gateway_context
+from gateway.errors import ApiError
+from gateway.query_args import batch_args, load_query, result_format_args
+from gateway.responses import (
+    batch_progress_schema,
+    batch_receipt_schema,
+    batch_result_schema,
+    rejections_schema,
+)
 
 blueprint = Blueprint("batches", __name__)
-RESULT_COLUMNS = [
-    "index",
-    "id",
-    "status",
-    "prediction",
-    "proba",
-    "model_version",
-    "predicted_at",
-    "failure_reason",
-]
-
-
-def _rejections(rejected: list[Rejection]) -> list[dict[str, Any]]:
-    return [{"index": r.index, "id": r.id, "errors": r.errors} for r in rejected]
-
-
-def _links(batch_id: str) -> dict[str, str]:
-    return {
-        "self": url_for("batches.get_batch", batch_id=batch_id),
-        "results": url_for("batches.get_batch_results", batch_id=batch_id),
-    }
+RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.dump_fields.items()]
 
 
 def _items_of_request() -> Iterator[RawItem]:
@@ -63,20 +48,13 @@ def _items_of_request() -> Iterator[RawItem]:
     raise ApiError(415, "Send the batch as application/json, application/x-ndjson or text/csv.")
 
 
-def _atomic_flag() -> bool:
-    raw = request.args.get("atomic", "false").lower()
-    if raw not in ("true", "false", "1", "0"):
-        raise ApiError(422, "atomic must be true or false.", fields={"atomic": ["Must be true or false."]})
-    return raw in ("true", "1")
-
-
 @blueprint.post("/batches")
 def submit_batch_request() -> Response:
     """Accept many observations at once; valid ones are queued even when others are rejected."""
     context = gateway_context()
     settings = context.settings
     request.max_content_length = settings.bulk_max_body_bytes
-    atomic = _atomic_flag()
+    atomic: bool = load_query(batch_args)["atomic"]
     try:
         receipt = submit_batch(
             engine=context.engine,
@@ -96,19 +74,11 @@ def submit_batch_request() -> Response:
         raise ApiError(
             422,
             f"{len(exc.rejected)} of the items are not valid; nothing was stored (atomic batch).",
-            fields={"rejected": _rejections(exc.rejected)},
+            fields={"rejected": rejections_schema.dump(exc.rejected)},
         ) from None
-    response = jsonify(
-        {
-            "batch_id": receipt.batch_id,
-            "items": receipt.items,
-            "accepted": receipt.accepted,
-            "rejected": _rejections(receipt.rejected),
-            "links": _links(receipt.batch_id),
-        }
-    )
+    response = jsonify(batch_receipt_schema.dump(receipt))
     response.status_code = 202
-    response.headers["Location"] = _links(receipt.batch_id)["self"]
+    response.headers["Location"] = url_for("batches.get_batch", batch_id=receipt.batch_id)
     return response
 
 
@@ -119,50 +89,19 @@ def get_batch(batch_id: str) -> Response:
         progress = batch_progress(conn=conn, batch_id=batch_id)
     if progress is None:
         raise ApiError(404, f"No batch with id {batch_id!r}.")
-    finished = progress.counts["done"] + progress.counts["failed"]
-    response = jsonify(
-        {
-            "batch_id": progress.id,
-            "status": "done" if progress.counts["queued"] == 0 else "running",
-            "items": progress.items,
-            "accepted": progress.accepted,
-            "rejected": progress.rejected,
-            "counts": progress.counts,
-            "progress": round(finished / progress.accepted, 4) if progress.accepted else 1.0,
-            "started_at": iso(progress.created_at),
-            "finished_at": iso(progress.finished_at),
-            "links": _links(progress.id),
-        }
-    )
-    if progress.counts["queued"]:
+    response = jsonify(batch_progress_schema.dump(progress))
+    if not progress.done:
         response.headers["Retry-After"] = str(gateway_context().settings.poll_retry_after_s)
     return response
 
 
-def _result_row(position: int, record: PredictionRecord) -> dict[str, Any]:
-    return {
-        "index": position,
-        "id": record.id,
-        "status": record.status,
-        "prediction": record.prediction,
-        "proba": record.proba,
-        "model_version": record.model_version,
-        "predicted_at": iso(record.predicted_at),
-        "failure_reason": record.failure_reason,
-    }
-
-
 def _result_format() -> str:
-    chosen = request.args.get("format")
+    chosen: str | None = load_query(result_format_args)["format"]
     if chosen is None:
         best = request.accept_mimetypes.best_match(
             ["application/x-ndjson", "text/csv"], default="application/x-ndjson"
         )
         chosen = "csv" if best == "text/csv" else "ndjson"
-    if chosen not in ("ndjson", "csv"):
-        raise ApiError(
-            422, "format must be ndjson or csv.", fields={"format": ["Must be one of: ndjson, csv."]}
-        )
     return chosen
 
 
@@ -177,8 +116,8 @@ def get_batch_results(batch_id: str) -> Response:
 
     def rows() -> Iterator[dict[str, Any]]:
         with engine.connect() as conn:
-            for position, record in iter_batch_results(conn=conn, batch_id=batch_id):
-                yield _result_row(position, record)
+            for item in iter_batch_results(conn=conn, batch_id=batch_id):
+                yield batch_result_schema.dump(item)
 
     lines = _csv_lines(rows()) if result_format == "csv" else (json.dumps(row) + "\n" for row in rows())
     content_type = "text/csv; charset=utf-8" if result_format == "csv" else "application/x-ndjson"

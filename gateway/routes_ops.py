@@ -6,12 +6,13 @@ import logging
 
 from flask import Blueprint, Response, jsonify
 
+from core.feature_spec import verify_bundle
+from core.storage.engine import ping
 from gateway.context import gateway_context
 from gateway.errors import ApiError, error_response
 from gateway.metrics import ServiceStateCollector, render_metrics
 from gateway.openapi import build_openapi
-from worker.feature_spec import verify_bundle
-from worker.storage import ping
+from gateway.responses import health_schema, ready_schema
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("ops", __name__)
@@ -30,7 +31,7 @@ DOCS_PAGE = """<!doctype html>
 @blueprint.get("/health")
 def health() -> Response:
     """Answer while the process lives."""
-    return jsonify({"status": "ok"})
+    return jsonify(health_schema.dump({}))
 
 
 def _check_database() -> None:
@@ -66,7 +67,7 @@ def ready() -> Response:
     down = [name for name, state in checks.items() if state != "ok"]
     if down:
         return error_response(ApiError(503, f"Not ready: {', '.join(down)} down.", checks=checks))
-    return jsonify({"status": "ready", "checks": checks})
+    return jsonify(ready_schema.dump({"checks": checks}))
 
 
 @blueprint.get("/metrics")

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
+from core.storage.observations import find_prediction, save_true_class
+from core.storage.records import PredictionRecord, utc_now
+from core.storage.reports import labelled_outcomes
+from core.storage.tables import QUEUED
 from gateway.bodies import read_json_body
 from gateway.context import gateway_context
 from gateway.errors import ApiError
 from gateway.metrics import OBSERVATIONS_SUBMITTED
-from gateway.representations import prediction_body, result_url
-from worker.schemas import valid_observation_id
-from worker.storage import (
-    QUEUED,
-    PredictionRecord,
-    find_prediction,
-    labelled_outcomes,
-    save_true_class,
-    utc_now,
+from gateway.query_args import load_query, wait_args
+from gateway.responses import (
+    accepted_schema,
+    performance_schema,
+    prediction_schema,
+    result_url,
 )
-from worker.submissions import Outcome, submit_observation
+from gateway.submissions import Outcome, submit_observation
+from worker.schemas import valid_observation_id
 
 blueprint = Blueprint("predictions", __name__)
 
@@ -52,26 +54,16 @@ def submit_prediction() -> Response:
             links={"existing": result_url(record.id)},
         )
     if submission.outcome is Outcome.ACCEPTED:
-        response = jsonify({"id": record.id, "status": QUEUED, "links": {"result": result_url(record.id)}})
+        response = jsonify(accepted_schema.dump(record.id))
         response.status_code = 202
     else:
-        response = jsonify(prediction_body(record))
+        response = jsonify(prediction_schema.dump(record))
         response.status_code = 202 if record.status == QUEUED else 200
     return _with_polling_headers(response, record)
 
 
 def _wait_seconds() -> float:
-    raw = request.args.get("wait")
-    if raw is None:
-        return 0.0
-    try:
-        wait = float(raw)
-    except ValueError:
-        wait = -1.0
-    if not 0 <= wait < float("inf"):
-        raise ApiError(
-            422, "wait must be a number of seconds.", fields={"wait": ["Must be a number, 0 or more."]}
-        )
+    wait: float = load_query(wait_args)["wait"]
     return min(wait, gateway_context().settings.max_wait_s)
 
 
@@ -88,7 +80,7 @@ def get_prediction(observation_id: str) -> Response:
         if record is None:
             raise ApiError(404, f"No observation with id {observation_id!r}.")
         if record.status != QUEUED or time.monotonic() >= deadline:
-            return _with_polling_headers(jsonify(prediction_body(record)), record)
+            return _with_polling_headers(jsonify(prediction_schema.dump(record)), record)
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 1.5, 0.25)
 
@@ -104,7 +96,7 @@ def update_true_class() -> Response:
         )
     if record is None:
         raise ApiError(404, f"No observation with id {feedback['id']!r}.")
-    return jsonify(prediction_body(record))
+    return jsonify(prediction_schema.dump(record))
 
 
 def _share(numerator: int, denominator: int) -> float | None:
@@ -126,4 +118,4 @@ def live_performance() -> Response:
             "precision": _share(counts["true_positive"], positives_called),
             "recall": _share(counts["true_positive"], positives_real),
         }
-    return jsonify({"model_versions": versions})
+    return jsonify(performance_schema.dump({"model_versions": versions}))

@@ -2,9 +2,9 @@
 
 import logging
 
+from core.logs import configure_logging
+from core.settings import get_settings
 from gateway.app import RequestIdFilter, create_app
-from worker.logs import configure_logging
-from worker.settings import get_settings
 
 configure_logging(get_settings().log_level)
 for handler in logging.getLogger().handlers:

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.stack import ServiceStack, embedded_backend, postgres_backend
+from core.feature_spec import FeatureSpec, load_feature_spec
+from core.settings import get_settings
+from devstack.stack import ServiceStack, embedded_backend, postgres_backend
 from worker.bundle import ModelBundle, load_bundle
-from worker.feature_spec import FeatureSpec, load_feature_spec
 from worker.schemas import RequestSchemas, request_schemas
-from worker.settings import get_settings
 
 
 @pytest.fixture(scope="session")

@@ -6,19 +6,7 @@ import itertools
 import uuid
 from typing import Any
 
-# The course notebook's valid example.
-COURSE_OBSERVATION: dict[str, Any] = {
-    "InterventionReasonCode": "V",
-    "SubjectRaceCode": "W",
-    "SubjectSexCode": "M",
-    "SubjectEthnicityCode": "N",
-    "StatuteReason": "Stop Sign",
-    "ResidentIndicator": True,
-    "SearchAuthorizationCode": "O",
-    "SubjectAge": 20,
-    "hour": 10,
-    "day_of_week": "Monday",
-}
+from devstack.course import COURSE_OBSERVATION
 
 _counter = itertools.count()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from worker.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 
 def test_bench_smoke_mode_prints_every_measure() -> None:

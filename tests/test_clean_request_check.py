@@ -6,8 +6,8 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from core.feature_spec import FeatureSpec
 from tests.factories import observation, prediction_request
-from worker.feature_spec import FeatureSpec
 from worker.schemas import RequestSchemas
 
 ODD_VALUES: list[Any] = [None, True, False, 0, 1, -1, 1.0, 20.5, "", "1", "true", "Stop sign", [], {}, 10**20]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from client import PredictionClient, ServiceError
+from devstack.stack import ServiceStack
 from tests.factories import COURSE_OBSERVATION, new_id, observation, prediction_request
-from tests.stack import ServiceStack
 
 
 def write_stops_csv(path: Path, rows: list[dict[str, object]]) -> None:

@@ -11,8 +11,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.stack import POSTGRES_ADMIN, postgres_backend
-from worker.storage import PING_AFTER_IDLE_S, make_engine
+from core.storage.engine import PING_AFTER_IDLE_S, make_engine
+from devstack.stack import POSTGRES_ADMIN, postgres_backend
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from worker.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, Settings
+from tests.tools import require_tool
 
 
 def test_every_setting_is_documented_for_operators() -> None:
@@ -33,8 +32,8 @@ def test_every_env_example_variable_group_has_a_comment() -> None:
     assert uncommented == []
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed")
 def test_compose_file_is_valid(tmp_path: Path) -> None:
+    require_tool("docker-compose", package="docker-compose")
     for name in ("docker-compose.yml", "Dockerfile"):
         shutil.copy(PROJECT_ROOT / name, tmp_path / name)
     shutil.copy(PROJECT_ROOT / ".env.example", tmp_path / ".env")
@@ -47,8 +46,8 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
     }  # fmt: skip
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="Debian's prometheus is not installed")
 def test_prometheus_config_and_alert_rules_are_valid_and_fire_when_they_should() -> None:
+    require_tool("promtool", package="prometheus")
     monitoring = PROJECT_ROOT / "monitoring"
     for command in (["check", "config", "prometheus.yml"], ["test", "rules", "alerts_test.yml"]):
         result = subprocess.run(

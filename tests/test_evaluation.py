@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.evaluation import choose_threshold, verify_success_rate_above
+from training.evaluation import choose_threshold, verify_success_rate_above
 
 
 def test_verify_success_rate_above() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import Settings
+from core.storage.migrate import upgrade_to_head
 from gateway.app import RequestIdFilter, create_app
-from worker.migrate import upgrade_to_head
-from worker.settings import Settings
 
 
 def test_unexpected_exception_is_a_500_envelope_without_details(tmp_path: Path) -> None:

@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from worker.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 PROBE = """
 import sys
 from gateway.app import create_app
-from worker.settings import Settings
+from core.settings import Settings
 app = create_app({"SETTINGS": Settings(database_url=sys.argv[1])})
 print(",".join(sorted(m for m in ("sklearn", "pandas", "numpy", "joblib", "scipy") if m in sys.modules)))
 """

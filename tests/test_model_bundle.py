@@ -16,11 +16,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tests.factories import observation
-from worker.bundle import ModelBundle, TrainedVersionWarning, load_bundle
-from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
-from worker.evaluation import held_out_metrics
-from worker.feature_spec import (
+from core.feature_spec import (
     METADATA_FILE,
     PIPELINE_FILE,
     SPEC_FILE,
@@ -29,10 +25,14 @@ from worker.feature_spec import (
     current_version,
     load_feature_spec,
 )
-from worker.frames import build_frame
-from worker.settings import get_settings
-from worker.train import HOLD_OUT, SEED, train
-from worker.training_data import build_training_table
+from core.frames import build_frame
+from core.settings import get_settings
+from tests.factories import observation
+from training.data import build_training_table
+from training.evaluation import held_out_metrics
+from training.train import HOLD_OUT, SEED, train
+from worker.bundle import ModelBundle, TrainedVersionWarning, load_bundle
+from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
 
 ARTIFACTS = get_settings().artifacts_dir
 

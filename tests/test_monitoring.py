@@ -8,9 +8,9 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.settings import PROJECT_ROOT
+from devstack.stack import ServiceStack, wait_until
 from tests.factories import prediction_request
-from tests.stack import ServiceStack, wait_until
-from worker.settings import PROJECT_ROOT
 
 
 def scrape(stack: ServiceStack) -> dict[str, float]:

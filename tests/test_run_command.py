@@ -1,4 +1,4 @@
-"""The README's run command (`make run`: worker.run_local) serves the course example and stops on Ctrl-C."""
+"""The README's run command (`make run`: devstack.run_local) serves the course example and stops on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import psutil
 import requests
 
+from core.settings import PROJECT_ROOT
+from devstack.embedded_redis import free_port
+from devstack.stack import wait_until
 from tests.factories import prediction_request
-from tests.stack import wait_until
-from worker.embedded_redis import free_port
-from worker.settings import PROJECT_ROOT
 
 
 def test_run_command_serves_the_course_example_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
@@ -23,7 +23,8 @@ def test_run_command_serves_the_course_example_and_stops_everything_on_ctrl_c(tm
     env.pop("BROKER_URL", None)  # the embedded Redis
     with (tmp_path / "run.log").open("wb") as log:
         run = subprocess.Popen(
-            [sys.executable, "-m", "worker.run_local", "--port", str(port), "--redis-port", str(redis_port)],
+            [sys.executable, "-m", "devstack.run_local", "--port", str(port),
+             "--redis-port", str(redis_port)],
             cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import requests
 
+from devstack.stack import ServiceStack
+from tests.database import count_rows
 from tests.factories import COURSE_OBSERVATION, new_id, observation, prediction_request
-from tests.stack import ServiceStack
-from worker.storage import count_rows
 
 
 @pytest.fixture

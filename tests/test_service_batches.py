@@ -12,9 +12,11 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from core.storage.tables import batches
+from devstack.stack import ServiceStack, wait_until
+from tests.database import count_rows
 from tests.factories import COURSE_OBSERVATION, new_id, prediction_request
-from tests.stack import ServiceStack, poll_until_finished, wait_until
-from worker.storage import batches, count_rows
+from tests.service_steps import poll_until_finished
 
 FEATURES = list(COURSE_OBSERVATION)
 

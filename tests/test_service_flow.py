@@ -8,11 +8,12 @@ from datetime import datetime
 import pytest
 import requests
 
+from devstack.stack import ServiceStack
 from gateway.app import create_app
+from tests.database import count_rows
 from tests.factories import new_id, prediction_request
-from tests.stack import ServiceStack, poll_until_finished
+from tests.service_steps import poll_until_finished
 from worker.bundle import ModelBundle
-from worker.storage import count_rows
 
 
 def test_course_example_is_accepted_at_once_then_predicted(

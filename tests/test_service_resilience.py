@@ -11,20 +11,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from core.celery_app import create_celery_app
+from core.feature_spec import current_version
+from core.publishing import publish_observations
+from core.storage.observations import find_prediction, insert_queued
+from core.storage.records import QueuedObservation, utc_now
+from devstack.stack import ServiceStack, wait_until
+from tests.database import count_by_status, count_rows
 from tests.factories import observation, prediction_request
-from tests.stack import ServiceStack, poll_until_finished, postgres_server, wait_until
-from worker.celery_app import create_celery_app
-from worker.feature_spec import current_version
-from worker.publishing import publish_observations
-from worker.redrive import redrive_stale
-from worker.storage import (
-    QueuedObservation,
-    count_by_status,
-    count_rows,
-    find_prediction,
-    insert_queued,
-    utc_now,
-)
+from tests.service_steps import poll_until_finished, postgres_server
+from worker.redrive import republish_stale
 
 
 def submit_all(stack: ServiceStack, count: int) -> list[str]:
@@ -228,8 +224,12 @@ def test_redrive_waits_while_messages_still_wait_in_the_queue(stopped_worker: Se
     settings = stack.settings().model_copy(update={"redrive_after_s": 1})
     celery = create_celery_app(settings)
     time.sleep(1.1)
-    assert redrive_stale(engine=stack.engine, celery=celery, settings=settings) == 0  # workers only behind
+    assert republish_stale(engine=stack.engine, celery=celery, settings=settings) == 0  # workers only behind
 
     stack.empty_broker()
-    wait_until(lambda: redrive_stale(engine=stack.engine, celery=celery, settings=settings) >= 1, timeout=10)
+
+    def redrive() -> int:
+        return republish_stale(engine=stack.engine, celery=celery, settings=settings)
+
+    wait_until(lambda: redrive() >= 1, timeout=10)
     assert stack.queued_observations() >= 1

@@ -16,8 +16,7 @@ import pandas as pd
 import sklearn
 from threadpoolctl import threadpool_limits
 
-from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
-from worker.feature_spec import (
+from core.feature_spec import (
     PIPELINE_FILE,
     SPEC_FILE,
     FeatureSpec,
@@ -25,7 +24,8 @@ from worker.feature_spec import (
     read_metadata,
     verify_file,
 )
-from worker.frames import build_frame
+from core.frames import build_frame
+from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
 
 log = logging.getLogger(__name__)
 

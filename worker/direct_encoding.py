@@ -21,7 +21,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
-from worker.feature_spec import FeatureSpec
+from core.feature_spec import FeatureSpec
 
 
 @dataclass(frozen=True)

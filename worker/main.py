@@ -1,6 +1,6 @@
 """Celery entry point for workers and beat: `celery -A worker.main worker` (or `beat`)."""
 
-from worker.celery_app import create_celery_app
+from core.celery_app import create_celery_app
 
-app = create_celery_app()
-import worker.tasks  # noqa: E402,F401  (registers the tasks on the app)
+# The worker imports its task modules at start, before it sets up logging and loads the model.
+app = create_celery_app(include=["worker.tasks"])

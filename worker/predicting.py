@@ -8,14 +8,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from core.storage.observations import record_failed_attempts, save_predictions
+from core.storage.records import PredictionResult, QueuedObservation, utc_now
 from worker.bundle import ModelBundle
-from worker.storage import (
-    PredictionResult,
-    QueuedObservation,
-    record_failed_attempts,
-    save_predictions,
-    utc_now,
-)
 
 log = logging.getLogger(__name__)
 

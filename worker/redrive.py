@@ -8,24 +8,15 @@ from datetime import timedelta
 from celery import Celery
 from sqlalchemy.engine import Engine
 
-from worker.publishing import publish_observations
-from worker.settings import Settings
-from worker.storage import claim_stale_queued, utc_now
+from core.publishing import publish_observations, waiting_messages
+from core.settings import Settings
+from core.storage.observations import claim_stale_queued
+from core.storage.records import utc_now
 
 log = logging.getLogger(__name__)
 
 
-def waiting_messages(celery: Celery, queue_name: str) -> int:
-    """Return how many messages wait in the broker queue (not counting those workers hold unacked)."""
-    with celery.connection_for_write() as connection:
-        try:
-            declared = connection.default_channel.queue_declare(queue=queue_name, passive=True)
-        except connection.channel_errors:
-            return 0  # never declared (a broker restarted empty): nothing waits
-    return int(declared.message_count)
-
-
-def redrive_stale(*, engine: Engine, celery: Celery, settings: Settings) -> int:
+def republish_stale(*, engine: Engine, celery: Celery, settings: Settings) -> int:
     """Publish again every observation queued for longer than REDRIVE_AFTER_S; return how many.
 
     While messages still wait in the queue the workers are only behind, not missing work: republishing then

@@ -9,7 +9,7 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from worker.feature_spec import FeatureColumn, FeatureSpec
+from core.feature_spec import FeatureColumn, FeatureSpec
 
 ID_MAX_LENGTH = 128
 

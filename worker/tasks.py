@@ -13,15 +13,16 @@ from celery.signals import setup_logging, worker_init, worker_process_init
 from celery_batches import SimpleRequest
 from sqlalchemy.engine import Engine
 
+from core.celery_app import PREDICT_TASK, REDRIVE_TASK
+from core.feature_spec import BundleError
+from core.logs import configure_logging
+from core.settings import get_settings
+from core.storage.engine import make_engine
+from core.storage.records import QueuedObservation
 from worker.adaptive_batches import AdaptiveBatches
 from worker.bundle import ModelBundle, limit_native_threads, load_bundle
-from worker.celery_app import PREDICT_TASK, REDRIVE_TASK
-from worker.feature_spec import BundleError
-from worker.logs import configure_logging
 from worker.predicting import predict_and_store
-from worker.redrive import redrive_stale as redrive_stale_observations
-from worker.settings import get_settings
-from worker.storage import QueuedObservation, make_engine
+from worker.redrive import republish_stale
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -102,4 +103,4 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
 @shared_task(name=REDRIVE_TASK, acks_late=False)
 def redrive_stale() -> int:
     """Re-publish observations left queued too long; return how many."""
-    return redrive_stale_observations(engine=process_engine(), celery=current_app, settings=settings)
+    return republish_stale(engine=process_engine(), celery=current_app, settings=settings)

@@ -22,8 +22,7 @@ from sklearn.model_selection import cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
-from worker.evaluation import PRECISION_BAR, choose_threshold, held_out_metrics
-from worker.feature_spec import (
+from core.feature_spec import (
     CURRENT_POINTER,
     METADATA_FILE,
     PIPELINE_FILE,
@@ -32,9 +31,10 @@ from worker.feature_spec import (
     FeatureSpec,
     sha256_of,
 )
-from worker.frames import build_frame
-from worker.settings import get_settings
-from worker.training_data import DATA_DIR, TARGET, build_training_table
+from core.frames import build_frame
+from core.settings import get_settings
+from training.data import DATA_DIR, TARGET, build_training_table
+from training.evaluation import PRECISION_BAR, choose_threshold, held_out_metrics
 
 MODEL_NAME = "contraband-search-outcome"
 SEED = 42
@@ -221,7 +221,7 @@ def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_cur
 
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and train one bundle."""
-    parser = argparse.ArgumentParser(prog="python -m worker.train", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__)
     parser.add_argument("--artifacts-dir", type=Path, default=get_settings().artifacts_dir)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument(

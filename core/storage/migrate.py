@@ -1,4 +1,4 @@
-"""Apply the Alembic migrations to the configured database (python -m worker.migrate)."""
+"""Apply the Alembic migrations to the configured database (python -m core.storage.migrate)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,18 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from worker.settings import PROJECT_ROOT, get_settings
+from core.settings import get_settings
+
+# Found beside this module, wherever the package is installed (the alembic.ini at the project root points
+# here too, for the alembic command line).
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def upgrade_to_head(database_url: str | None = None) -> None:
     """Bring the database schema to the newest migration."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
     config.attributes["database_url"] = database_url or get_settings().database_url
     _ensure_sqlite_folder(config.attributes["database_url"])
     command.upgrade(config, "head")

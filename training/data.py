@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from worker.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 DATA_DIR = PROJECT_ROOT / "data"
 STOPS_FILE = "connecticut_stops_small.csv"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from worker.settings import get_settings
-from worker.storage import make_engine, metadata
+from core.settings import get_settings
+from core.storage.engine import make_engine
+from core.storage.tables import metadata
 
 url = context.config.attributes.get("database_url") or get_settings().database_url
 engine = make_engine(url)

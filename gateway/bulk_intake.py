@@ -19,18 +19,18 @@ from celery import Celery
 from marshmallow import ValidationError
 from sqlalchemy.engine import Engine
 
-from worker.publishing import PUBLISH_ERRORS, publish_observations
-from worker.schemas import RequestSchemas
-from worker.storage import (
-    QueuedObservation,
+from core.publishing import PUBLISH_ERRORS, publish_observations
+from core.storage.batches import (
     add_batch_items,
     create_batch,
     find_observations,
     finish_batch,
     insert_queued_many,
     iter_batch_queued,
-    utc_now,
 )
+from core.storage.records import QueuedObservation, utc_now
+from gateway.errors import validation_fields
+from worker.schemas import RequestSchemas
 
 log = logging.getLogger(__name__)
 CONFLICT_MESSAGE = "Already submitted with a different observation."
@@ -62,7 +62,6 @@ class BatchReceipt:
     items: int = 0
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-    published: bool = True
 
 
 class TooManyItems(Exception):
@@ -126,10 +125,8 @@ def submit_batch(
                 try:
                     loaded = schemas.load_prediction(item.value)
                 except ValidationError as error:
-                    messages = (
-                        error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
-                    )
-                    receipt.rejected.append(Rejection(item.index, _claimed_id(item.value), messages))
+                    errors = validation_fields(error)
+                    receipt.rejected.append(Rejection(item.index, _claimed_id(item.value), errors))
                     continue
                 observation = QueuedObservation(id=loaded["id"], observation=loaded["observation"])
                 fingerprint = _fingerprint(observation.observation)
@@ -165,9 +162,7 @@ def submit_batch(
             rejected=len(receipt.rejected),
         )
     receipt.rejected.sort(key=lambda r: r.index)
-    receipt.published = publish_batch(
-        engine=engine, celery=celery, batch_id=receipt.batch_id, per_message=per_message
-    )
+    publish_batch(engine=engine, celery=celery, batch_id=receipt.batch_id, per_message=per_message)
     return receipt
 
 

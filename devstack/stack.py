@@ -13,19 +13,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psycopg
 import redis
 import requests
 from sqlalchemy.engine import Engine
 
-from worker.celery_app import create_celery_app
-from worker.embedded_redis import free_port, start_embedded_redis
-from worker.migrate import upgrade_to_head
-from worker.run_local import fresh_metrics_dir, service_commands
-from worker.settings import PROJECT_ROOT, Settings
-from worker.storage import make_engine
+from core.celery_app import create_celery_app
+from core.settings import PROJECT_ROOT, Settings, child_environment
+from core.storage.engine import make_engine
+from core.storage.migrate import upgrade_to_head
+from devstack.embedded_redis import free_port, start_embedded_redis
+from devstack.run_local import fresh_metrics_dir, service_commands
 
 T = TypeVar("T")
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -127,24 +127,25 @@ class ServiceStack:
         self.work_dir = work_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": backend.database_url,
-            "BROKER_URL": backend.broker_url,
-            "QUEUE_NAME": backend.queue_name,
-            "REDRIVE_AFTER_S": "3",
-            "REDRIVE_INTERVAL_S": "1",
-            "BATCH_SIZE": "50",
-            "BATCH_FLUSH_MS": "5",
-            "MAX_BODY_BYTES": "65536",
-            "MAX_ATTEMPTS": "2",
-            "MAX_WAIT_S": "5",
-            "BULK_MAX_ITEMS": str(self.bulk_max_items),
-            "BULK_CHUNK_ROWS": "2000",
-            "BULK_ROWS_PER_MESSAGE": "500",
-            "LOG_LEVEL": "INFO",
-            "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(work_dir / "prometheus")),
-        }
+        self.env = child_environment(
+            {
+                "DATABASE_URL": backend.database_url,
+                "BROKER_URL": backend.broker_url,
+                "QUEUE_NAME": backend.queue_name,
+                "REDRIVE_AFTER_S": "3",
+                "REDRIVE_INTERVAL_S": "1",
+                "BATCH_SIZE": "50",
+                "BATCH_FLUSH_MS": "5",
+                "MAX_BODY_BYTES": "65536",
+                "MAX_ATTEMPTS": "2",
+                "MAX_WAIT_S": "5",
+                "BULK_MAX_ITEMS": str(self.bulk_max_items),
+                "BULK_CHUNK_ROWS": "2000",
+                "BULK_ROWS_PER_MESSAGE": "500",
+                "LOG_LEVEL": "INFO",
+                "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(work_dir / "prometheus")),
+            }
+        )
         self.commands = service_commands("127.0.0.1", self.port, work_dir)
         # A node name of its own, so a ping is answered by this stack's worker and no other.
         self.node_name = f"{backend.queue_name}@{socket.gethostname()}"
@@ -244,30 +245,3 @@ class ServiceStack:
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.work_dir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-
-def poll_until_finished(stack: ServiceStack, observation_id: str, timeout: float = 30) -> dict[str, Any]:
-    """Poll the result URL until the observation is done or failed; return the last body."""
-
-    def finished() -> dict[str, Any] | None:
-        body: dict[str, Any] = requests.get(stack.url(f"/predictions/{observation_id}"), timeout=5).json()
-        return body if body.get("status") in ("done", "failed") else None
-
-    return wait_until(finished, timeout=timeout)
-
-
-def postgres_server(action: str) -> None:
-    """Start or stop the local Postgres server, as an operator restarting it would."""
-    version = sorted(Path("/etc/postgresql").iterdir())[0].name
-    subprocess.run(
-        [
-            "pg_ctlcluster",
-            "--skip-systemctl-redirect",
-            version,
-            "main",
-            action,
-            *(["-m", "fast"] if action == "stop" else []),
-        ],
-        check=True,
-        capture_output=True,
-    )

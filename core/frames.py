@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from worker.feature_spec import FeatureSpec
+from core.feature_spec import FeatureSpec
 
 _DTYPES = {"category": "str", "boolean": "bool", "integer": "int64"}
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from celery import Celery
 
-from worker.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 PREDICT_TASK = "worker.tasks.predict_batch"
 REDRIVE_TASK = "worker.tasks.redrive_stale"
 
 
-def create_celery_app(settings: Settings | None = None) -> Celery:
-    """Return a Celery app wired to the configured broker; tasks are registered by worker.tasks."""
+def create_celery_app(settings: Settings | None = None, *, include: Sequence[str] = ()) -> Celery:
+    """Return a Celery app wired to the configured broker; include names the task modules a worker imports."""
     settings = settings or get_settings()
-    app = Celery("predictions", broker=settings.broker_url, set_as_current=True)
+    app = Celery("predictions", broker=settings.broker_url, include=list(include), set_as_current=True)
     app.conf.update(
         task_default_queue=settings.queue_name,
         task_serializer="json",

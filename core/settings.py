@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -72,3 +74,8 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Return the process-wide settings, read from the environment on first use."""
     return Settings()
+
+
+def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
+    """Return this process's environment with overrides, for the service processes a launcher starts."""
+    return {**os.environ, **overrides}

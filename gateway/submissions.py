@@ -10,14 +10,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from worker.storage import (
-    QUEUED,
-    PredictionRecord,
-    QueuedObservation,
-    find_prediction,
-    insert_queued,
-    utc_now,
-)
+from core.storage.observations import find_prediction, insert_queued
+from core.storage.records import PredictionRecord, QueuedObservation, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +52,6 @@ def submit_observation(
     if not created:
         raise RuntimeError(f"observation {observation_id!r} neither inserted nor found")
     # The commit is done: from here on the observation cannot be lost, whatever publishing does.
-    publish(QueuedObservation(id=observation_id, observation=observation))
-    record = PredictionRecord(
-        id=observation_id, observation=observation, status=QUEUED, proba=None, prediction=None,
-        model_version=None, failure_reason=None, attempts=0, true_class=None, received_at=now,
-        predicted_at=None, labelled_at=None,
-    )  # fmt: skip
-    return Submission(outcome=Outcome.ACCEPTED, record=record)
+    queued = QueuedObservation(id=observation_id, observation=observation)
+    publish(queued)
+    return Submission(outcome=Outcome.ACCEPTED, record=PredictionRecord.just_queued(queued, received_at=now))

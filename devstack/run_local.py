@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import signal
 import subprocess
@@ -11,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from worker.embedded_redis import start_embedded_redis
-from worker.migrate import upgrade_to_head
-from worker.settings import PROJECT_ROOT, get_settings
+from core.settings import PROJECT_ROOT, child_environment, get_settings
+from core.storage.migrate import upgrade_to_head
+from devstack.embedded_redis import start_embedded_redis
 
 
 def service_commands(host: str, port: int, state_dir: Path) -> dict[str, list[str]]:
@@ -44,20 +43,21 @@ def fresh_metrics_dir(path: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Start everything, print where to look, stop everything on Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m worker.run_local", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devstack.run_local", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--redis-port", type=int, default=6380, help="port of the embedded Redis")
     args = parser.parse_args(argv)
 
-    env = dict(os.environ)
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(fresh_metrics_dir(PROJECT_ROOT / "var" / "prometheus"))
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    if "BROKER_URL" not in env:
-        children["redis"] = start_embedded_redis(args.redis_port, PROJECT_ROOT / "var" / "redis")
-        env["BROKER_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
     settings = get_settings()
-    database_url = env.get("DATABASE_URL", settings.database_url)
+    overrides = {"PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(PROJECT_ROOT / "var" / "prometheus"))}
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    broker_url = settings.broker_url
+    if "broker_url" not in settings.model_fields_set:  # no BROKER_URL given: the embedded Redis
+        children["redis"] = start_embedded_redis(args.redis_port, PROJECT_ROOT / "var" / "redis")
+        broker_url = overrides["BROKER_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
+    env = child_environment(overrides)
+    database_url = settings.database_url
     upgrade_to_head(database_url)
 
     for name, command in service_commands(args.host, args.port, PROJECT_ROOT / "var").items():
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nContraband predictions is starting:\n"
         f"  API        {base}/predict  (POST)   results: {base}/predictions/<id>\n"
         f"  ready      {base}/ready     docs: {base}/docs     metrics: {base}/metrics\n"
-        f"  database   {database_url}\n  broker     {env['BROKER_URL']}\n"
+        f"  database   {database_url}\n  broker     {broker_url}\n"
         f"Ctrl-C stops everything.\n",
         flush=True,
     )

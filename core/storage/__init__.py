@@ -1,0 +1,10 @@
+"""All SQL of the service, one module per concern.
+
+- tables: the schema (predictions, batches, batch items) and the statuses
+- records: what the other modules hand back (records, results, queued observations) and UTC times
+- engine: engines tuned for Postgres and SQLite, the readiness ping, Postgres COPY
+- observations: single-observation writes, results, labels, the redrive's claim
+- batches: bulk intake, batch progress and results
+- reports: what operators and the bench read (backlog, live outcomes, drain timings)
+- migrate, migrations: the Alembic schema history
+"""

@@ -1,0 +1,203 @@
+"""Bulk submissions: store many observations at once, record a batch's items, its progress and results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from core.storage.engine import pg_copy
+from core.storage.records import PredictionRecord, QueuedObservation, as_utc
+from core.storage.tables import QUEUED, STATUSES, batch_items, batches, insert_predictions, predictions
+
+# Rows per multi-row statement: well under SQLite's and Postgres's bound-parameter limits.
+ROWS_PER_STATEMENT = 500
+
+# Bulk intake on Postgres: rows are copied into a session-local staging table (COPY is several times
+# faster than any INSERT), then moved into predictions by one statement that skips ids already stored.
+_PG_CREATE_STAGING = sa.text(
+    """
+    CREATE TEMPORARY TABLE IF NOT EXISTS staged_observations (id text, observation text)
+    ON COMMIT DELETE ROWS
+    """
+)
+_PG_INSERT_STAGED = sa.text(
+    """
+    WITH staged AS (DELETE FROM staged_observations RETURNING id, observation)
+    INSERT INTO predictions (id, observation, status, attempts, received_at, published_at, batch_id)
+    SELECT staged.id, CAST(staged.observation AS jsonb), 'queued', 0, :now, :now, :batch_id
+    FROM staged
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Counts and times of one bulk submission."""
+
+    id: str
+    created_at: datetime
+    items: int
+    accepted: int
+    rejected: int
+    counts: dict[str, int]
+    finished_at: datetime | None
+
+    @property
+    def done(self) -> bool:
+        """Return whether every accepted item is finished (predicted or failed)."""
+        return self.counts[QUEUED] == 0
+
+
+def _chunks(rows: Sequence[Any], size: int = ROWS_PER_STATEMENT) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def insert_queued_many(
+    *,
+    conn: Connection,
+    observations: Sequence[QueuedObservation],
+    batch_id: str | None,
+    now: datetime,
+) -> set[str]:
+    """Store many observations as queued (COPY on Postgres, multi-row INSERTs); return the ids created."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_PG_CREATE_STAGING)
+        pg_copy(
+            conn=conn,
+            target="staged_observations (id, observation)",
+            rows=((o.id, json.dumps(o.observation)) for o in observations),
+        )
+        return set(conn.execute(_PG_INSERT_STAGED, {"now": now, "batch_id": batch_id}).scalars())
+    created: set[str] = set()
+    for chunk in _chunks(observations):
+        rows = [
+            {
+                "id": o.id,
+                "observation": o.observation,
+                "status": QUEUED,
+                "attempts": 0,
+                "received_at": now,
+                "published_at": now,
+                "batch_id": batch_id,
+            }
+            for o in chunk
+        ]
+        statement = (
+            insert_predictions(conn=conn)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(predictions.c.id)
+        )
+        created.update(conn.execute(statement).scalars())
+    return created
+
+
+def find_observations(*, conn: Connection, observation_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Return the stored observation of each id that exists."""
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(observation_ids):
+        rows = conn.execute(
+            sa.select(predictions.c.id, predictions.c.observation).where(predictions.c.id.in_(chunk))
+        )
+        found.update({row.id: row.observation for row in rows})
+    return found
+
+
+def create_batch(*, conn: Connection, batch_id: str, now: datetime) -> None:
+    """Open a bulk submission; its counts are filled in by finish_batch."""
+    conn.execute(batches.insert().values(id=batch_id, created_at=now, items=0, accepted=0, rejected=0))
+
+
+def add_batch_items(*, conn: Connection, batch_id: str, positions: Sequence[tuple[int, str]]) -> None:
+    """Record accepted items (position in the submission, observation id): COPY, or multi-row INSERTs."""
+    if conn.dialect.name == "postgresql":
+        pg_copy(
+            conn=conn,
+            target="batch_items (batch_id, position, observation_id)",
+            rows=((batch_id, p, i) for p, i in positions),
+        )
+        return
+    for chunk in _chunks(positions):
+        conn.execute(
+            batch_items.insert().values(
+                [{"batch_id": batch_id, "position": p, "observation_id": i} for p, i in chunk]
+            )
+        )
+
+
+def finish_batch(*, conn: Connection, batch_id: str, items: int, accepted: int, rejected: int) -> None:
+    """Store the final counts of a bulk submission's intake."""
+    conn.execute(
+        batches.update()
+        .where(batches.c.id == batch_id)
+        .values(items=items, accepted=accepted, rejected=rejected)
+    )
+
+
+def iter_batch_queued(
+    *, conn: Connection, batch_id: str, chunk_size: int
+) -> Iterable[list[QueuedObservation]]:
+    """Yield, chunk by chunk, the still-queued observations a batch created (for publishing)."""
+    query = (
+        sa.select(predictions.c.id, predictions.c.observation)
+        .where(predictions.c.batch_id == batch_id, predictions.c.status == QUEUED)
+        .execution_options(yield_per=chunk_size)
+    )
+    for partition in conn.execute(query).partitions(chunk_size):
+        yield [QueuedObservation(id=row.id, observation=row.observation) for row in partition]
+
+
+def batch_progress(*, conn: Connection, batch_id: str) -> BatchProgress | None:
+    """Return the counts by status and the times of a bulk submission, or None if unknown."""
+    batch = conn.execute(sa.select(batches).where(batches.c.id == batch_id)).first()
+    if batch is None:
+        return None
+    rows = conn.execute(
+        sa.select(predictions.c.status, sa.func.count(), sa.func.max(predictions.c.predicted_at))
+        .select_from(batch_items.join(predictions, predictions.c.id == batch_items.c.observation_id))
+        .where(batch_items.c.batch_id == batch_id)
+        .group_by(predictions.c.status)
+    ).all()
+    counts = dict.fromkeys(STATUSES, 0)
+    latest: list[datetime] = []
+    for status, total, last in rows:
+        counts[status] = int(total)
+        if last is not None:
+            latest.append(as_utc(last))
+    created_at = as_utc(batch.created_at)
+    finished = None
+    if counts[QUEUED] == 0:
+        finished = max(latest) if latest else created_at  # a batch with nothing accepted ends as it starts
+    return BatchProgress(
+        id=batch.id,
+        created_at=created_at,
+        items=batch.items,
+        accepted=batch.accepted,
+        rejected=batch.rejected,
+        counts=counts,
+        finished_at=finished,
+    )
+
+
+def iter_batch_results(
+    *, conn: Connection, batch_id: str, chunk_size: int = 1000
+) -> Iterable[tuple[int, PredictionRecord]]:
+    """Yield (position, record) for every accepted item of a batch, in submission order, streamed."""
+    query = (
+        sa.select(batch_items.c.position, predictions)
+        .select_from(batch_items.join(predictions, predictions.c.id == batch_items.c.observation_id))
+        .where(batch_items.c.batch_id == batch_id)
+        .order_by(batch_items.c.position)
+        .execution_options(yield_per=chunk_size)
+    )
+    for row in conn.execute(query):
+        yield row.position, PredictionRecord.from_row(row)

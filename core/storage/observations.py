@@ -1,0 +1,172 @@
+"""Single observations: store, read back, write results and labels, claim stale ones for the redrive."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from core.storage.records import PredictionRecord, PredictionResult, QueuedObservation
+from core.storage.tables import DONE, FAILED, QUEUED, insert_predictions, predictions
+
+
+def insert_queued(
+    *, conn: Connection, observation_id: str, observation: dict[str, Any], now: datetime
+) -> bool:
+    """Store a new observation as queued; return False when the id already exists (nothing written)."""
+    statement = (
+        insert_predictions(conn=conn)
+        .values(
+            id=observation_id,
+            observation=observation,
+            status=QUEUED,
+            attempts=0,
+            received_at=now,
+            published_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(predictions.c.id)
+    )
+    return conn.execute(statement).first() is not None
+
+
+def insert_predicted(
+    *,
+    conn: Connection,
+    observation_id: str,
+    observation: dict[str, Any],
+    result: PredictionResult,
+    model_version: str,
+    now: datetime,
+) -> None:
+    """Store an observation predicted inline, as the course's synchronous server did (bench baseline)."""
+    conn.execute(
+        predictions.insert().values(
+            id=observation_id,
+            observation=observation,
+            status=DONE,
+            proba=result.proba,
+            prediction=result.prediction,
+            model_version=model_version,
+            attempts=1,
+            received_at=now,
+            published_at=now,
+            predicted_at=now,
+        )
+    )
+
+
+def find_prediction(*, conn: Connection, observation_id: str) -> PredictionRecord | None:
+    """Return the stored record of one observation, or None."""
+    row = conn.execute(sa.select(predictions).where(predictions.c.id == observation_id)).first()
+    return PredictionRecord.from_row(row) if row is not None else None
+
+
+# On Postgres, batches travel as arrays: one statement whatever the row count, compiled once.
+_PG_SAVE_PREDICTIONS = sa.text(
+    """
+    UPDATE predictions AS p
+    SET status = 'done', proba = v.proba, prediction = v.prediction, model_version = :model_version,
+        predicted_at = :now, attempts = p.attempts + 1
+    FROM unnest(CAST(:ids AS text[]), CAST(:probas AS float8[]), CAST(:predictions AS boolean[]))
+         AS v(id, proba, prediction)
+    WHERE p.id = v.id AND p.status = 'queued'
+    """
+)
+
+
+def save_predictions(
+    *, conn: Connection, results: Sequence[PredictionResult], model_version: str, now: datetime
+) -> int:
+    """Write a batch of results in one statement; a row already finished keeps its first result."""
+    if not results:
+        return 0
+    # Sorted, so two workers writing overlapping rows take the row locks in the same order.
+    ordered = sorted(results, key=lambda r: r.id)
+    if conn.dialect.name == "postgresql":
+        return conn.execute(
+            _PG_SAVE_PREDICTIONS,
+            {
+                "ids": [r.id for r in ordered],
+                "probas": [r.proba for r in ordered],
+                "predictions": [r.prediction for r in ordered],
+                "model_version": model_version,
+                "now": now,
+            },
+        ).rowcount
+    statement = (
+        predictions.update()
+        .where(predictions.c.id == sa.bindparam("result_id"), predictions.c.status == QUEUED)
+        .values(
+            status=DONE,
+            proba=sa.bindparam("result_proba"),
+            prediction=sa.bindparam("result_prediction"),
+            model_version=model_version,
+            predicted_at=now,
+            attempts=predictions.c.attempts + 1,
+        )
+    )
+    params = [
+        {"result_id": r.id, "result_proba": r.proba, "result_prediction": r.prediction} for r in ordered
+    ]
+    return conn.execute(statement, params).rowcount
+
+
+def record_failed_attempts(
+    *,
+    conn: Connection,
+    observation_ids: Sequence[str],
+    reason: str,
+    max_attempts: int,
+    now: datetime,
+) -> list[str]:
+    """Count a failed attempt for each queued id; mark failed those that reached max_attempts."""
+    if not observation_ids:
+        return []
+    still_queued = predictions.c.id.in_(observation_ids) & (predictions.c.status == QUEUED)
+    conn.execute(predictions.update().where(still_queued).values(attempts=predictions.c.attempts + 1))
+    exhausted = conn.execute(
+        predictions.update()
+        .where(still_queued, predictions.c.attempts >= max_attempts)
+        .values(status=FAILED, failure_reason=reason[:2000], predicted_at=now)
+        .returning(predictions.c.id)
+    )
+    return [row.id for row in exhausted]
+
+
+def save_true_class(
+    *, conn: Connection, observation_id: str, true_class: bool, now: datetime
+) -> PredictionRecord | None:
+    """Store the true outcome of an observation; return the updated record, or None if unknown."""
+    updated = conn.execute(
+        predictions.update()
+        .where(predictions.c.id == observation_id)
+        .values(true_class=true_class, labelled_at=now)
+    )
+    if updated.rowcount == 0:
+        return None
+    return find_prediction(conn=conn, observation_id=observation_id)
+
+
+def claim_stale_queued(
+    *, conn: Connection, published_before: datetime, now: datetime, limit: int
+) -> list[QueuedObservation]:
+    """Return observations queued since before published_before and mark them published now."""
+    stale = (
+        sa.select(predictions.c.id, predictions.c.observation)
+        .where(predictions.c.status == QUEUED, predictions.c.published_at < published_before)
+        .order_by(predictions.c.published_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        # Two redrive processes never republish the same rows.
+        stale = stale.with_for_update(skip_locked=True)
+    claimed = [QueuedObservation(id=row.id, observation=row.observation) for row in conn.execute(stale)]
+    if claimed:
+        conn.execute(
+            predictions.update().where(predictions.c.id.in_([c.id for c in claimed])).values(published_at=now)
+        )
+    return claimed

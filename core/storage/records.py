@@ -1,0 +1,88 @@
+"""What storage hands back: stored records, computed results, queued observations; times in UTC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.storage.tables import QUEUED
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return a stored time as aware UTC (SQLite hands back naive times; every time stored here is UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def as_utc_or_none(value: datetime | None) -> datetime | None:
+    """Return as_utc(value), or None."""
+    return None if value is None else as_utc(value)
+
+
+@dataclass(frozen=True)
+class QueuedObservation:
+    """An observation still waiting for a prediction, as carried in a task message."""
+
+    id: str
+    observation: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """What a worker computed for one observation."""
+
+    id: str
+    proba: float
+    prediction: bool
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One stored observation and what became of it."""
+
+    id: str
+    observation: dict[str, Any]
+    status: str
+    proba: float | None
+    prediction: bool | None
+    model_version: str | None
+    failure_reason: str | None
+    attempts: int
+    true_class: bool | None
+    received_at: datetime
+    predicted_at: datetime | None
+    labelled_at: datetime | None
+
+    @classmethod
+    def just_queued(cls, observation: QueuedObservation, received_at: datetime) -> PredictionRecord:
+        """Return the record of an observation stored as queued a moment ago (as insert_queued writes it)."""
+        return cls(
+            id=observation.id, observation=observation.observation, status=QUEUED, proba=None,
+            prediction=None, model_version=None, failure_reason=None, attempts=0, true_class=None,
+            received_at=received_at, predicted_at=None, labelled_at=None,
+        )  # fmt: skip
+
+    @classmethod
+    def from_row(cls, row: sa.Row[Any]) -> PredictionRecord:
+        """Return the record of a row of the predictions table."""
+        return cls(
+            id=row.id,
+            observation=row.observation,
+            status=row.status,
+            proba=row.proba,
+            prediction=row.prediction,
+            model_version=row.model_version,
+            failure_reason=row.failure_reason,
+            attempts=row.attempts,
+            true_class=row.true_class,
+            received_at=as_utc(row.received_at),
+            predicted_at=as_utc_or_none(row.predicted_at),
+            labelled_at=as_utc_or_none(row.labelled_at),
+        )

@@ -1,0 +1,63 @@
+"""The tables of the service: predictions (one row per observation), batches and their items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+QUEUED, DONE, FAILED = "queued", "done", "failed"
+STATUSES = (QUEUED, DONE, FAILED)
+
+metadata = sa.MetaData()
+
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("observation", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("proba", sa.Float),
+    sa.Column("prediction", sa.Boolean),
+    sa.Column("model_version", sa.String(64)),
+    sa.Column("failure_reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("true_class", sa.Boolean),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("published_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("predicted_at", sa.DateTime(timezone=True)),
+    sa.Column("labelled_at", sa.DateTime(timezone=True)),
+    # The bulk submission that created the row, if any.
+    sa.Column("batch_id", sa.String(64)),
+    sa.CheckConstraint(f"status IN {STATUSES!r}", name="predictions_status_known"),
+    sa.Index("predictions_queued_by_publish_time", "status", "published_at"),
+    sa.Index("predictions_by_batch", "batch_id", "status"),
+)
+
+batches = sa.Table(
+    "batches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("items", sa.Integer, nullable=False),
+    sa.Column("accepted", sa.Integer, nullable=False),
+    sa.Column("rejected", sa.Integer, nullable=False),
+)
+
+# One row per accepted item of a batch, in submission order; a replayed id points at the existing row.
+batch_items = sa.Table(
+    "batch_items",
+    metadata,
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("batches.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("observation_id", sa.String(128), sa.ForeignKey("predictions.id"), nullable=False),
+)
+
+
+def insert_predictions(*, conn: Connection) -> Any:
+    """Return an INSERT into predictions in the connection's dialect (both support ON CONFLICT DO NOTHING)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(predictions)
+    return sqlite.insert(predictions)

@@ -1,0 +1,77 @@
+"""Query-string arguments of the routes that take any, checked by schema (422 with fields, as bodies are)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from gateway.errors import ApiError, validation_fields
+
+
+class QueryArgs(Schema):
+    """Base of the query schemas: other arguments are ignored, as a browser or proxy may add some."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+
+class WaitArgs(QueryArgs):
+    """GET /predictions/<id>: how long to hold the request for the result."""
+
+    wait = fields.Float(
+        load_default=0.0,
+        allow_nan=False,
+        validate=validate.Range(min=0, error="Must be a number, 0 or more."),
+        error_messages={
+            "invalid": "Must be a number, 0 or more.",
+            "special": "Must be a number, 0 or more.",
+        },
+        metadata={"description": "Hold the request up to this many seconds (capped) for the result"},
+    )
+
+
+class BatchArgs(QueryArgs):
+    """POST /batches: all or nothing."""
+
+    atomic = fields.Boolean(
+        load_default=False,
+        truthy={"true", "1"},
+        falsy={"false", "0"},
+        error_messages={"invalid": "Must be true or false."},
+        metadata={"description": "all or nothing"},
+    )
+
+    @pre_load
+    def _any_case(self, args: Any, **_: Any) -> dict[str, Any]:
+        loaded = dict(args)
+        if isinstance(loaded.get("atomic"), str):
+            loaded["atomic"] = loaded["atomic"].lower()
+        return loaded
+
+
+class ResultFormatArgs(QueryArgs):
+    """GET /batches/<id>/results: the download format (else from the Accept header)."""
+
+    format = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["ndjson", "csv"], error="Must be one of: {choices}."),
+    )
+
+
+def load_query(schema: Schema) -> dict[str, Any]:
+    """Return the request's query arguments loaded by schema; 422 naming every bad argument."""
+    try:
+        loaded: dict[str, Any] = schema.load(request.args.to_dict())
+    except ValidationError as error:
+        fields_ = validation_fields(error)
+        raise ApiError(
+            422, f"Query argument {', '.join(sorted(fields_))} is not valid; see fields.", fields=fields_
+        ) from None
+    return loaded
+
+
+wait_args = WaitArgs()
+batch_args = BatchArgs()
+result_format_args = ResultFormatArgs()
