@@ -228,8 +228,15 @@ class ServiceStack:
         """Lose every message, waiting or unacknowledged, as a Redis restarted without persistence would."""
         if self.backend.restart_broker is not None:
             self.backend.restart_broker()
-        else:
-            self.broker.flushdb()
+            return
+        # The shared system Redis is not restarted: its database is emptied and every connection to it is
+        # dropped, which is what the service's processes see of a restart.
+        self.broker.flushdb()
+        database = self.broker.connection_pool.connection_kwargs.get("db", 0)
+        own = self.broker.client_id()
+        for client in self.broker.client_list():
+            if int(client["db"]) == database and int(client["id"]) != own:
+                self.broker.client_kill_filter(_id=client["id"])
 
     def settings(self) -> Settings:
         """Return settings pointing at this stack's database, broker and queue."""

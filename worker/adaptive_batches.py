@@ -28,6 +28,19 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
     _in_flight = 0
     _last_flush = 0.0
 
+    def Strategy(self, task: Any, app: Any, consumer: Any) -> Any:
+        """Build the message handler, as celery-batches does, with a flush timer armed afresh.
+
+        The consumer builds its strategies again each time it (re)connects to the broker, after the worker has
+        cleared its event-loop timers. celery-batches re-arms its flush timer only when it holds none, and it
+        would still hold the cleared one: batches would then leave only at flush_every messages. Forgetting it
+        here lets the next message arm a live timer.
+        """
+        if self._tref is not None:
+            self._tref.cancel()
+            self._tref = None
+        return super().Strategy(task, app, consumer)
+
     def _all_processes_busy(self) -> bool:
         processes = getattr(self._pool, "num_processes", None) or 1
         return self._in_flight >= processes
