@@ -35,6 +35,9 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
         worker_hijack_root_logger=False,
+        # The redrive has a queue and a process of its own (worker.redrive_main): a backlog of predictions
+        # never holds it back, and workers never spend a pool process on it.
+        task_routes={REDRIVE_TASK: {"queue": settings.redrive_queue}},
         beat_schedule={
             "redrive-stale-observations": {
                 "task": REDRIVE_TASK,

@@ -40,3 +40,17 @@ def waiting_messages(celery: Celery, queue_name: str) -> int:
         except connection.channel_errors:
             return 0  # never declared (a broker restarted empty): nothing waits
     return int(declared.message_count)
+
+
+def held_messages(celery: Celery) -> int:
+    """Return how many messages workers hold delivered but unacknowledged (Redis; 0 on other brokers).
+
+    Redis keeps them in one hash per database, whatever their queue; another broker gives them back to the
+    queue itself when their consumer dies.
+    """
+    with celery.connection_for_write() as connection:
+        channel = connection.default_channel
+        client, key = getattr(channel, "client", None), getattr(channel, "unacked_key", None)
+        if client is None or key is None:
+            return 0
+        return int(client.hlen(key))

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     redrive_after_s: int = Field(default=30, ge=1)
     redrive_interval_s: int = Field(default=10, ge=1)
     redrive_limit: int = Field(default=10_000, ge=1, le=30_000)
+    # Behind a backlog the redrive still publishes rows whose last publish is this old (a lost message waits
+    # no longer, however long the backlog); copies of rows that were only waiting cost one prediction each.
+    redrive_backlog_cap_s: int = Field(default=300, ge=1)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     poll_retry_after_s: int = Field(default=1, ge=1)
@@ -53,6 +56,17 @@ class Settings(BaseSettings):
     bulk_rows_per_message: int = Field(default=500, ge=1)
     # Set under gunicorn with several workers so /metrics adds up all of them.
     prometheus_multiproc_dir: Path | None = None
+
+    @property
+    def redrive_queue(self) -> str:
+        """Return the queue of the redrive task: its own, so that no backlog of predictions delays it."""
+        return f"{self.queue_name}.redrive"
+
+    @model_validator(mode="after")
+    def _redrive_cap_not_below_its_age(self) -> Settings:
+        if self.redrive_backlog_cap_s < self.redrive_after_s:
+            raise ValueError("REDRIVE_BACKLOG_CAP_S must be at least REDRIVE_AFTER_S")
+        return self
 
     @model_validator(mode="after")
     def _no_local_defaults_in_production(self) -> Settings:

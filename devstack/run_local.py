@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-from core.settings import PROJECT_ROOT, child_environment, get_settings
+from core.settings import PROJECT_ROOT, Settings, child_environment, get_settings
 from core.storage.migrate import upgrade_to_head
 from devstack.embedded_redis import start_embedded_redis
 
 
-def service_commands(host: str, port: int, state_dir: Path) -> dict[str, list[str]]:
+def service_commands(host: str, port: int, state_dir: Path, settings: Settings) -> dict[str, list[str]]:
     """Return the command line of each long-running process of the service."""
     python = sys.executable
     return {
@@ -27,9 +27,12 @@ def service_commands(host: str, port: int, state_dir: Path) -> dict[str, list[st
             python, "-m", "celery", "-A", "worker.main", "worker",
             "--concurrency", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO",
         ],
+        # One process, beat inside: it schedules the redrive and runs it from its own queue.
         "redrive": [
-            python, "-m", "celery", "-A", "worker.main", "beat",
-            "--schedule", str(state_dir / "beat-schedule"), "--loglevel", "INFO",
+            python, "-m", "celery", "-A", "worker.main", "worker", "--beat",
+            "--schedule", str(state_dir / "beat-schedule"), "--queues", settings.redrive_queue,
+            "--pool", "solo", "--hostname", f"redrive-{settings.queue_name}@%h",
+            "--without-mingle", "--without-gossip", "--loglevel", "INFO",
         ],
     }  # fmt: skip
 
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     database_url = settings.database_url
     upgrade_to_head(database_url)
 
-    for name, command in service_commands(args.host, args.port, PROJECT_ROOT / "var").items():
+    for name, command in service_commands(args.host, args.port, PROJECT_ROOT / "var", settings).items():
         # Own sessions: Ctrl-C reaches only this supervisor, which stops them in order.
         children[name] = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
     base = f"http://{args.host}:{args.port}"

@@ -10,10 +10,11 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import redis
@@ -134,6 +135,7 @@ class ServiceStack:
                 "QUEUE_NAME": backend.queue_name,
                 "REDRIVE_AFTER_S": "3",
                 "REDRIVE_INTERVAL_S": "1",
+                "REDRIVE_BACKLOG_CAP_S": "6",
                 "BATCH_SIZE": "50",
                 "BATCH_FLUSH_MS": "5",
                 "MAX_BODY_BYTES": "65536",
@@ -146,7 +148,7 @@ class ServiceStack:
                 "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(work_dir / "prometheus")),
             }
         )
-        self.commands = service_commands("127.0.0.1", self.port, work_dir)
+        self.commands = service_commands("127.0.0.1", self.port, work_dir, self.settings())
         # A node name of its own, so a ping is answered by this stack's worker and no other.
         self.node_name = f"{backend.queue_name}@{socket.gethostname()}"
         self.commands["worker"] += ["--hostname", self.node_name]
@@ -216,13 +218,37 @@ class ServiceStack:
         """Return how many messages wait in the queue."""
         return int(self.broker.llen(self.backend.queue_name))
 
+    def queued_items(self) -> list[dict[str, Any]]:
+        """Return the observation items ({id, observation}) the waiting messages carry, in queue order."""
+        items: list[dict[str, Any]] = []
+        for raw in reversed(self.broker.lrange(self.backend.queue_name, 0, -1)):  # consumed from the right
+            _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            items += kwargs["observations"]
+        return items
+
     def queued_observations(self) -> int:
         """Return how many observations the waiting messages carry (a message may carry several)."""
-        total = 0
-        for raw in self.broker.lrange(self.backend.queue_name, 0, -1):
-            _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
-            total += len(kwargs["observations"])
-        return total
+        return len(self.queued_items())
+
+    def held_message_count(self) -> int | None:
+        """Return how many messages consumers hold unacknowledged (None: this broker does not say)."""
+        return int(self.broker.hlen("unacked"))
+
+    @contextmanager
+    def hold_one_message(self) -> Iterator[None]:
+        """Take the next message as a worker's prefetch does (unacknowledged) and give it back on exit."""
+        app = create_celery_app(self.settings())
+        try:
+            with app.connection_for_read() as connection:
+                queue = connection.SimpleQueue(self.backend.queue_name)
+                message = queue.get(block=True, timeout=5)
+                try:
+                    yield
+                finally:
+                    message.requeue()
+                    queue.close()
+        finally:
+            app.close()
 
     def empty_broker(self) -> None:
         """Lose every message, waiting or unacknowledged, as a Redis restarted without persistence would."""
@@ -239,12 +265,9 @@ class ServiceStack:
                 self.broker.client_kill_filter(_id=client["id"])
 
     def settings(self) -> Settings:
-        """Return settings pointing at this stack's database, broker and queue."""
-        return Settings(
-            database_url=self.backend.database_url,
-            broker_url=self.backend.broker_url,
-            queue_name=self.backend.queue_name,
-        )
+        """Return the settings the stack's processes run with (its database, broker, queue and timings)."""
+        chosen = {name: self.env[name.upper()] for name in Settings.model_fields if name.upper() in self.env}
+        return Settings.model_validate(chosen)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"

@@ -18,6 +18,7 @@ from typing import Any
 from celery import Celery
 from marshmallow import ValidationError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 
 from core.publishing import PUBLISH_ERRORS, publish_observations
 from core.storage.batches import (
@@ -27,6 +28,7 @@ from core.storage.batches import (
     finish_batch,
     insert_queued_many,
     iter_batch_queued,
+    mark_batch_published,
 )
 from core.storage.records import QueuedObservation, utc_now
 from gateway.errors import validation_fields
@@ -175,4 +177,9 @@ def publish_batch(*, engine: Engine, celery: Celery, batch_id: str, per_message:
     except PUBLISH_ERRORS:
         log.warning("batch publish failed; left for the redrive", extra={"batch_id": batch_id})
         return False
+    try:
+        with engine.begin() as conn:
+            mark_batch_published(conn=conn, batch_id=batch_id)
+    except OperationalError:  # published all the same; the redrive may only publish some rows again
+        log.warning("batch publish time not stored", extra={"batch_id": batch_id})
     return True

@@ -1,13 +1,15 @@
-"""What tests count in the database to check that nothing was stored, or stored once."""
+"""What tests read and change in the database directly: counts of stored rows, and time made to pass."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.storage.tables import STATUSES, predictions
+from core.storage.tables import STATUSES, batches, predictions
 
 
 def count_by_status(*, conn: Connection) -> dict[str, int]:
@@ -24,3 +26,28 @@ def count_rows(*, conn: Connection, observation_ids: Iterable[str] | None = None
     if observation_ids is not None:
         query = query.where(predictions.c.id.in_(list(observation_ids)))
     return int(conn.execute(query).scalar_one())
+
+
+def backdate_publish_times(
+    *, conn: Connection, seconds: float, observation_ids: Iterable[str] = (), batch_id: str | None = None
+) -> None:
+    """Move the last publish of some rows (or of a batch) seconds into the past, as if time had passed."""
+
+    def earlier(column: Any) -> Any:
+        if conn.dialect.name == "sqlite":  # times are text there, in SQLAlchemy's format
+            return sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{seconds} seconds")
+        return column - timedelta(seconds=seconds)
+
+    ids = list(observation_ids)
+    if ids:
+        conn.execute(
+            predictions.update()
+            .where(predictions.c.id.in_(ids))
+            .values(published_at=earlier(predictions.c.published_at))
+        )
+    if batch_id is not None:
+        conn.execute(
+            batches.update()
+            .where(batches.c.id == batch_id)
+            .values(published_at=earlier(batches.c.published_at))
+        )

@@ -26,6 +26,7 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
     # of batches in flight ever be wrong).
     longest_hold_s = 1.0
     _in_flight = 0
+    _tref: Any  # celery-batches' flush timer entry, or None
     _last_flush = 0.0
 
     def Strategy(self, task: Any, app: Any, consumer: Any) -> Any:

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.storage.clock import database_now
 from core.storage.engine import pg_copy
 from core.storage.records import PredictionRecord, QueuedObservation, as_utc
 from core.storage.tables import QUEUED, STATUSES, batch_items, batches, insert_predictions, predictions
@@ -30,7 +31,7 @@ _PG_INSERT_STAGED = sa.text(
     """
     WITH staged AS (DELETE FROM staged_observations RETURNING id, observation)
     INSERT INTO predictions (id, observation, status, attempts, received_at, published_at, batch_id)
-    SELECT staged.id, CAST(staged.observation AS jsonb), 'queued', 0, :now, :now, :batch_id
+    SELECT staged.id, CAST(staged.observation AS jsonb), 'queued', 0, :now, statement_timestamp(), :batch_id
     FROM staged
     ON CONFLICT (id) DO NOTHING
     RETURNING id
@@ -78,6 +79,7 @@ def insert_queued_many(
         )
         return set(conn.execute(_PG_INSERT_STAGED, {"now": now, "batch_id": batch_id}).scalars())
     created: set[str] = set()
+    published_at = database_now(conn=conn)
     for chunk in _chunks(observations):
         rows = [
             {
@@ -86,7 +88,7 @@ def insert_queued_many(
                 "status": QUEUED,
                 "attempts": 0,
                 "received_at": now,
-                "published_at": now,
+                "published_at": published_at,
                 "batch_id": batch_id,
             }
             for o in chunk
@@ -135,11 +137,18 @@ def add_batch_items(*, conn: Connection, batch_id: str, positions: Sequence[tupl
 
 
 def finish_batch(*, conn: Connection, batch_id: str, items: int, accepted: int, rejected: int) -> None:
-    """Store the final counts of a bulk submission's intake."""
+    """Store the final counts of a bulk submission's intake; its publishing starts now."""
     conn.execute(
         batches.update()
         .where(batches.c.id == batch_id)
-        .values(items=items, accepted=accepted, rejected=rejected)
+        .values(items=items, accepted=accepted, rejected=rejected, published_at=database_now(conn=conn))
+    )
+
+
+def mark_batch_published(*, conn: Connection, batch_id: str) -> None:
+    """Stamp a batch as published now: the redrive leaves its rows alone for REDRIVE_AFTER_S from here."""
+    conn.execute(
+        batches.update().where(batches.c.id == batch_id).values(published_at=database_now(conn=conn))
     )
 
 

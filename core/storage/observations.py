@@ -9,8 +9,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from core.storage.clock import database_now, database_time_ago
 from core.storage.records import PredictionRecord, PredictionResult, QueuedObservation
-from core.storage.tables import DONE, FAILED, QUEUED, insert_predictions, predictions
+from core.storage.tables import DONE, FAILED, QUEUED, batches, insert_predictions, predictions
 
 
 def insert_queued(
@@ -25,7 +26,7 @@ def insert_queued(
             status=QUEUED,
             attempts=0,
             received_at=now,
-            published_at=now,
+            published_at=database_now(conn=conn),
         )
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(predictions.c.id)
@@ -151,22 +152,32 @@ def save_true_class(
     return find_prediction(conn=conn, observation_id=observation_id)
 
 
-def claim_stale_queued(
-    *, conn: Connection, published_before: datetime, now: datetime, limit: int
-) -> list[QueuedObservation]:
-    """Return observations queued since before published_before and mark them published now."""
+def claim_stale_queued(*, conn: Connection, older_than_s: float, limit: int) -> list[QueuedObservation]:
+    """Return observations last published over older_than_s ago and stamp them published now.
+
+    Times are the database's. A bulk row counts as published when its batch was last published: the gateway
+    publishes a batch after its intake commits and stamps the batch when done, however long the upload took.
+    """
+    cutoff = database_time_ago(conn=conn, seconds=older_than_s)
     stale = (
         sa.select(predictions.c.id, predictions.c.observation)
-        .where(predictions.c.status == QUEUED, predictions.c.published_at < published_before)
+        .select_from(predictions.outerjoin(batches, batches.c.id == predictions.c.batch_id))
+        .where(
+            predictions.c.status == QUEUED,
+            predictions.c.published_at < cutoff,
+            sa.or_(batches.c.published_at.is_(None), batches.c.published_at < cutoff),
+        )
         .order_by(predictions.c.published_at)
         .limit(limit)
     )
     if conn.dialect.name == "postgresql":
         # Two redrive processes never republish the same rows.
-        stale = stale.with_for_update(skip_locked=True)
+        stale = stale.with_for_update(of=predictions, skip_locked=True)
     claimed = [QueuedObservation(id=row.id, observation=row.observation) for row in conn.execute(stale)]
     if claimed:
         conn.execute(
-            predictions.update().where(predictions.c.id.in_([c.id for c in claimed])).values(published_at=now)
+            predictions.update()
+            .where(predictions.c.id.in_([c.id for c in claimed]))
+            .values(published_at=database_now(conn=conn))
         )
     return claimed

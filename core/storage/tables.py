@@ -44,6 +44,8 @@ batches = sa.Table(
     sa.Column("items", sa.Integer, nullable=False),
     sa.Column("accepted", sa.Integer, nullable=False),
     sa.Column("rejected", sa.Integer, nullable=False),
+    # When the gateway committed the batch, then when it finished publishing its rows (the database's clock).
+    sa.Column("published_at", sa.DateTime(timezone=True)),
 )
 
 # One row per accepted item of a batch, in submission order; a replayed id points at the existing row.
