@@ -7,9 +7,14 @@ import time
 
 import requests
 
-from core.storage.observations import find_prediction
+from core.celery_app import create_celery_app
+from core.publishing import publish_observations
+from core.storage.observations import find_prediction, insert_queued
+from core.storage.records import QueuedObservation, utc_now
 from devstack.stack import ServiceStack, wait_until
-from tests.factories import prediction_request
+from tests.factories import new_id, observation, prediction_request
+from tests.poison_pill import POISON_PREFIX
+from tests.service_steps import poll_until_finished
 
 
 def submit_steadily(stack: ServiceStack, stop: threading.Event, accepted: list[str]) -> None:
@@ -59,3 +64,26 @@ def test_broker_restarted_under_load_then_a_lone_observation_is_predicted_at_onc
     wait_until(lambda: predicted_once(stack, accepted), timeout=60, interval=0.2)
     # Light load after the reconnect: one observation alone must not wait for a batch to fill.
     assert max(seconds_to_result(stack) for _ in range(3)) < 2
+
+
+def test_an_observation_that_kills_its_worker_process_fails_alone_and_spares_its_batch(
+    stack: ServiceStack,
+) -> None:
+    poison = QueuedObservation(id=new_id(POISON_PREFIX), observation=observation())
+    neighbours = [QueuedObservation(id=new_id("neighbour"), observation=observation()) for _ in range(7)]
+    batch = [neighbours[0], neighbours[1], poison, *neighbours[2:]]
+    with stack.engine.begin() as conn:
+        for item in batch:
+            insert_queued(conn=conn, observation_id=item.id, observation=item.observation, now=utc_now())
+    celery = create_celery_app(stack.settings())
+    try:
+        publish_observations(celery, batch, per_message=len(batch))  # one message: one batch
+    finally:
+        celery.close()
+
+    wait_until(lambda: predicted_once(stack, [n.id for n in neighbours]), timeout=30, interval=0.2)
+    failed = poll_until_finished(stack, poison.id, timeout=30)
+    assert failed["status"] == "failed"
+    assert "died" in failed["failure_reason"]
+    stack.wait_for_worker()  # the worker itself lives on
+    assert seconds_to_result(stack) < 2

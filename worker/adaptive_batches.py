@@ -56,8 +56,28 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
         self._last_flush = monotonic()
         super()._do_flush()
 
+    def runs_alone(self, request: Request) -> bool:
+        """Return whether a message must be a batch of its own (never merged with others)."""
+        return False
+
+    def on_lost(self, requests: list[Request]) -> None:
+        """Handle the messages of a batch whose pool process died: requeue them now.
+
+        Rather than after the visibility timeout; first write wins, so a row finished twice is written once.
+        """
+        for request in requests:
+            request.reject(requeue=True)
+
     def flush(self, requests: Collection[Request]) -> Any:
-        """Hand the requests to the pool as one batch (as celery-batches does); count it until it returns."""
+        """Hand the requests to the pool as one batch (as celery-batches does), those that run alone apart."""
+        alone = [r for r in requests if self.runs_alone(r)]
+        for request in alone:
+            self._apply([request])
+        together = [r for r in requests if not self.runs_alone(r)]
+        return self._apply(together) if together else None
+
+    def _apply(self, requests: list[Request]) -> Any:
+        """Send one batch to the pool; count it until it returns."""
         acks_late = [r for r in requests if r.task.acks_late]
         acks_early = [r for r in requests if not r.task.acks_late]
 
@@ -71,11 +91,9 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
                 request.acknowledge()
 
         def on_error(*_: Any) -> None:
-            # The pool process was lost mid-batch (reject_on_worker_lost): requeue its messages now rather
-            # than after the visibility timeout; first write wins, so a row finished twice is written once.
+            # The pool process was lost mid-batch (reject_on_worker_lost).
             self._in_flight -= 1
-            for request in acks_late:
-                request.reject(requeue=True)
+            self.on_lost(acks_late)
 
         self._in_flight += 1
         try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from core.storage.observations import record_failed_attempts, save_predictions
+from core.storage.observations import mark_failed, record_failed_attempts, save_predictions
 from core.storage.records import PredictionResult, QueuedObservation, utc_now
 from worker.bundle import ModelBundle
 
@@ -60,30 +60,44 @@ def unique_by_id(observations: Sequence[QueuedObservation]) -> list[QueuedObserv
     return list(seen.values())
 
 
+KILLED_ITS_WORKER = "Its worker process died predicting it, {times} times; it is not tried again."
+
+
 def predict_and_store(
-    *, bundle: ModelBundle, engine: Engine, observations: Sequence[QueuedObservation], max_attempts: int
+    *,
+    bundle: ModelBundle,
+    engine: Engine,
+    observations: Sequence[QueuedObservation],
+    max_attempts: int,
+    abandoned: Sequence[str] = (),
 ) -> BatchOutcome:
-    """Predict a batch and write it; rows that fail are retried by the redrive until max_attempts."""
+    """Predict a batch and write it; rows that fail are retried by the redrive until max_attempts.
+
+    abandoned: ids whose prediction killed the worker's process max_attempts times, marked failed unpredicted.
+    """
     batch = unique_by_id(observations)
     results, failures = predict_observations(bundle, batch)
+    killed = KILLED_ITS_WORKER.format(times=max_attempts)
     now = utc_now()
     failed: list[str] = []
     with engine.begin() as conn:
         written = save_predictions(conn=conn, results=results, model_version=bundle.version, now=now)
+        failed += mark_failed(conn=conn, observation_ids=abandoned, reason=killed, now=now)
         for observation_id, reason in failures.items():
             failed += record_failed_attempts(
                 conn=conn, observation_ids=[observation_id], reason=reason, max_attempts=max_attempts, now=now
             )
+    reasons = {**failures, **dict.fromkeys(abandoned, killed)}
     for observation_id in failed:
         log.error(
-            "observation failed", extra={"observation_id": observation_id, "reason": failures[observation_id]}
+            "observation failed", extra={"observation_id": observation_id, "reason": reasons[observation_id]}
         )
     log.info(
         "batch predicted",
         extra={
             "rows": len(batch),
             "written": written,
-            "failures": len(failures),
+            "failures": len(failures) + len(abandoned),
             "model_version": bundle.version,
         },
     )

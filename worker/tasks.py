@@ -19,8 +19,8 @@ from core.logs import configure_logging
 from core.settings import get_settings
 from core.storage.engine import make_engine
 from core.storage.records import QueuedObservation
-from worker.adaptive_batches import AdaptiveBatches
 from worker.bundle import ModelBundle, limit_native_threads, load_bundle
+from worker.lost_batches import IsolatingBatches, times_lost
 from worker.predicting import predict_and_store
 from worker.redrive import republish_stale
 
@@ -83,7 +83,7 @@ def observations_of(requests: list[SimpleRequest]) -> Iterator[QueuedObservation
 
 
 @shared_task(
-    base=AdaptiveBatches,
+    base=IsolatingBatches,
     name=PREDICT_TASK,
     flush_every=settings.batch_size,
     flush_interval=settings.batch_flush_ms / 1000,
@@ -91,12 +91,17 @@ def observations_of(requests: list[SimpleRequest]) -> Iterator[QueuedObservation
     reject_on_worker_lost=True,
 )
 def predict_batch(requests: list[SimpleRequest]) -> int:
-    """Predict every observation of the buffered messages with one predict_proba; return rows written."""
-    observations = list(observations_of(requests))
+    """Predict every observation of the buffered messages with one predict_proba; return rows written.
+
+    An observation that went down with its pool process MAX_ATTEMPTS times is failed, not predicted again.
+    """
+    killers = [r for r in requests if times_lost(r.kwargs) >= settings.max_attempts]
+    others = [r for r in requests if times_lost(r.kwargs) < settings.max_attempts]
     outcome = predict_and_store(
         bundle=process_bundle(),
         engine=process_engine(),
-        observations=observations,
+        observations=list(observations_of(others)),
+        abandoned=[o.id for o in observations_of(killers)],
         max_attempts=settings.max_attempts,
     )
     return outcome.predicted

@@ -138,6 +138,24 @@ def record_failed_attempts(
     return [row.id for row in exhausted]
 
 
+def mark_failed(*, conn: Connection, observation_ids: Sequence[str], reason: str, now: datetime) -> list[str]:
+    """Mark queued ids failed at once (counting the attempt); return those marked."""
+    if not observation_ids:
+        return []
+    marked = conn.execute(
+        predictions.update()
+        .where(predictions.c.id.in_(observation_ids), predictions.c.status == QUEUED)
+        .values(
+            status=FAILED,
+            failure_reason=reason[:2000],
+            predicted_at=now,
+            attempts=predictions.c.attempts + 1,
+        )
+        .returning(predictions.c.id)
+    )
+    return [row.id for row in marked]
+
+
 def save_true_class(
     *, conn: Connection, observation_id: str, true_class: bool, now: datetime
 ) -> PredictionRecord | None:
