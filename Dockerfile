@@ -13,4 +13,4 @@ ENV ARTIFACTS_DIR=/app/artifacts
 RUN useradd --create-home service
 USER service
 EXPOSE 8000
-CMD ["gunicorn", "--workers", "2", "--bind", "0.0.0.0:8000", "gateway.wsgi:app"]
+CMD ["gunicorn", "--workers", "2", "--bind", "0.0.0.0:8000", "--config", "python:gateway.gunicorn_conf", "gateway.asgi:app"]

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     # no longer, however long the backlog); copies of rows that were only waiting cost one prediction each.
     redrive_backlog_cap_s: int = Field(default=300, ge=1)
 
+    # Threads per gateway process running Flask; connections and long-polls wait on its event loop instead.
+    gateway_threads: int = Field(default=8, ge=1, le=256)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     poll_retry_after_s: int = Field(default=1, ge=1)
     max_wait_s: int = Field(default=30, ge=0, le=300)

@@ -20,8 +20,8 @@ def service_commands(host: str, port: int, state_dir: Path, settings: Settings) 
     python = sys.executable
     return {
         "gateway": [
-            python, "-m", "gunicorn", "--workers", "2", "--threads", "8", "--bind", f"{host}:{port}",
-            "--config", "python:gateway.gunicorn_conf", "gateway.wsgi:app",
+            python, "-m", "gunicorn", "--workers", "2", "--bind", f"{host}:{port}",
+            "--config", "python:gateway.gunicorn_conf", "gateway.asgi:app",
         ],
         "worker": [
             python, "-m", "celery", "-A", "worker.main", "worker",

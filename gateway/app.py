@@ -17,7 +17,8 @@ from core.settings import Settings, get_settings
 from core.storage.engine import make_engine
 from gateway import routes_batches, routes_ops, routes_predictions
 from gateway.context import EXTENSION, GatewayContext
-from gateway.errors import register_error_handlers
+from gateway.errors import ApiError, register_error_handlers
+from gateway.long_polls import BODY_OVER_LIMIT, HOLD_HEADER, scope_of
 from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS
 from gateway.publisher import BackgroundPublisher
 from worker.schemas import request_schemas
@@ -68,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(routes_ops.blueprint)
     register_error_handlers(app)
     app.before_request(_start_request)
+    app.before_request(_refuse_body_over_limit)
     app.after_request(_finish_request)
     return app
 
@@ -78,11 +80,19 @@ def _start_request() -> None:
     g.started = time.perf_counter()
 
 
+def _refuse_body_over_limit() -> None:
+    if scope_of(request.environ).get(BODY_OVER_LIMIT):
+        # The front stopped reading it at the limit; closing the connection drops the rest unread.
+        raise ApiError(413, "The request body is too large.", close_connection=True)
+
+
 def _finish_request(response: Response) -> Response:
     if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
         # Flask's automatic answer: the Allow header is the content, so no body and no HTML type.
         response.status_code = 204
         del response.headers["Content-Type"]
+    if HOLD_HEADER in response.headers:
+        return response  # the front holds this long-poll and asks again: that answer is the one counted
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     REQUESTS.labels(method=request.method, endpoint=endpoint, status=response.status_code).inc()

@@ -41,6 +41,7 @@ class ApiError(Exception):
         fields: dict[str, Any] | None = None,
         links: dict[str, str] | None = None,
         checks: dict[str, str] | None = None,
+        close_connection: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -48,6 +49,7 @@ class ApiError(Exception):
         self.fields = fields
         self.links = links
         self.checks = checks
+        self.close_connection = close_connection
 
 
 def validation_fields(error: ValidationError) -> dict[str, Any]:
@@ -67,6 +69,8 @@ def error_response(error: ApiError) -> Response:
     }
     response = jsonify(error_schema.dump({"error": body}))
     response.status_code = error.status
+    if error.close_connection:
+        response.headers["Connection"] = "close"
     return response
 
 

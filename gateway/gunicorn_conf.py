@@ -1,10 +1,13 @@
-"""Gunicorn settings for the gateway: tell Prometheus when a worker process is gone."""
+"""Gunicorn settings for the gateway: event-loop workers, and telling Prometheus when one is gone."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prometheus_client import multiprocess
+
+# Each worker process serves the ASGI gateway on an event loop (gateway/server.py).
+worker_class = "gateway.server.GatewayWorker"
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from core.storage.observations import find_prediction, save_true_class
 from core.storage.records import PredictionRecord, utc_now
@@ -13,6 +11,7 @@ from core.storage.tables import QUEUED
 from gateway.bodies import read_json_body
 from gateway.context import gateway_context
 from gateway.errors import ApiError
+from gateway.long_polls import HOLD_HEADER, THROUGH_FRONT, scope_of
 from gateway.metrics import OBSERVATIONS_SUBMITTED
 from gateway.query_args import load_query, wait_args
 from gateway.responses import (
@@ -70,19 +69,17 @@ def _wait_seconds() -> float:
 @blueprint.get("/predictions/<observation_id:observation_id>")
 def get_prediction(observation_id: str) -> Response:
     """Return the status and, once done, the prediction; with ?wait=N, hold up to N s for the result."""
-    deadline = time.monotonic() + _wait_seconds()
+    wait = _wait_seconds()
     if not valid_observation_id(observation_id):
         raise ApiError(404, "No observation with that id.")
-    pause = 0.02
-    while True:
-        with gateway_context().engine.connect() as conn:
-            record = find_prediction(conn=conn, observation_id=observation_id)
-        if record is None:
-            raise ApiError(404, f"No observation with id {observation_id!r}.")
-        if record.status != QUEUED or time.monotonic() >= deadline:
-            return _with_polling_headers(jsonify(prediction_schema.dump(record)), record)
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.5, 0.25)
+    with gateway_context().engine.connect() as conn:
+        record = find_prediction(conn=conn, observation_id=observation_id)
+    if record is None:
+        raise ApiError(404, f"No observation with id {observation_id!r}.")
+    response = _with_polling_headers(jsonify(prediction_schema.dump(record)), record)
+    if record.status == QUEUED and wait > 0 and scope_of(request.environ).get(THROUGH_FRONT):
+        response.headers[HOLD_HEADER] = f"{wait:.3f}"  # the front holds the connection, not this thread
+    return response
 
 
 @blueprint.post("/update")

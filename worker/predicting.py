@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What one batch did: rows written, and the ids marked failed."""
+    """What one batch did: rows written, the ids marked failed, and every id it finished or found finished."""
 
     predicted: int
     failed: list[str]
+    finished: list[str]
 
 
 def _results(bundle: ModelBundle, observations: Sequence[QueuedObservation]) -> list[PredictionResult]:
@@ -101,4 +102,5 @@ def predict_and_store(
             "model_version": bundle.version,
         },
     )
-    return BatchOutcome(predicted=written, failed=failed)
+    finished = [o.id for o in batch if o.id not in failures] + failed
+    return BatchOutcome(predicted=written, failed=failed, finished=finished)

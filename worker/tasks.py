@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from core.celery_app import PREDICT_TASK, REDRIVE_TASK
 from core.feature_spec import BundleError
 from core.logs import configure_logging
+from core.result_notices import FinishedNotices
 from core.settings import get_settings
 from core.storage.engine import make_engine
 from core.storage.records import QueuedObservation
@@ -32,6 +33,12 @@ settings = get_settings()
 def process_bundle() -> ModelBundle:
     """Return this process's model bundle, loaded and checksum-verified once."""
     return load_bundle(settings.artifacts_dir, settings.model_version)
+
+
+@lru_cache(maxsize=1)
+def finished_notices() -> FinishedNotices:
+    """Return this process's publisher of finished-observation notices (for the gateways' long-polls)."""
+    return FinishedNotices(settings.broker_url, settings.queue_name)
 
 
 @lru_cache(maxsize=1)
@@ -104,6 +111,7 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
         abandoned=[o.id for o in observations_of(killers)],
         max_attempts=settings.max_attempts,
     )
+    finished_notices().announce(outcome.finished)
     return outcome.predicted
 
 

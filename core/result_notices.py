@@ -1,0 +1,46 @@
+"""Tell the gateways which observations are finished, so long-polls answer at once: Redis pub/sub.
+
+Best effort: a notice lost (Redis restarting, another broker) only makes a long-poll answer at its deadline,
+from the database as always. Batches larger than MAX_IDS_PER_NOTICE (bulk work, polled by batch) send none.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+MAX_IDS_PER_NOTICE = 1000
+
+
+def notices_channel(queue_name: str) -> str:
+    """Return the pub/sub channel on which the workers of queue_name announce finished observations."""
+    return f"{queue_name}.finished"
+
+
+def redis_url_of(broker_url: str) -> str | None:
+    """Return the broker URL if the broker is Redis (which carries the notices), else None."""
+    return broker_url if broker_url.startswith(("redis://", "rediss://", "unix://")) else None
+
+
+class FinishedNotices:
+    """The workers' side: publish the ids of a batch once its results are committed."""
+
+    def __init__(self, broker_url: str, queue_name: str) -> None:
+        url = redis_url_of(broker_url)
+        self._client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) if url else None
+        self._channel = notices_channel(queue_name)
+
+    def announce(self, observation_ids: Sequence[str]) -> None:
+        """Publish that these observations are finished (done or failed); never raise."""
+        if self._client is None or not observation_ids or len(observation_ids) > MAX_IDS_PER_NOTICE:
+            return
+        try:
+            self._client.publish(self._channel, json.dumps(list(observation_ids)))
+        except RedisError:
+            log.debug("finished notice not published", exc_info=True)

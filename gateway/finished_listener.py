@@ -1,0 +1,81 @@
+"""Listen, on the gateway's event loop, for the workers' notices of finished observations (Redis pub/sub)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+
+import redis.asyncio
+from redis.exceptions import RedisError
+
+from core.result_notices import notices_channel, redis_url_of
+
+log = logging.getLogger(__name__)
+RESUBSCRIBE_AFTER_S = 1.0
+
+
+class FinishedListener:
+    """One subscription per gateway process; long-polls register the id they wait for and get an event."""
+
+    def __init__(self, broker_url: str, queue_name: str) -> None:
+        self._url = redis_url_of(broker_url)
+        self._channel = notices_channel(queue_name)
+        self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Subscribe in the background (again, if the last subscription ended); call on the event loop."""
+        if self._url is not None and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._listen(self._url))
+
+    async def stop(self) -> None:
+        """End the subscription."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextlib.contextmanager
+    def expect(self, observation_id: str) -> Iterator[asyncio.Event]:
+        """Return an event set when a notice names observation_id (register before reading its state)."""
+        self.start()
+        event = asyncio.Event()
+        self._waiting.setdefault(observation_id, set()).add(event)
+        try:
+            yield event
+        finally:
+            events = self._waiting.get(observation_id, set())
+            events.discard(event)
+            if not events:
+                self._waiting.pop(observation_id, None)
+
+    @property
+    def waiting(self) -> int:
+        """Return how many observations long-polls are waiting for in this process."""
+        return len(self._waiting)
+
+    def _notify(self, raw: bytes) -> None:
+        try:
+            finished = json.loads(raw)
+        except ValueError:
+            return
+        for observation_id in finished if isinstance(finished, list) else ():
+            for event in self._waiting.get(observation_id, ()):
+                event.set()
+
+    async def _listen(self, url: str) -> None:
+        while True:
+            client = redis.asyncio.Redis.from_url(url)
+            try:
+                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    async for message in pubsub.listen():
+                        self._notify(message["data"])
+            except (RedisError, OSError):
+                log.warning("finished notices: subscription lost; long-polls answer at their deadline")
+            finally:
+                await client.aclose()
+            await asyncio.sleep(RESUBSCRIBE_AFTER_S)

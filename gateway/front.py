@@ -1,0 +1,166 @@
+"""The gateway's ASGI front: connections and waiting live on an event loop, Flask runs in a thread pool.
+
+- An idle or slow client (headers or body sent a byte a second) costs a coroutine, not a thread: the body is
+  read here, within its size limit (past it, reading stops and Flask answers 413 at once), spooled to disk
+  past 1 MiB, and only then does Flask see the request, so no database work starts before the body is in.
+- A long-poll on a queued result waits here for the workers' notice (or its deadline), not in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from tempfile import SpooledTemporaryFile
+from typing import Any, BinaryIO
+
+from a2wsgi import WSGIMiddleware
+
+from core.settings import Settings
+from gateway.finished_listener import FinishedListener
+from gateway.long_polls import BODY_OVER_LIMIT, HOLD_HEADER, THROUGH_FRONT
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SPOOL_IN_MEMORY_BYTES = 1 << 20
+REPLAY_CHUNK_BYTES = 1 << 16
+RESULT_PREFIX = "/predictions/"
+HOLD = HOLD_HEADER.lower().encode()
+
+
+class BufferedBody:
+    """A request body read in full before the app runs, or the fact that it passed its limit."""
+
+    def __init__(self) -> None:
+        # Closed by the front once the response is sent.
+        self.file: BinaryIO = SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # type: ignore[assignment]  # noqa: SIM115
+        self.over_limit = False
+
+    def replay(self) -> Receive:
+        """Return an ASGI receive that hands the body back in chunks."""
+        self.file.seek(0)
+        done = False
+
+        async def receive() -> Message:
+            nonlocal done
+            if done:
+                return {"type": "http.disconnect"}
+            chunk = self.file.read(REPLAY_CHUNK_BYTES)
+            done = len(chunk) < REPLAY_CHUNK_BYTES
+            return {"type": "http.request", "body": chunk, "more_body": not done}
+
+        return receive
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope["headers"] if key == name), None)
+
+
+def _long_poll_id(scope: Scope) -> str | None:
+    """Return the observation id of GET /predictions/<id>?wait=..., else None."""
+    if scope["method"] != "GET" or not scope["path"].startswith(RESULT_PREFIX):
+        return None
+    if b"wait=" not in scope["query_string"]:
+        return None
+    return scope["path"][len(RESULT_PREFIX) :] or None  # ASGI paths arrive percent-decoded, as Flask's
+
+
+class Captured:
+    """The messages of one response, held back until the front decides what to send."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def hold_seconds(self) -> float | None:
+        """Return how long the route asked the front to hold the request, if it did."""
+        start = self.messages[0] if self.messages else {}
+        held = next((value for key, value in start.get("headers", []) if key == HOLD), None)
+        return float(held) if held is not None else None
+
+    async def send_to(self, send: Send) -> None:
+        """Send the response on, without the front's own header."""
+        for message in self.messages:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [(k, v) for k, v in message["headers"] if k != HOLD]}
+            await send(message)
+
+
+class GatewayFront:
+    """Wrap the Flask app: read bodies within limits, hold long-polls, run Flask in a thread pool."""
+
+    def __init__(self, wsgi_app: Any, settings: Settings, listener: FinishedListener) -> None:
+        self._flask: Any = WSGIMiddleware(wsgi_app, workers=settings.gateway_threads)  # ASGI in, WSGI out
+        self._settings = settings
+        self._listener = listener
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = await self._read_body(scope, receive)
+        try:
+            await self._answer({**scope, THROUGH_FRONT: True, BODY_OVER_LIMIT: body.over_limit}, body, send)
+        finally:
+            body.file.close()
+
+    async def _answer(self, scope: Scope, body: BufferedBody, send: Send) -> None:
+        observation_id = _long_poll_id(scope)
+        if observation_id is None:
+            await self._flask(scope, body.replay(), send)
+            return
+        with self._listener.expect(observation_id) as finished:
+            first = Captured()
+            await self._flask(scope, body.replay(), first)
+            hold = first.hold_seconds()
+            if hold is None:
+                await first.send_to(send)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), timeout=hold)
+        # Asked again, not held this time: the route answers with the state it finds now.
+        await self._flask({**scope, THROUGH_FRONT: False}, body.replay(), send)
+
+    def _limit(self, scope: Scope) -> int:
+        if scope["path"] == "/batches":
+            return self._settings.bulk_max_body_bytes
+        return self._settings.max_body_bytes
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> BufferedBody:
+        body = BufferedBody()
+        limit = self._limit(scope)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            body.over_limit = True  # refused before a byte of it is read
+            return body
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return body  # the client went away; Flask answers nobody
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                body.over_limit = True
+                return body
+            body.file.write(chunk)
+            if not message.get("more_body"):
+                return body
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._listener.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._listener.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
