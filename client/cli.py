@@ -95,15 +95,18 @@ def upload(
                 if error.status != 422 or "rejected" not in error.error.get("fields", {}):
                     raise
                 # An atomic chunk with bad rows: nothing of it was stored.
-                receipt = {"batch_id": None, "accepted": 0, "rejected": error.error["fields"]["rejected"]}
+                fields = error.error["fields"]
+                listed = fields["rejected"]
+                count = fields.get("rejected_count", len(listed))
+                receipt = {"batch_id": None, "accepted": 0, "rejected": listed, "rejected_count": count}
                 tqdm.write(f"lines {chunk.lines[0]}-{chunk.lines[-1]}: not stored (atomic)", file=sys.stderr)
             if receipt["batch_id"] is not None:
                 chunks.append(SubmittedChunk(receipt["batch_id"], chunk.lines, receipt["accepted"]))
-            for rejection in receipt["rejected"]:
-                rejected += 1
-                if rejected <= SHOWN_REJECTIONS:
-                    line = chunk.lines[rejection["index"]]
-                    tqdm.write(f"line {line}: id {rejection['id']!r}: {rejection['errors']}", file=sys.stderr)
+            # The service lists the first rejections of a chunk and counts them all.
+            for rejection in receipt["rejected"][: max(SHOWN_REJECTIONS - rejected, 0)]:
+                line = chunk.lines[rejection["index"]]
+                tqdm.write(f"line {line}: id {rejection['id']!r}: {rejection['errors']}", file=sys.stderr)
+            rejected += receipt.get("rejected_count", len(receipt["rejected"]))
             bar.update(len(chunk.lines))
     if rejected > SHOWN_REJECTIONS:
         print(f"... and {rejected - SHOWN_REJECTIONS} more rejected rows", file=sys.stderr)

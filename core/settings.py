@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     bulk_max_items: int = Field(default=1_000_000, ge=1)
     bulk_max_body_bytes: int = Field(default=512 * 1_048_576, ge=1024)
     bulk_chunk_rows: int = Field(default=2_000, ge=1)
+    # Rejected items listed in the answer to an upload; all of them are stored, at /batches/<id>/rejections.
+    bulk_rejections_listed: int = Field(default=100, ge=0, le=10_000)
     # Observations per Celery message for bulk work: the worker's main process costs ~1.6 ms per message.
     bulk_rows_per_message: int = Field(default=500, ge=1)
     # Set under gunicorn with several workers so /metrics adds up all of them.

@@ -1,7 +1,9 @@
 """Accept a bulk submission: validate every item, store the valid ones in bulk (COPY on Postgres), publish.
 
-The whole intake is one transaction, so a batch over the item limit or an atomic batch with a bad item stores
-nothing. Items are read and stored chunk by chunk, so memory stays bounded whatever the upload size.
+Items are read, checked and stored chunk by chunk, so memory stays bounded whatever the upload size; every
+rejected item is stored with the batch, and the receipt lists only the first few. An atomic batch, and any
+batch on Postgres, is one transaction: an atomic batch with a bad item stores nothing. On SQLite, which has
+one writer, a batch that may be stored in part commits chunk by chunk, so single submissions get in between.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import Any
 
 from celery import Celery
 from marshmallow import ValidationError
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from core.publishing import PUBLISH_ERRORS, publish_observations
 from core.storage.batches import (
+    Rejection,
     add_batch_items,
+    add_batch_rejections,
     create_batch,
     find_observations,
     finish_batch,
@@ -47,23 +52,21 @@ class RawItem:
     parse_errors: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class Rejection:
-    """An item that was not accepted, with every error keyed by field."""
-
-    index: int
-    id: str | None
-    errors: dict[str, Any]
-
-
 @dataclass
 class BatchReceipt:
-    """What the intake of one batch did."""
+    """What the intake of one batch did: counts, and the first rejected items (all are stored)."""
 
     batch_id: str
+    listed: int
     items: int = 0
     accepted: int = 0
+    rejected_count: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+
+    def note_rejections(self, rejections: list[Rejection]) -> None:
+        """Count rejections (in submission order), keeping the first `listed` of them to show."""
+        self.rejected_count += len(rejections)
+        self.rejected += rejections[: max(self.listed - len(self.rejected), 0)]
 
 
 class TooManyItems(Exception):
@@ -77,9 +80,10 @@ class EmptyBatch(Exception):
 class AtomicBatchRejected(Exception):
     """An all-or-nothing batch had bad items; nothing was stored."""
 
-    def __init__(self, rejected: list[Rejection]) -> None:
-        super().__init__(f"{len(rejected)} items rejected")
+    def __init__(self, rejected: list[Rejection], count: int) -> None:
+        super().__init__(f"{count} items rejected")
         self.rejected = rejected
+        self.count = count
 
 
 def _fingerprint(observation: dict[str, Any]) -> bytes:
@@ -97,6 +101,55 @@ def _claimed_id(value: Any) -> str | None:
     return claimed if isinstance(claimed, str) else None
 
 
+@dataclass
+class ChunkIntake:
+    """What one chunk of a batch gave: accepted (position, id) pairs and rejected items."""
+
+    positions: list[tuple[int, str]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+def take_chunk(
+    *,
+    conn: Connection,
+    schemas: RequestSchemas,
+    chunk: list[RawItem],
+    seen: dict[str, bytes],
+    batch_id: str,
+    now: datetime,
+) -> ChunkIntake:
+    """Validate a chunk and store its new observations; an id seen before in the batch: replay or conflict."""
+    intake = ChunkIntake()
+    fresh: list[tuple[int, QueuedObservation]] = []
+    for item in chunk:
+        if item.parse_errors is not None:
+            intake.rejected.append(Rejection(item.index, _claimed_id(item.value), item.parse_errors))
+            continue
+        try:
+            loaded = schemas.load_prediction(item.value)
+        except ValidationError as error:
+            intake.rejected.append(Rejection(item.index, _claimed_id(item.value), validation_fields(error)))
+            continue
+        observation = QueuedObservation(id=loaded["id"], observation=loaded["observation"])
+        fingerprint = _fingerprint(observation.observation)
+        if observation.id not in seen:
+            seen[observation.id] = fingerprint
+            fresh.append((item.index, observation))
+        elif seen[observation.id] == fingerprint:
+            intake.positions.append((item.index, observation.id))
+        else:
+            intake.rejected.append(Rejection(item.index, observation.id, {"id": [CONFLICT_MESSAGE]}))
+    created = insert_queued_many(conn=conn, observations=[o for _, o in fresh], batch_id=batch_id, now=now)
+    existing = find_observations(conn=conn, observation_ids=[o.id for _, o in fresh if o.id not in created])
+    for index, observation in fresh:
+        if observation.id in created or existing.get(observation.id) == observation.observation:
+            intake.positions.append((index, observation.id))
+        else:
+            intake.rejected.append(Rejection(index, observation.id, {"id": [CONFLICT_MESSAGE]}))
+    intake.rejected.sort(key=lambda r: r.index)
+    return intake
+
+
 def submit_batch(
     *,
     engine: Engine,
@@ -107,63 +160,41 @@ def submit_batch(
     max_items: int,
     chunk_size: int,
     per_message: int,
+    listed: int,
 ) -> BatchReceipt:
     """Validate, store and publish a batch; TooManyItems, EmptyBatch, AtomicBatchRejected store nothing."""
-    receipt = BatchReceipt(batch_id=uuid.uuid4().hex)
+    receipt = BatchReceipt(batch_id=uuid.uuid4().hex, listed=listed)
     seen: dict[str, bytes] = {}
     now = utc_now()
-    with engine.begin() as conn:
+    commit_each_chunk = not atomic and engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
         create_batch(conn=conn, batch_id=receipt.batch_id, now=now)
         for chunk in _chunked(items, chunk_size):
             receipt.items += len(chunk)
             if receipt.items > max_items:
                 raise TooManyItems(f"A batch holds at most {max_items} items.")
-            fresh: list[tuple[int, QueuedObservation]] = []
-            positions: list[tuple[int, str]] = []
-            for item in chunk:
-                if item.parse_errors is not None:
-                    receipt.rejected.append(Rejection(item.index, _claimed_id(item.value), item.parse_errors))
-                    continue
-                try:
-                    loaded = schemas.load_prediction(item.value)
-                except ValidationError as error:
-                    errors = validation_fields(error)
-                    receipt.rejected.append(Rejection(item.index, _claimed_id(item.value), errors))
-                    continue
-                observation = QueuedObservation(id=loaded["id"], observation=loaded["observation"])
-                fingerprint = _fingerprint(observation.observation)
-                if observation.id not in seen:
-                    seen[observation.id] = fingerprint
-                    fresh.append((item.index, observation))
-                elif seen[observation.id] == fingerprint:
-                    positions.append((item.index, observation.id))
-                else:
-                    receipt.rejected.append(Rejection(item.index, observation.id, {"id": [CONFLICT_MESSAGE]}))
-            created = insert_queued_many(
-                conn=conn, observations=[o for _, o in fresh], batch_id=receipt.batch_id, now=now
+            intake = take_chunk(
+                conn=conn, schemas=schemas, chunk=chunk, seen=seen, batch_id=receipt.batch_id, now=now
             )
-            existing = find_observations(
-                conn=conn, observation_ids=[o.id for _, o in fresh if o.id not in created]
-            )
-            for index, observation in fresh:
-                if observation.id in created or existing.get(observation.id) == observation.observation:
-                    positions.append((index, observation.id))
-                else:
-                    receipt.rejected.append(Rejection(index, observation.id, {"id": [CONFLICT_MESSAGE]}))
-            add_batch_items(conn=conn, batch_id=receipt.batch_id, positions=positions)
-            receipt.accepted += len(positions)
+            receipt.note_rejections(intake.rejected)
+            if not atomic:
+                add_batch_rejections(conn=conn, batch_id=receipt.batch_id, rejections=intake.rejected)
+            add_batch_items(conn=conn, batch_id=receipt.batch_id, positions=intake.positions)
+            receipt.accepted += len(intake.positions)
+            if commit_each_chunk:
+                conn.commit()
         if receipt.items == 0:
             raise EmptyBatch("The batch holds no items.")
-        if atomic and receipt.rejected:
-            raise AtomicBatchRejected(receipt.rejected)
+        if atomic and receipt.rejected_count:
+            raise AtomicBatchRejected(receipt.rejected, receipt.rejected_count)
         finish_batch(
             conn=conn,
             batch_id=receipt.batch_id,
             items=receipt.items,
             accepted=receipt.accepted,
-            rejected=len(receipt.rejected),
+            rejected=receipt.rejected_count,
         )
-    receipt.rejected.sort(key=lambda r: r.index)
+        conn.commit()
     publish_batch(engine=engine, celery=celery, batch_id=receipt.batch_id, per_message=per_message)
     return receipt
 

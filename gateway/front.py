@@ -18,7 +18,7 @@ from a2wsgi import WSGIMiddleware
 
 from core.settings import Settings
 from gateway.finished_listener import FinishedListener
-from gateway.long_polls import BODY_OVER_LIMIT, HOLD_HEADER, THROUGH_FRONT
+from gateway.long_polls import BODY_FILE, BODY_OVER_LIMIT, HOLD_HEADER, THROUGH_FRONT
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -107,7 +107,8 @@ class GatewayFront:
             return
         body = await self._read_body(scope, receive)
         try:
-            await self._answer({**scope, THROUGH_FRONT: True, BODY_OVER_LIMIT: body.over_limit}, body, send)
+            marks = {THROUGH_FRONT: True, BODY_OVER_LIMIT: body.over_limit, BODY_FILE: body.file}
+            await self._answer({**scope, **marks}, body, send)
         finally:
             body.file.close()
 

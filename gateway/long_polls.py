@@ -13,6 +13,8 @@ from typing import Any
 # Set by the front in the ASGI scope (Flask sees it as environ["asgi.scope"]).
 THROUGH_FRONT = "gateway.front"
 BODY_OVER_LIMIT = "gateway.body_over_limit"
+# The request body the front read, as a seekable file (uploads are counted, then read again).
+BODY_FILE = "gateway.body_file"
 HOLD_HEADER = "X-Gateway-Hold-Seconds"
 
 

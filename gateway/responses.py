@@ -40,6 +40,12 @@ class BatchLinksSchema(Schema):
 
     self_ = EndpointUrl("batches.get_batch", "batch_id", data_key="self", required=True)
     results = EndpointUrl("batches.get_batch_results", "batch_id", required=True)
+    rejections = EndpointUrl("batches.get_batch_rejections", "batch_id", required=True)
+
+
+def batch_links(batch_id: str) -> dict[str, str]:
+    """Return the input of BatchLinksSchema for one batch."""
+    return {"self_": batch_id, "results": batch_id, "rejections": batch_id}
 
 
 def _without_none(data: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -93,17 +99,22 @@ class RejectionSchema(Schema):
 
 
 class BatchReceiptSchema(Schema):
-    """202 to a batch: how many items, how many accepted, each rejected item, where to follow it."""
+    """202 to a batch: how many items, accepted and rejected, the first rejected items, where to follow it."""
 
     batch_id = fields.String(required=True)
     items = fields.Integer(required=True)
     accepted = fields.Integer(required=True)
-    rejected = fields.List(fields.Nested(RejectionSchema), required=True)
+    rejected_count = fields.Integer(required=True)
+    rejected = fields.List(
+        fields.Nested(RejectionSchema),
+        required=True,
+        metadata={"description": "The first BULK_REJECTIONS_LISTED rejected items; all at links.rejections"},
+    )
     links = fields.Nested(BatchLinksSchema, required=True)
 
     @pre_dump
     def _links(self, receipt: Any, **_: Any) -> dict[str, Any]:
-        return {**vars(receipt), "links": {"self_": receipt.batch_id, "results": receipt.batch_id}}
+        return {**vars(receipt), "links": batch_links(receipt.batch_id)}
 
 
 class StatusCountsSchema(Schema):
@@ -141,7 +152,7 @@ class BatchProgressSchema(Schema):
             "progress": round(finished / progress.accepted, 4) if progress.accepted else 1.0,
             "started_at": progress.created_at,
             "finished_at": progress.finished_at,
-            "links": {"self_": progress.id, "results": progress.id},
+            "links": batch_links(progress.id),
         }
 
 
@@ -226,6 +237,7 @@ class PerformanceSchema(Schema):
 accepted_schema = AcceptedSchema()
 prediction_schema = PredictionSchema()
 batch_receipt_schema = BatchReceiptSchema()
+rejection_schema = RejectionSchema()
 rejections_schema = RejectionSchema(many=True)
 batch_progress_schema = BatchProgressSchema()
 batch_result_schema = BatchResultSchema()

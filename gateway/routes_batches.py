@@ -6,13 +6,21 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
-from core.storage.batches import batch_progress, iter_batch_results
-from gateway.bodies import LimitedUpload
-from gateway.bulk_bodies import CSV_TYPES, NDJSON_TYPES, iter_csv, iter_json_document, iter_ndjson
+from core.storage.batches import batch_progress, iter_batch_rejections, iter_batch_results
+from gateway.bulk_bodies import (
+    CSV_TYPES,
+    NDJSON_TYPES,
+    count_csv,
+    count_json_document,
+    count_ndjson,
+    iter_csv,
+    iter_json_document,
+    iter_ndjson,
+)
 from gateway.bulk_intake import (
     AtomicBatchRejected,
     EmptyBatch,
@@ -27,25 +35,31 @@ from gateway.responses import (
     batch_progress_schema,
     batch_receipt_schema,
     batch_result_schema,
+    rejection_schema,
     rejections_schema,
 )
+from gateway.uploads import request_body_file
 
 blueprint = Blueprint("batches", __name__)
 RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.dump_fields.items()]
 
 
-def _items_of_request() -> Iterator[RawItem]:
+def _counted_items(body: IO[bytes]) -> tuple[int, Iterator[RawItem]]:
+    """Return how many items the upload holds (counted and checked first) and an iterator over them."""
     mimetype = request.mimetype
-    # Buffered: reading lines straight from the WSGI stream costs a call per byte.
-    limit = gateway_context().settings.bulk_max_body_bytes
-    stream = io.BufferedReader(LimitedUpload(request.stream, limit), buffer_size=1 << 20)
     if mimetype in NDJSON_TYPES:
-        return iter_ndjson(stream)
+        return count_ndjson(body), iter_ndjson(_rewound(body))
     if mimetype in CSV_TYPES:
-        return iter_csv(stream, gateway_context().spec)
+        spec = gateway_context().spec
+        return count_csv(body, spec), iter_csv(_rewound(body), spec)
     if mimetype == "application/json":
-        return iter_json_document()
+        return count_json_document(body), iter_json_document(_rewound(body))
     raise ApiError(415, "Send the batch as application/json, application/x-ndjson or text/csv.")
+
+
+def _rewound(body: IO[bytes]) -> IO[bytes]:
+    body.seek(0)
+    return body
 
 
 @blueprint.post("/batches")
@@ -53,29 +67,37 @@ def submit_batch_request() -> Response:
     """Accept many observations at once; valid ones are queued even when others are rejected."""
     context = gateway_context()
     settings = context.settings
-    request.max_content_length = settings.bulk_max_body_bytes
     atomic: bool = load_query(batch_args)["atomic"]
-    try:
-        receipt = submit_batch(
-            engine=context.engine,
-            celery=context.celery,
-            schemas=context.schemas,
-            items=_items_of_request(),
-            atomic=atomic,
-            max_items=settings.bulk_max_items,
-            chunk_size=settings.bulk_chunk_rows,
-            per_message=settings.bulk_rows_per_message,
-        )
-    except TooManyItems as exc:
-        raise ApiError(413, str(exc)) from None
-    except EmptyBatch as exc:
-        raise ApiError(422, str(exc), fields={"_schema": ["Send at least one item."]}) from None
-    except AtomicBatchRejected as exc:
-        raise ApiError(
-            422,
-            f"{len(exc.rejected)} of the items are not valid; nothing was stored (atomic batch).",
-            fields={"rejected": rejections_schema.dump(exc.rejected)},
-        ) from None
+    with request_body_file(settings.bulk_max_body_bytes) as body:
+        count, items = _counted_items(body)
+        # Known before anything is stored: the upload has arrived whole and been counted.
+        if count > settings.bulk_max_items:
+            raise ApiError(413, f"A batch holds at most {settings.bulk_max_items} items.")
+        if count == 0:
+            raise ApiError(422, "The batch holds no items.", fields={"_schema": ["Send at least one item."]})
+        try:
+            receipt = submit_batch(
+                engine=context.engine,
+                celery=context.celery,
+                schemas=context.schemas,
+                items=items,
+                atomic=atomic,
+                max_items=settings.bulk_max_items,
+                chunk_size=settings.bulk_chunk_rows,
+                per_message=settings.bulk_rows_per_message,
+                listed=settings.bulk_rejections_listed,
+            )
+        except TooManyItems as exc:
+            raise ApiError(413, str(exc)) from None
+        except EmptyBatch as exc:
+            raise ApiError(422, str(exc), fields={"_schema": ["Send at least one item."]}) from None
+        except AtomicBatchRejected as exc:
+            raise ApiError(
+                422,
+                f"{exc.count} of the items are not valid; nothing was stored (atomic batch). "
+                f"The first {len(exc.rejected)} are listed.",
+                fields={"rejected": rejections_schema.dump(exc.rejected), "rejected_count": exc.count},
+            ) from None
     response = jsonify(batch_receipt_schema.dump(receipt))
     response.status_code = 202
     response.headers["Location"] = url_for("batches.get_batch", batch_id=receipt.batch_id)
@@ -149,3 +171,19 @@ def _blocks(lines: Iterator[str], size: int = 65536) -> Iterator[str]:
             block, length = [], 0
     if block:
         yield "".join(block)
+
+
+@blueprint.get("/batches/<batch_id>/rejections")
+def get_batch_rejections(batch_id: str) -> Response:
+    """Stream every rejected item of a batch, in submission order, as NDJSON."""
+    engine = gateway_context().engine
+    with engine.connect() as conn:
+        if batch_progress(conn=conn, batch_id=batch_id) is None:
+            raise ApiError(404, f"No batch with id {batch_id!r}.")
+
+    def lines() -> Iterator[str]:
+        with engine.connect() as conn:
+            for rejection in iter_batch_rejections(conn=conn, batch_id=batch_id):
+                yield json.dumps(rejection_schema.dump(rejection)) + "\n"
+
+    return Response(stream_with_context(_blocks(lines())), content_type="application/x-ndjson")

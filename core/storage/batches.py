@@ -14,7 +14,15 @@ from sqlalchemy.engine import Connection
 from core.storage.clock import database_now
 from core.storage.engine import pg_copy
 from core.storage.records import PredictionRecord, QueuedObservation, as_utc
-from core.storage.tables import QUEUED, STATUSES, batch_items, batches, insert_predictions, predictions
+from core.storage.tables import (
+    QUEUED,
+    STATUSES,
+    batch_items,
+    batch_rejections,
+    batches,
+    insert_predictions,
+    predictions,
+)
 
 # Rows per multi-row statement: well under SQLite's and Postgres's bound-parameter limits.
 ROWS_PER_STATEMENT = 500
@@ -134,6 +142,40 @@ def add_batch_items(*, conn: Connection, batch_id: str, positions: Sequence[tupl
                 [{"batch_id": batch_id, "position": p, "observation_id": i} for p, i in chunk]
             )
         )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An item of a batch that was not accepted, as stored: its position, claimed id and errors by field."""
+
+    index: int
+    id: str | None
+    errors: dict[str, Any]
+
+
+def add_batch_rejections(*, conn: Connection, batch_id: str, rejections: Sequence[Rejection]) -> None:
+    """Record rejected items of a batch (all of them; the answer to the upload lists only the first few)."""
+    for chunk in _chunks(rejections):
+        conn.execute(
+            batch_rejections.insert().values(
+                [
+                    {"batch_id": batch_id, "position": r.index, "observation_id": r.id, "errors": r.errors}
+                    for r in chunk
+                ]
+            )
+        )
+
+
+def iter_batch_rejections(*, conn: Connection, batch_id: str, chunk_size: int = 1000) -> Iterable[Rejection]:
+    """Yield every rejected item of a batch in submission order, streamed."""
+    query = (
+        sa.select(batch_rejections)
+        .where(batch_rejections.c.batch_id == batch_id)
+        .order_by(batch_rejections.c.position)
+        .execution_options(yield_per=chunk_size)
+    )
+    for row in conn.execute(query):
+        yield Rejection(index=row.position, id=row.observation_id, errors=row.errors)
 
 
 def finish_batch(*, conn: Connection, batch_id: str, items: int, accepted: int, rejected: int) -> None:

@@ -58,6 +58,17 @@ batch_items = sa.Table(
 )
 
 
+# Every item of a batch that was not accepted: its position, the id it claimed (if any) and its errors.
+batch_rejections = sa.Table(
+    "batch_rejections",
+    metadata,
+    sa.Column("batch_id", sa.String(64), sa.ForeignKey("batches.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("observation_id", sa.Text),
+    sa.Column("errors", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+)
+
+
 def insert_predictions(*, conn: Connection) -> Any:
     """Return an INSERT into predictions in the connection's dialect (both support ON CONFLICT DO NOTHING)."""
     if conn.dialect.name == "postgresql":
