@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # Threads per gateway process running Flask; connections and long-polls wait on its event loop instead.
     gateway_threads: int = Field(default=8, ge=1, le=256)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Past either bound the gateway refuses submissions (503, Retry-After) until the workers catch up.
+    backlog_max_queued: int = Field(default=2_000_000, ge=1)
+    backlog_max_age_s: int = Field(default=3600, ge=1)
+    backlog_check_s: float = Field(default=2.0, gt=0, le=60)
     poll_retry_after_s: int = Field(default=1, ge=1)
     max_wait_s: int = Field(default=30, ge=0, le=300)
 

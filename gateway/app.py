@@ -16,6 +16,7 @@ from core.feature_spec import load_feature_spec
 from core.settings import Settings, get_settings
 from core.storage.engine import make_engine
 from gateway import routes_batches, routes_ops, routes_predictions
+from gateway.backlog_guard import BacklogGuard
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import ApiError, register_error_handlers
 from gateway.long_polls import BODY_OVER_LIMIT, HOLD_HEADER, scope_of
@@ -56,13 +57,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     spec = load_feature_spec(settings.artifacts_dir, settings.model_version)
     celery = create_celery_app(settings)
+    engine = make_engine(settings.database_url)
     app.extensions[EXTENSION] = GatewayContext(
         settings=settings,
-        engine=make_engine(settings.database_url),
+        engine=engine,
         celery=celery,
         publisher=BackgroundPublisher(celery, on_failure=PUBLISH_FAILURES.inc),
         spec=spec,
         schemas=request_schemas(spec),
+        backlog_guard=BacklogGuard(engine, settings),
     )
     app.register_blueprint(routes_predictions.blueprint)
     app.register_blueprint(routes_batches.blueprint)

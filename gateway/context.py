@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from core.feature_spec import FeatureSpec
 from core.settings import Settings
+from gateway.backlog_guard import BacklogGuard
 from gateway.publisher import BackgroundPublisher
 from worker.schemas import RequestSchemas
 
@@ -26,6 +27,7 @@ class GatewayContext:
     publisher: BackgroundPublisher
     spec: FeatureSpec
     schemas: RequestSchemas
+    backlog_guard: BacklogGuard
 
 
 def gateway_context() -> GatewayContext:

@@ -42,6 +42,7 @@ class ApiError(Exception):
         links: dict[str, str] | None = None,
         checks: dict[str, str] | None = None,
         close_connection: bool = False,
+        retry_after_s: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -50,6 +51,7 @@ class ApiError(Exception):
         self.links = links
         self.checks = checks
         self.close_connection = close_connection
+        self.retry_after_s = retry_after_s
 
 
 def validation_fields(error: ValidationError) -> dict[str, Any]:
@@ -71,6 +73,8 @@ def error_response(error: ApiError) -> Response:
     response.status_code = error.status
     if error.close_connection:
         response.headers["Connection"] = "close"
+    if error.retry_after_s is not None:
+        response.headers["Retry-After"] = str(error.retry_after_s)
     return response
 
 

@@ -40,6 +40,9 @@ LATENCY = Histogram(
 OBSERVATIONS_SUBMITTED = Counter(
     "gateway_observations_submitted_total", "Observations submitted, by outcome", ["outcome"]
 )
+SHED_SUBMISSIONS = Counter(
+    "gateway_shed_submissions_total", "Submissions refused with 503 because the backlog was over its bounds"
+)
 PUBLISH_FAILURES = Counter(
     "gateway_publish_failures_total", "Accepted observations whose publish failed (left for the redrive)"
 )

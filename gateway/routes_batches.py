@@ -11,6 +11,7 @@ from typing import IO, Any
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from core.storage.batches import batch_progress, iter_batch_rejections, iter_batch_results
+from gateway.backlog_guard import refuse_if_shedding
 from gateway.bulk_bodies import (
     CSV_TYPES,
     NDJSON_TYPES,
@@ -68,6 +69,7 @@ def submit_batch_request() -> Response:
     context = gateway_context()
     settings = context.settings
     atomic: bool = load_query(batch_args)["atomic"]
+    refuse_if_shedding(context.backlog_guard)
     with request_body_file(settings.bulk_max_body_bytes) as body:
         count, items = _counted_items(body)
         # Known before anything is stored: the upload has arrived whole and been counted.

@@ -51,7 +51,11 @@ def _check_model_bundle() -> None:
 
 @blueprint.get("/ready")
 def ready() -> Response:
-    """Answer 200 when database, broker and model bundle are reachable; 503 naming what is down."""
+    """Answer 200 when database, broker and model bundle are reachable; 503 naming what is down.
+
+    checks.backlog says "shedding" while submissions are refused for the backlog: the gateway is still ready
+    (results are read, labels taken), so it is not a reason to take it out of a load balancer.
+    """
     checks = {}
     for name, check in (
         ("database", _check_database),
@@ -65,6 +69,7 @@ def ready() -> Response:
             log.warning("readiness check failed", extra={"check": name, "error": type(exc).__name__})
             checks[name] = "down"
     down = [name for name, state in checks.items() if state != "ok"]
+    checks["backlog"] = "shedding" if gateway_context().backlog_guard.refusal() else "ok"
     if down:
         return error_response(ApiError(503, f"Not ready: {', '.join(down)} down.", checks=checks))
     return jsonify(ready_schema.dump({"checks": checks}))

@@ -8,6 +8,7 @@ from core.storage.observations import find_prediction, save_true_class
 from core.storage.records import PredictionRecord, utc_now
 from core.storage.reports import labelled_outcomes
 from core.storage.tables import QUEUED
+from gateway.backlog_guard import refuse_if_shedding
 from gateway.bodies import read_json_body
 from gateway.context import gateway_context
 from gateway.errors import ApiError
@@ -38,6 +39,7 @@ def submit_prediction() -> Response:
     """Validate and store one observation, queue it, answer 202 with the URL to poll."""
     context = gateway_context()
     request_body = context.schemas.load_prediction(read_json_body())
+    refuse_if_shedding(context.backlog_guard)
     submission = submit_observation(
         engine=context.engine,
         publish=context.publisher.submit,

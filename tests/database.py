@@ -51,3 +51,16 @@ def backdate_publish_times(
             .where(batches.c.id == batch_id)
             .values(published_at=earlier(batches.c.published_at))
         )
+
+
+def backdate_receipt_times(*, conn: Connection, seconds: float, observation_ids: Iterable[str]) -> None:
+    """Make some observations seem to have arrived seconds earlier than they did."""
+    column = predictions.c.received_at
+    earlier = (
+        sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{seconds} seconds")
+        if conn.dialect.name == "sqlite"
+        else column - timedelta(seconds=seconds)
+    )
+    conn.execute(
+        predictions.update().where(predictions.c.id.in_(list(observation_ids))).values(received_at=earlier)
+    )
