@@ -10,6 +10,7 @@ from core.settings import Settings, get_settings
 
 PREDICT_TASK = "worker.tasks.predict_batch"
 REDRIVE_TASK = "worker.tasks.redrive_stale"
+PURGE_TASK = "worker.tasks.purge_expired"
 
 
 def create_celery_app(settings: Settings | None = None, *, include: Sequence[str] = ()) -> Celery:
@@ -37,13 +38,21 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         worker_hijack_root_logger=False,
         # The redrive has a queue and a process of its own (worker.redrive_main): a backlog of predictions
         # never holds it back, and workers never spend a pool process on it.
-        task_routes={REDRIVE_TASK: {"queue": settings.redrive_queue}},
+        task_routes={
+            REDRIVE_TASK: {"queue": settings.redrive_queue},
+            PURGE_TASK: {"queue": settings.redrive_queue},
+        },
         beat_schedule={
             "redrive-stale-observations": {
                 "task": REDRIVE_TASK,
                 "schedule": float(settings.redrive_interval_s),
                 "options": {"expires": float(settings.redrive_interval_s)},
-            }
+            },
+            "purge-expired-rows": {
+                "task": PURGE_TASK,
+                "schedule": float(settings.retention_interval_s),
+                "options": {"expires": float(settings.retention_interval_s)},
+            },
         },
     )
     return app

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     # no longer, however long the backlog); copies of rows that were only waiting cost one prediction each.
     redrive_backlog_cap_s: int = Field(default=300, ge=1)
 
+    # Finished observations and batches older than this are deleted (0 keeps everything); queued ones never.
+    retention_days: int = Field(default=90, ge=0)
+    retention_interval_s: int = Field(default=3600, ge=1)
+    retention_chunk_rows: int = Field(default=5_000, ge=1, le=100_000)
+    retention_budget_s: float = Field(default=60.0, gt=0)
+
     # Threads per gateway process running Flask; connections and long-polls wait on its event loop instead.
     gateway_threads: int = Field(default=8, ge=1, le=256)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

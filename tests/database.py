@@ -64,3 +64,14 @@ def backdate_receipt_times(*, conn: Connection, seconds: float, observation_ids:
     conn.execute(
         predictions.update().where(predictions.c.id.in_(list(observation_ids))).values(received_at=earlier)
     )
+
+
+def backdate_batch_creation(*, conn: Connection, seconds: float, batch_id: str) -> None:
+    """Make a batch seem to have been created seconds earlier than it was."""
+    column = batches.c.created_at
+    earlier = (
+        sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{seconds} seconds")
+        if conn.dialect.name == "sqlite"
+        else column - timedelta(seconds=seconds)
+    )
+    conn.execute(batches.update().where(batches.c.id == batch_id).values(created_at=earlier))

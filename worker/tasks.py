@@ -13,7 +13,7 @@ from celery.signals import setup_logging, worker_init, worker_process_init
 from celery_batches import SimpleRequest
 from sqlalchemy.engine import Engine
 
-from core.celery_app import PREDICT_TASK, REDRIVE_TASK
+from core.celery_app import PREDICT_TASK, PURGE_TASK, REDRIVE_TASK
 from core.feature_spec import BundleError
 from core.logs import configure_logging
 from core.result_notices import FinishedNotices
@@ -24,6 +24,7 @@ from worker.bundle import ModelBundle, limit_native_threads, load_bundle
 from worker.lost_batches import IsolatingBatches, times_lost
 from worker.predicting import predict_and_store
 from worker.redrive import republish_stale
+from worker.retention import purge_expired_rows
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -119,3 +120,9 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
 def redrive_stale() -> int:
     """Re-publish observations left queued too long; return how many."""
     return republish_stale(engine=process_engine(), celery=current_app, settings=settings)
+
+
+@shared_task(name=PURGE_TASK, acks_late=False)
+def purge_expired() -> int:
+    """Delete finished rows older than RETENTION_DAYS, chunk by chunk; return how many."""
+    return purge_expired_rows(engine=process_engine(), settings=settings)

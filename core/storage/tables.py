@@ -55,6 +55,7 @@ batch_items = sa.Table(
     sa.Column("batch_id", sa.String(64), sa.ForeignKey("batches.id"), primary_key=True),
     sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("observation_id", sa.String(128), sa.ForeignKey("predictions.id"), nullable=False),
+    sa.Index("batch_items_by_observation", "observation_id"),
 )
 
 
