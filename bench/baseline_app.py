@@ -9,11 +9,13 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, request
 from marshmallow import ValidationError
 
+from core.frames import build_frame
+from core.settings import get_settings
+from core.storage.engine import make_engine
+from core.storage.observations import insert_predicted
+from core.storage.records import PredictionResult, utc_now
 from worker.bundle import limit_native_threads, load_bundle
-from worker.frames import build_frame
 from worker.schemas import request_schemas
-from worker.settings import get_settings
-from worker.storage import DONE, make_engine, predictions, utc_now
 
 settings = get_settings()
 # The same thread cap the service's workers use: without it two sync workers stall each other for seconds.
@@ -32,20 +34,14 @@ def predict() -> tuple[Response, int]:
     except ValidationError as error:
         return jsonify({"error": error.messages}), 422
     proba = float(bundle.predict_proba(build_frame([body["observation"]], bundle.spec))[0])
-    now = utc_now()
+    prediction = proba >= bundle.threshold
     with engine.begin() as conn:
-        conn.execute(
-            predictions.insert().values(
-                id=body["id"],
-                observation=body["observation"],
-                status=DONE,
-                proba=proba,
-                prediction=proba >= bundle.threshold,
-                model_version=bundle.version,
-                attempts=1,
-                received_at=now,
-                published_at=now,
-                predicted_at=now,
-            )
+        insert_predicted(
+            conn=conn,
+            observation_id=body["id"],
+            observation=body["observation"],
+            result=PredictionResult(id=body["id"], proba=proba, prediction=prediction),
+            model_version=bundle.version,
+            now=utc_now(),
         )
-    return jsonify({"id": body["id"], "proba": proba, "prediction": proba >= bundle.threshold}), 200
+    return jsonify({"id": body["id"], "proba": proba, "prediction": prediction}), 200

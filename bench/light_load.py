@@ -14,8 +14,10 @@ import uuid
 
 import requests
 
-from bench.load import COURSE_OBSERVATION, percentile
-from worker.storage import find_prediction, make_engine
+from bench.load import percentile
+from core.storage.engine import make_engine
+from core.storage.observations import find_prediction
+from devstack.course import COURSE_OBSERVATION
 
 
 def main() -> None:

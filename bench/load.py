@@ -10,18 +10,7 @@ from typing import Any
 
 import aiohttp
 
-COURSE_OBSERVATION: dict[str, Any] = {
-    "InterventionReasonCode": "V",
-    "SubjectRaceCode": "W",
-    "SubjectSexCode": "M",
-    "SubjectEthnicityCode": "N",
-    "StatuteReason": "Stop Sign",
-    "ResidentIndicator": True,
-    "SearchAuthorizationCode": "O",
-    "SubjectAge": 20,
-    "hour": 10,
-    "day_of_week": "Monday",
-}
+from devstack.course import COURSE_OBSERVATION
 
 
 @dataclass

@@ -136,6 +136,8 @@ class ServiceStack:
                 "REDRIVE_AFTER_S": "3",
                 "REDRIVE_INTERVAL_S": "1",
                 "REDRIVE_BACKLOG_CAP_S": "6",
+                # Scenarios make rows look days old; the backlog bounds are tested on their own.
+                "BACKLOG_MAX_AGE_S": str(30 * 86_400),
                 "BATCH_SIZE": "50",
                 "BATCH_FLUSH_MS": "5",
                 "MAX_BODY_BYTES": "65536",

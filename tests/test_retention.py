@@ -51,8 +51,8 @@ def test_old_finished_rows_and_batches_go_while_queued_and_needed_rows_stay(stac
         assert requests.get(stack.url(old_batch["links"]["self"]), timeout=5).status_code == 200
     finally:
         stack.start("worker")
-    for item in batch_items:
-        poll_until_finished(stack, item["id"])
+    for observation_id in [*waiting, *ids(batch_items)]:
+        poll_until_finished(stack, observation_id)
     with stack.engine.begin() as conn:
         backdate_batch_creation(conn=conn, seconds=THREE_DAYS_S, batch_id=old_batch["batch_id"])
         backdate_receipt_times(

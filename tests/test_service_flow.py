@@ -118,7 +118,7 @@ def test_bad_feedback_body_is_422_listing_fields(stack: ServiceStack, api: reque
 def test_operator_endpoints_answer(stack: ServiceStack, api: requests.Session) -> None:
     assert api.get(stack.url("/health"), timeout=5).json() == {"status": "ok"}
     ready = api.get(stack.url("/ready"), timeout=5).json()
-    assert ready["checks"] == {"database": "ok", "broker": "ok", "model_bundle": "ok"}
+    assert ready["checks"] == {"database": "ok", "broker": "ok", "model_bundle": "ok", "backlog": "ok"}
     openapi = api.get(stack.url("/openapi.json"), timeout=5).json()
     assert {
         "/predict", "/predictions/{observation_id}", "/update", "/batches", "/batches/{batch_id}",
@@ -138,7 +138,7 @@ def test_ready_is_503_naming_the_broker_when_it_is_down(stack: ServiceStack) -> 
     app.extensions["predictions"].engine.dispose()
     assert response.status_code == 503
     error = response.get_json()["error"]
-    assert error["checks"] == {"database": "ok", "broker": "down", "model_bundle": "ok"}
+    assert error["checks"] == {"database": "ok", "broker": "down", "model_bundle": "ok", "backlog": "ok"}
     assert "broker" in error["message"]
 
 

@@ -1,0 +1,164 @@
+"""The bench's table: the machine it ran on, the rows and targets, and how to read them."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from bench.measures import Bulk
+from bench.plan import Plan
+from bench.workers import LAYOUTS, ONE_WORKER, TWO_NODES, TWO_PROCESSES, ProcessMemory
+from core.settings import PROJECT_ROOT
+
+RESULTS_FILE = PROJECT_ROOT / "bench" / "RESULTS.md"
+READING_NOTES = """How to read it:
+
+- One machine runs everything: the load generator, gateway, workers, Postgres and Redis share its cores, so a
+  process added on one side takes CPU from the others. Figures move between runs; compare ratios within a run.
+- "end to end" counts from the first request to the last prediction committed (predicted_at in Postgres).
+- "queue drain": the observations are accepted with the workers stopped, then the workers start; the rate is
+  from the first to the last prediction, the workers' own rate without the gateway's intake beside them.
+  "machine CPU busy" is the share of all cores in use while it drained.
+- Worker layouts: nodes are Celery workers (compose `--scale worker=N`), each with its pool processes.
+- Memory: RSS counts pages shared with the main process (which loads the model before forking); "unique" is
+  what each process alone adds. The reference row is a bare Python with the same libraries and the pipeline.
+"""
+
+
+def machine() -> str:
+    """Describe this machine: cores and CPU model, memory, Python version, operating system."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    memory = psutil.virtual_memory().total / 2**30
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {python}, {platform.system()}"
+
+
+def render(
+    plan: Plan,
+    baseline: dict[str, float],
+    single: dict[str, float],
+    light: dict[str, float],
+    bulk: Bulk,
+    raw: float,
+    memory: tuple[list[ProcessMemory], list[ProcessMemory]],
+    floor: float,
+    smoke: bool,
+) -> str:
+    """Return the Markdown table of every measure, its ratio to the baseline and its target."""
+    base = baseline["rps"]
+    bulk_one = bulk.end_to_end[ONE_WORKER]
+    bulk_two = max(bulk.end_to_end[TWO_NODES], bulk.end_to_end[TWO_PROCESSES])
+    drain_one = bulk.drain[ONE_WORKER].rate
+    drain_two = max(bulk.drain[TWO_NODES].rate, bulk.drain[TWO_PROCESSES].rate)
+    best_bulk = max(bulk.end_to_end.values())
+    layouts = " · ".join(layout.label for layout in LAYOUTS)
+
+    def per_layout(values: list[float], form: str = "{:,.0f}") -> str:
+        return " · ".join(form.format(value) for value in values)
+
+    worst_rss = max(m.rss for m in memory[0] + memory[1])
+
+    def sizes(processes: list[ProcessMemory]) -> str:
+        return " · ".join(f"{m.rss:.0f} ({m.unique:.0f})" for m in processes)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    rows: list[tuple[str, str, str, str]] = [
+        ("baseline: course design, requests/s", f"{base:,.0f}", "1.0x", ""),
+        ("baseline latency p50 / p99 (ms)", f"{baseline['p50']:.1f} / {baseline['p99']:.1f}", "", ""),
+        (
+            "single submissions accepted/s",
+            f"{single['accept_rps']:,.0f}",
+            f"{single['accept_rps'] / base:.1f}x",
+            "",
+        ),
+        (
+            "single submissions end-to-end obs/s",
+            f"{single['e2e_rps']:,.0f}",
+            f"{single['e2e_rps'] / base:.1f}x",
+            f"≥ 5x baseline: {verdict(single['e2e_rps'] >= 5 * base)}",
+        ),
+        (
+            "accept latency p50 / p99 (ms)",
+            f"{single['p50']:.1f} / {single['p99']:.1f}",
+            "",
+            f"p99 ≤ 20 ms: {verdict(single['p99'] <= 20)}",
+        ),
+        (
+            f"submit-to-result at {plan.light_rate:g}/s, p50 / p99 (ms)",
+            f"{light['p50']:.1f} / {light['p99']:.1f}",
+            "",
+            f"p50 ≤ 25 ms: {verdict(light['p50'] <= 25)}",
+        ),
+        (
+            f"bulk {plan.bulk_rows:,} obs end to end, workers {layouts}, obs/s",
+            per_layout([bulk.end_to_end[layout] for layout in LAYOUTS]),
+            per_layout([bulk.end_to_end[layout] / base for layout in LAYOUTS], "{:.0f}x"),
+            f"≥ 200x baseline: {verdict(best_bulk >= 200 * base)}",
+        ),
+        (
+            "bulk end to end: best of 2 workers / 1",
+            f"{bulk_two / bulk_one:.2f}x",
+            "",
+            f"≥ 1.7x: {verdict(bulk_two >= 1.7 * bulk_one)}",
+        ),
+        (
+            f"queue drain, {plan.bulk_rows:,} obs waiting, workers {layouts}, obs/s",
+            per_layout([bulk.drain[layout].rate for layout in LAYOUTS]),
+            per_layout([bulk.drain[layout].rate / base for layout in LAYOUTS], "{:.0f}x"),
+            "",
+        ),
+        (
+            f"queue drain: machine CPU busy, workers {layouts}",
+            per_layout([bulk.drain[layout].cpu_busy for layout in LAYOUTS], "{:.0%}"),
+            "",
+            "",
+        ),
+        (
+            "queue drain: best of 2 workers / 1",
+            f"{drain_two / drain_one:.2f}x",
+            "",
+            f"≥ 1.7x: {verdict(drain_two >= 1.7 * drain_one)}",
+        ),
+        (
+            "raw limit: one prediction call + COPY, obs/s",
+            f"{raw:,.0f}",
+            f"{best_bulk / raw:.0%} reached",
+            f"≥ 50 %: {verdict(best_bulk >= 0.5 * raw)}",
+        ),
+        (
+            "worker RSS (unique) per process: main · pool, 1 node of 1 / 1 node of 2 processes (MB)",
+            f"{sizes(memory[0])} / {sizes(memory[1])}",
+            "",
+            f"≤ 150 MB: {verdict(worst_rss <= 150)}",
+        ),
+        (
+            "for reference: Python with pandas + scikit-learn and the pipeline loaded, RSS (MB)",
+            f"{floor:.0f}",
+            "",
+            "",
+        ),
+    ]
+    header = [
+        f"## Benchmark {'(smoke: sizes too small to mean anything)' if smoke else ''}".rstrip(),
+        "",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · {machine()} · `make bench`",
+        f"Postgres and Redis on this machine; load from an aiohttp client, {plan.concurrency} in flight for "
+        f"{plan.load_seconds:g} s; logs at WARNING for both sides.",
+        "",
+        "| measure | value | vs baseline | target |",
+        "| --- | --- | --- | --- |",
+    ]
+    return "\n".join(header + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows])

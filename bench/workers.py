@@ -1,0 +1,93 @@
+"""Worker layouts the bench switches between, and the memory the workers use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import psutil
+
+from core.feature_spec import PIPELINE_FILE, bundle_path
+from core.settings import get_settings
+from devstack.stack import ServiceStack
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the workers run: Celery worker nodes (what `--scale worker=N` adds), pool processes in each."""
+
+    nodes: int
+    processes: int
+
+    @property
+    def label(self) -> str:
+        """Return the layout as the table names it, e.g. "2 nodes of 1"."""
+        return f"{self.nodes} node{'s' if self.nodes > 1 else ''} of {self.processes}"
+
+
+ONE_WORKER = Layout(nodes=1, processes=1)
+TWO_NODES = Layout(nodes=2, processes=1)
+TWO_PROCESSES = Layout(nodes=1, processes=2)
+LAYOUTS = (ONE_WORKER, TWO_NODES, TWO_PROCESSES)
+
+
+def worker_names(stack: ServiceStack) -> list[str]:
+    """Return the names of the stack's worker processes (one per node)."""
+    return [name for name in stack.processes if name.startswith("worker")]
+
+
+def stop_workers(stack: ServiceStack) -> None:
+    """Stop every worker node of the stack."""
+    for name in worker_names(stack):
+        stack.stop(name)
+
+
+def set_workers(stack: ServiceStack, layout: Layout) -> None:
+    """(Re)start the workers in this layout and wait until every node answers a ping."""
+    stop_workers(stack)
+    first = stack.commands["worker"]
+    first[first.index("--concurrency") + 1] = str(layout.processes)
+    nodes = [stack.node_name]
+    stack.start("worker")
+    for number in range(2, layout.nodes + 1):
+        command = list(first)
+        nodes.append(f"{number}-{stack.node_name}")
+        command[command.index("--hostname") + 1] = nodes[-1]
+        stack.commands[f"worker-{number}"] = command
+        stack.start(f"worker-{number}")
+    stack.wait_for_worker(nodes)
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """Resident memory of one process, and the part of it no other process shares (USS), in MB."""
+
+    rss: float
+    unique: float
+
+
+def worker_memory_mb(stack: ServiceStack) -> list[ProcessMemory]:
+    """Return the memory of the worker's main process and each pool process."""
+    main = psutil.Process(stack.processes["worker"].pid)
+    return [
+        ProcessMemory(rss=info.rss / 2**20, unique=info.uss / 2**20)
+        for info in (p.memory_full_info() for p in [main, *main.children(recursive=True)])
+    ]
+
+
+LIBRARIES_ONLY = """
+import sys
+import joblib, pandas, psutil, sklearn
+joblib.load(sys.argv[1])
+print(psutil.Process().memory_info().rss)
+"""
+
+
+def libraries_floor_mb() -> float:
+    """Resident memory of a bare Python with pandas and scikit-learn imported and the pipeline loaded."""
+    pipeline = bundle_path(get_settings().artifacts_dir) / PIPELINE_FILE
+    out = subprocess.run(
+        [sys.executable, "-c", LIBRARIES_ONLY, str(pipeline)], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.split()[-1]) / 2**20
