@@ -13,9 +13,30 @@ class Plan:
     light_seconds: float
     bulk_rows: int
     rows_per_request: int
+    long_polls: int
+    idle_connections: int
+    sustained_seconds: float
     concurrency: int = 16
     light_rate: float = 20
+    # Sustained load: this share of the accept rate measured in the same run.
+    sustained_share: float = 0.8
 
 
-FULL = Plan(load_seconds=15, light_seconds=10, bulk_rows=100_000, rows_per_request=10_000)
-SMOKE = Plan(load_seconds=1.5, light_seconds=1.5, bulk_rows=2_000, rows_per_request=1_000)
+FULL = Plan(
+    load_seconds=15,
+    light_seconds=10,
+    bulk_rows=100_000,
+    rows_per_request=10_000,
+    long_polls=1_000,
+    idle_connections=500,
+    sustained_seconds=60,
+)
+SMOKE = Plan(
+    load_seconds=1.5,
+    light_seconds=1.5,
+    bulk_rows=2_000,
+    rows_per_request=1_000,
+    long_polls=50,
+    idle_connections=25,
+    sustained_seconds=2,
+)

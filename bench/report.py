@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.crowds import Crowd, Sustained
 from bench.measures import Bulk
 from bench.plan import Plan
 from bench.workers import LAYOUTS, ONE_WORKER, TWO_NODES, TWO_PROCESSES, ProcessMemory
@@ -49,6 +50,8 @@ def render(
     baseline: dict[str, float],
     single: dict[str, float],
     light: dict[str, float],
+    crowd: Crowd,
+    sustained: Sustained,
     bulk: Bulk,
     raw: float,
     memory: tuple[list[ProcessMemory], list[ProcessMemory]],
@@ -101,6 +104,21 @@ def render(
             f"{light['p50']:.1f} / {light['p99']:.1f}",
             "",
             f"p50 ≤ 25 ms: {verdict(light['p50'] <= 25)}",
+        ),
+        (
+            f"POST /predict p50 / p99 (ms) with {crowd.long_polls:,} long-polls and {crowd.idle:,} idle "
+            f"connections held ({crowd.held_throughout:,} long-polls still held at its end; "
+            f"errors {crowd.errors})",
+            f"{crowd.p50:.1f} / {crowd.p99:.1f}",
+            "",
+            f"p99 ≤ 50 ms: {verdict(crowd.p99 <= 50 and crowd.errors == 0)}",
+        ),
+        (
+            f"sustained: {sustained.seconds:g} s at {sustained.rate:,.0f}/s (80 % of the accept rate): "
+            "accepted · errors · accept p99 (ms)",
+            f"{sustained.accepted:,} · {sustained.errors} · {sustained.p99:.1f}",
+            "",
+            f"no errors, p99 ≤ 20 ms: {verdict(sustained.errors == 0 and sustained.p99 <= 20)}",
         ),
         (
             f"bulk {plan.bulk_rows:,} obs end to end, workers {layouts}, obs/s",

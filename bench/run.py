@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from bench.crowds import run_crowd, run_sustained
 from bench.measures import (
     Bulk,
     Drain,
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 "REDRIVE_AFTER_S": "300",
                 "REDRIVE_BACKLOG_CAP_S": "300",
                 "MAX_BODY_BYTES": "1048576",
+                "MAX_WAIT_S": "60",  # long-polls held through the crowd measure
                 "BULK_MAX_ITEMS": "1000000",
                 "BULK_CHUNK_ROWS": "2000",
                 "BULK_ROWS_PER_MESSAGE": "500",
@@ -69,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
             single = run_single(stack, plan)
             print("light load ...", file=sys.stderr)
             light = run_light(stack, plan)
+            print(
+                f"{plan.long_polls} long-polls and {plan.idle_connections} idle connections held ...",
+                file=sys.stderr,
+            )
+            crowd = run_crowd(stack, plan)
+            print(f"sustained load, {plan.sustained_seconds:g} s ...", file=sys.stderr)
+            sustained = run_sustained(stack, plan, max_rate=single["accept_rps"])
             bulk: dict[Layout, float] = {}
             drains: dict[Layout, Drain] = {}
             memory: dict[Layout, list[ProcessMemory]] = {}
@@ -89,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         baseline,
         single,
         light,
+        crowd,
+        sustained,
         Bulk(end_to_end=bulk, drain=drains),
         raw,
         (memory[ONE_WORKER], memory[TWO_PROCESSES]),

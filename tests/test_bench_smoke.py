@@ -22,6 +22,8 @@ def test_bench_smoke_mode_prints_every_measure() -> None:
         "baseline: course design, requests/s",
         "single submissions end-to-end obs/s",
         "submit-to-result at 20/s",
+        "POST /predict p50 / p99 (ms) with 50 long-polls and 25 idle connections held",
+        "sustained: 2 s at",
         "bulk 2,000 obs end to end, workers 1 node of 1 · 2 nodes of 1 · 1 node of 2",
         "queue drain: best of 2 workers / 1",
         "raw limit",

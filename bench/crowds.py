@@ -1,0 +1,124 @@
+"""Patient and idle clients beside the busy ones, and a sustained load just under the maximum."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+
+import aiohttp
+
+from bench.load import closed_loop, open_loop, percentile
+from bench.measures import wait_all_predicted
+from bench.plan import Plan
+from core.celery_app import create_celery_app
+from core.publishing import publish_observations
+from core.storage.observations import insert_queued
+from core.storage.records import QueuedObservation, utc_now
+from devstack.course import COURSE_OBSERVATION
+from devstack.stack import ServiceStack, wait_until
+
+
+@dataclass(frozen=True)
+class Crowd:
+    """POST /predict latency while long-polls and idle connections were held, and how many stayed held."""
+
+    long_polls: int
+    idle: int
+    p50: float
+    p99: float
+    errors: int
+    held_throughout: int
+
+
+class HeldClients:
+    """Idle TCP connections and long-polls on queued observations, held on an event loop of their own."""
+
+    def __init__(self, stack: ServiceStack, ids: list[str], idle: int) -> None:
+        self._stack, self._ids, self._idle = stack, ids, idle
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.answered = 0
+        self.connected = 0
+
+    def __enter__(self) -> HeldClients:
+        self._thread.start()
+        self._task = asyncio.run_coroutine_threadsafe(self._hold(), self._loop)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._task.result(timeout=120)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    async def _hold(self) -> None:
+        port = self._stack.port
+        sockets = [await asyncio.open_connection("127.0.0.1", port) for _ in range(self._idle)]
+        self.connected = len(sockets)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=120)
+        ) as session:
+
+            async def long_poll(observation_id: str) -> None:
+                async with session.get(self._stack.url(f"/predictions/{observation_id}?wait=60")) as answer:
+                    await answer.read()
+                self.answered += 1
+
+            await asyncio.gather(*(long_poll(i) for i in self._ids))
+        for _, writer in sockets:
+            writer.close()
+
+
+def run_crowd(stack: ServiceStack, plan: Plan) -> Crowd:
+    """Hold long-polls and idle connections, load POST /predict meanwhile, then let the long-polls finish."""
+    held = [QueuedObservation(id=f"held-{n}", observation=COURSE_OBSERVATION) for n in range(plan.long_polls)]
+    with (
+        stack.engine.begin() as conn
+    ):  # stored and not published: they wait until this measure publishes them
+        for row in held:
+            insert_queued(conn=conn, observation_id=row.id, observation=row.observation, now=utc_now())
+    with HeldClients(stack, [row.id for row in held], plan.idle_connections) as clients:
+        wait_until(lambda: clients.connected == plan.idle_connections, timeout=60)
+        load = closed_loop(stack.url("/predict"), concurrency=plan.concurrency, seconds=plan.load_seconds)
+        held_throughout = plan.long_polls - clients.answered
+        celery = create_celery_app(stack.settings())
+        try:
+            publish_observations(celery, held, per_message=100)
+        finally:
+            celery.close()
+    wait_all_predicted(stack)
+    return Crowd(
+        long_polls=plan.long_polls,
+        idle=plan.idle_connections,
+        p50=percentile(load.latencies_ms, 0.5),
+        p99=percentile(load.latencies_ms, 0.99),
+        errors=load.errors,
+        held_throughout=held_throughout,
+    )
+
+
+@dataclass(frozen=True)
+class Sustained:
+    """An open-loop load at a share of the measured accept rate: what it asked, what it got."""
+
+    rate: float
+    seconds: float
+    accepted: int
+    errors: int
+    p99: float
+
+
+def run_sustained(stack: ServiceStack, plan: Plan, max_rate: float) -> Sustained:
+    """Send sustained_share of max_rate requests a second for sustained_seconds; count errors, time them."""
+    rate = plan.sustained_share * max_rate
+    result = open_loop(stack.url("/predict"), rate=rate, seconds=plan.sustained_seconds)
+    wait_all_predicted(stack)
+    return Sustained(
+        rate=rate,
+        seconds=plan.sustained_seconds,
+        accepted=len(result.ids),
+        errors=result.errors,
+        p99=percentile(result.latencies_ms, 0.99),
+    )
