@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,9 @@ SPEC_FILE = "feature_spec.json"
 METADATA_FILE = "metadata.json"
 
 Kind = Literal["category", "boolean", "integer"]
+# A bundle version names a folder inside the artifacts directory, never a path out of it.
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+VERSION_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, without '..'"
 
 
 class BundleError(RuntimeError):
@@ -84,6 +88,11 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def is_version_name(version: str) -> bool:
+    """Return whether version is an acceptable bundle version name (see VERSION_RULE)."""
+    return VERSION_NAME.fullmatch(version) is not None and ".." not in version
+
+
 def current_version(artifacts_dir: Path) -> str:
     """Return the version named in the artifacts directory's `current` pointer file."""
     pointer = artifacts_dir / CURRENT_POINTER
@@ -93,20 +102,37 @@ def current_version(artifacts_dir: Path) -> str:
         raise BundleError(f"{pointer} is missing: train a model or set MODEL_VERSION") from exc
     if not version:
         raise BundleError(f"{pointer} is empty: it must name a bundle version")
+    if not is_version_name(version):
+        raise BundleError(f"{pointer} names {version[:80]!r}: a bundle version is {VERSION_RULE}")
     return version
 
 
 def bundle_path(artifacts_dir: Path, version: str = "") -> Path:
     """Return the directory of one bundle version (the current one when version is empty)."""
+    if version and not is_version_name(version):
+        raise BundleError(f"bundle version {version[:80]!r} refused: a bundle version is {VERSION_RULE}")
     return artifacts_dir / (version or current_version(artifacts_dir))
 
 
-def read_metadata(directory: Path) -> dict[str, Any]:
-    """Read a bundle's metadata.json."""
+def read_metadata(directory: Path, *, pinned_sha256: str = "") -> dict[str, Any]:
+    """Read a bundle's metadata.json; with pinned_sha256 (MODEL_SHA256), refuse one of another SHA-256.
+
+    The metadata holds every other file's checksum, so pinning it from outside the bundle's folder pins
+    the whole bundle: the checksums beside the files catch corruption, the pin catches a swapped bundle.
+    """
+    path = directory / METADATA_FILE
     try:
-        metadata: dict[str, Any] = json.loads((directory / METADATA_FILE).read_text())
+        raw = path.read_bytes()
     except FileNotFoundError as exc:
-        raise BundleError(f"{directory / METADATA_FILE} is missing") from exc
+        raise BundleError(f"{path} is missing") from exc
+    if pinned_sha256:
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != pinned_sha256.lower():
+            raise BundleError(
+                f"{path}: SHA-256 {actual} does not match MODEL_SHA256 {pinned_sha256}; "
+                "refusing a bundle other than the pinned one"
+            )
+    metadata: dict[str, Any] = json.loads(raw)
     return metadata
 
 
@@ -127,18 +153,18 @@ def verify_file(directory: Path, name: str, metadata: dict[str, Any]) -> Path:
     return path
 
 
-def verify_bundle(artifacts_dir: Path, version: str = "") -> str:
+def verify_bundle(artifacts_dir: Path, version: str = "", *, pinned_sha256: str = "") -> str:
     """Check every file of a bundle against its recorded checksum without unpickling; return the version."""
     directory = bundle_path(artifacts_dir, version)
-    metadata = read_metadata(directory)
+    metadata = read_metadata(directory, pinned_sha256=pinned_sha256)
     for name in (SPEC_FILE, PIPELINE_FILE):
         verify_file(directory, name, metadata)
     return str(metadata["version"])
 
 
-def load_feature_spec(artifacts_dir: Path, version: str = "") -> FeatureSpec:
+def load_feature_spec(artifacts_dir: Path, version: str = "", *, pinned_sha256: str = "") -> FeatureSpec:
     """Load the checksum-verified feature spec, without touching the pipeline."""
     directory = bundle_path(artifacts_dir, version)
-    metadata = read_metadata(directory)
+    metadata = read_metadata(directory, pinned_sha256=pinned_sha256)
     spec_path = verify_file(directory, SPEC_FILE, metadata)
     return FeatureSpec.from_dict(json.loads(spec_path.read_text()))

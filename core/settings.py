@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.feature_spec import VERSION_RULE, is_version_name
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'predictions.db'}"
@@ -27,6 +30,8 @@ class Settings(BaseSettings):
     artifacts_dir: Path = PROJECT_ROOT / "artifacts"
     # Empty: the version named in artifacts/current.
     model_version: str = ""
+    # SHA-256 of the served bundle's metadata.json (which holds every file's checksum); empty: not pinned.
+    model_sha256: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     queue_name: str = "predictions"
@@ -75,6 +80,22 @@ class Settings(BaseSettings):
     def redrive_queue(self) -> str:
         """Return the queue of the redrive task: its own, so that no backlog of predictions delays it."""
         return f"{self.queue_name}.redrive"
+
+    @field_validator("model_version")
+    @classmethod
+    def _version_is_a_plain_name(cls, version: str) -> str:
+        if version and not is_version_name(version):
+            raise ValueError(f"MODEL_VERSION must be empty or {VERSION_RULE}")
+        return version
+
+    @field_validator("model_sha256")
+    @classmethod
+    def _sha256_is_hex(cls, digest: str) -> str:
+        if digest and not re.fullmatch(r"[0-9A-Fa-f]{64}", digest):
+            raise ValueError(
+                "MODEL_SHA256 must be empty or 64 hex digits: sha256sum of the bundle's metadata.json"
+            )
+        return digest.lower()
 
     @model_validator(mode="after")
     def _redrive_cap_not_below_its_age(self) -> Settings:

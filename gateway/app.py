@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -15,17 +16,22 @@ from core.celery_app import create_celery_app
 from core.feature_spec import load_feature_spec
 from core.settings import Settings, get_settings
 from core.storage.engine import make_engine
-from gateway import routes_batches, routes_ops, routes_predictions
+from gateway import routes_batches, routes_docs, routes_ops, routes_predictions
 from gateway.backlog_guard import BacklogGuard
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import ApiError, register_error_handlers
 from gateway.long_polls import BODY_OVER_LIMIT, HOLD_HEADER, scope_of
 from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS
 from gateway.publisher import BackgroundPublisher
+from gateway.security_headers import add_security_headers
 from worker.schemas import request_schemas
 
 log = logging.getLogger("gateway.access")
 REQUEST_ID_HEADER = "X-Request-ID"
+# A client's request id is kept only if it is up to 64 of [A-Za-z0-9._-] (a UUID, a hex or ULID id, a
+# trace id): it is echoed in a header and written to every log line, so nothing that could forge a log
+# field, break a header or flood the logs; any other value is replaced by an id of our own.
+CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class ObservationIdConverter(PathConverter):
@@ -55,7 +61,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False
     app.url_map.converters["observation_id"] = ObservationIdConverter
 
-    spec = load_feature_spec(settings.artifacts_dir, settings.model_version)
+    spec = load_feature_spec(
+        settings.artifacts_dir, settings.model_version, pinned_sha256=settings.model_sha256
+    )
     celery = create_celery_app(settings)
     engine = make_engine(settings.database_url)
     app.extensions[EXTENSION] = GatewayContext(
@@ -70,16 +78,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(routes_predictions.blueprint)
     app.register_blueprint(routes_batches.blueprint)
     app.register_blueprint(routes_ops.blueprint)
+    app.register_blueprint(routes_docs.blueprint)
     register_error_handlers(app)
     app.before_request(_start_request)
     app.before_request(_refuse_body_over_limit)
     app.after_request(_finish_request)
+    app.after_request(add_security_headers)
     return app
 
 
 def _start_request() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
+    g.request_id = incoming if CLIENT_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     g.started = time.perf_counter()
 
 

@@ -20,6 +20,9 @@ UNREADABLE = "The request body cannot be read (its transfer encoding is malforme
 # What reading a body raises when its framing is broken: gunicorn's parse errors (a bad chunk size, say),
 # and the I/O errors other WSGI servers use.
 UNREADABLE_BODY_ERRORS = (ParseException, OSError, ValueError)
+# Bodies are read as sent: a compressed one would be parsed as if it were plain (and its size limit would
+# count compressed bytes), so any coding other than identity is refused (RFC 9110 15.5.16).
+ACCEPTED_CODINGS = frozenset({"", "identity"})
 
 
 def _reject_constant(name: str) -> Any:
@@ -60,10 +63,23 @@ def read_from_client(read: Callable[[], T]) -> T:
         raise ApiError(400, UNREADABLE) from None
 
 
+def refuse_encoded_body() -> None:
+    """Answer 415 to a body sent with a Content-Encoding (gzip, deflate, ...) other than identity."""
+    sent = request.headers.get("Content-Encoding", "")
+    if any(coding.strip().lower() not in ACCEPTED_CODINGS for coding in sent.split(",")):
+        raise ApiError(
+            415,
+            f"Content-Encoding {sent.strip()[:40]!r} is not supported; send the body uncompressed, "
+            "without a Content-Encoding header.",
+            headers={"Accept-Encoding": "identity"},
+        )
+
+
 def read_json_body() -> Any:
-    """Return the parsed JSON body; 415 if it is not JSON, 400 if malformed, 413 if too large."""
+    """Return the parsed JSON body; 415 if not plain JSON, 400 if malformed, 413 if too large."""
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         raise ApiError(415, "Send the body as JSON with Content-Type: application/json.")
+    refuse_encoded_body()
     raw = read_from_client(lambda: request.get_data(cache=True))  # 413 past MAX_CONTENT_LENGTH
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:

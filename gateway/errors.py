@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
@@ -30,7 +31,8 @@ HTTP_CODES = {
 class ApiError(Exception):
     """An error answered to the client as {"error": {"code", "message", "fields"?, "links"?, "checks"?}}.
 
-    fields holds validation errors keyed by field; checks the state of each readiness check.
+    fields holds validation errors keyed by field; checks the state of each readiness check; headers are
+    extra response headers that tell the client what would have been accepted.
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class ApiError(Exception):
         checks: dict[str, str] | None = None,
         close_connection: bool = False,
         retry_after_s: int | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -52,6 +55,7 @@ class ApiError(Exception):
         self.checks = checks
         self.close_connection = close_connection
         self.retry_after_s = retry_after_s
+        self.headers = dict(headers or {})
 
 
 def validation_fields(error: ValidationError) -> dict[str, Any]:
@@ -75,6 +79,7 @@ def error_response(error: ApiError) -> Response:
         response.headers["Connection"] = "close"
     if error.retry_after_s is not None:
         response.headers["Retry-After"] = str(error.retry_after_s)
+    response.headers.update(error.headers)
     return response
 
 

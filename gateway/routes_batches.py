@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context, ur
 
 from core.storage.batches import batch_progress, iter_batch_rejections, iter_batch_results
 from gateway.backlog_guard import refuse_if_shedding
+from gateway.bodies import refuse_encoded_body
 from gateway.bulk_bodies import (
     CSV_TYPES,
     NDJSON_TYPES,
@@ -43,6 +44,8 @@ from gateway.uploads import request_body_file
 
 blueprint = Blueprint("batches", __name__)
 RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.dump_fields.items()]
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _counted_items(body: IO[bytes]) -> tuple[int, Iterator[RawItem]]:
@@ -69,6 +72,7 @@ def submit_batch_request() -> Response:
     context = gateway_context()
     settings = context.settings
     atomic: bool = load_query(batch_args)["atomic"]
+    refuse_encoded_body()
     refuse_if_shedding(context.backlog_guard)
     with request_body_file(settings.bulk_max_body_bytes) as body:
         count, items = _counted_items(body)
@@ -148,13 +152,21 @@ def get_batch_results(batch_id: str) -> Response:
     return Response(stream_with_context(_blocks(lines)), content_type=content_type)
 
 
+def spreadsheet_cell(value: Any) -> Any:
+    """Return a CSV cell value a spreadsheet shows as text: a leading quote before a would-be formula."""
+    if isinstance(value, bool):
+        return str(value).lower()  # as the input CSV writes them
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        # Booleans as the input CSV writes them.
-        writer.writerow({k: str(v).lower() if isinstance(v, bool) else v for k, v in row.items()})
+        writer.writerow({k: spreadsheet_cell(v) for k, v in row.items()})
         yield buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()

@@ -1,4 +1,4 @@
-"""Operator endpoints: liveness, readiness, metrics, and the API description."""
+"""Operator endpoints: liveness, readiness, metrics, and the OpenAPI document (its page: routes_docs)."""
 
 from __future__ import annotations
 
@@ -16,16 +16,6 @@ from gateway.responses import health_schema, ready_schema
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("ops", __name__)
-
-DOCS_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>Contraband predictions API</title>
-<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"></div>
-<script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
-<noscript>The API description is at <a href="/openapi.json">/openapi.json</a>.</noscript>
-</body></html>
-"""
 
 
 @blueprint.get("/health")
@@ -46,7 +36,7 @@ def _check_broker() -> None:
 
 def _check_model_bundle() -> None:
     settings = gateway_context().settings
-    verify_bundle(settings.artifacts_dir, settings.model_version)
+    verify_bundle(settings.artifacts_dir, settings.model_version, pinned_sha256=settings.model_sha256)
 
 
 @blueprint.get("/ready")
@@ -91,9 +81,3 @@ def openapi() -> Response:
     """Return the OpenAPI document."""
     context = gateway_context()
     return jsonify(build_openapi(context.schemas, context.settings.model_version or "current"))
-
-
-@blueprint.get("/docs")
-def docs() -> Response:
-    """Return a Swagger UI page for the OpenAPI document."""
-    return Response(DOCS_PAGE, content_type="text/html; charset=utf-8")

@@ -44,6 +44,11 @@ def variations(spec: FeatureSpec) -> list[Any]:
         {"id": "..", "observation": observation()},
         {"id": ".", "observation": observation()},
         {"id": "/lead", "observation": observation()},
+        *(
+            {"id": dotted, "observation": observation()}
+            for dotted in ("x/../b", "a/./b", "/..", "../x", "x/.")
+        ),
+        *({"id": slashed, "observation": observation()} for slashed in ("a/b", "a//b", "a/.../b", ".a/b.")),
         {"id": 5, "observation": observation()},
         {"id": "x", "observation": None},
         {"id": "x", "observation": [observation()]},

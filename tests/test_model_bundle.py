@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -24,9 +25,11 @@ from core.feature_spec import (
     FeatureSpec,
     current_version,
     load_feature_spec,
+    sha256_of,
+    verify_bundle,
 )
 from core.frames import build_frame
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from tests.factories import observation
 from training.data import build_training_table
 from training.evaluation import held_out_metrics
@@ -96,6 +99,58 @@ def test_gateway_spec_load_also_verifies_the_checksum(bundle_copy: Path) -> None
 def test_missing_current_pointer_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="current is missing"):
         load_bundle(tmp_path)
+
+
+@pytest.mark.parametrize("pointed", ["../elsewhere", "/etc", "a/b", "..", "v..1", ".hidden", "x" * 65])
+def test_current_pointer_naming_a_path_is_refused_saying_what_is_allowed(
+    tmp_path: Path, pointed: str
+) -> None:
+    (tmp_path / "current").write_text(pointed + "\n")
+    for load in (load_bundle, load_feature_spec, verify_bundle):
+        with pytest.raises(BundleError, match="a bundle version is 1-64 letters, digits"):
+            load(tmp_path)
+
+
+@pytest.mark.parametrize("version", ["../elsewhere", "/etc", "a\\b", "v..1"])
+def test_model_version_naming_a_path_is_refused(version: str) -> None:
+    with pytest.raises(BundleError, match="a bundle version is 1-64 letters"):
+        load_feature_spec(ARTIFACTS, version)
+    with pytest.raises(ValidationError, match="MODEL_VERSION must be empty or 1-64 letters, digits"):
+        Settings(model_version=version)
+
+
+def test_training_refuses_a_version_name_the_loader_would_refuse(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="a bundle version is"):
+        train(tmp_path, "../outside")
+    assert list(tmp_path.parent.glob("outside")) == []
+
+
+def test_pinned_bundle_loads_when_its_metadata_has_the_pinned_sha256(bundle_copy: Path) -> None:
+    digest = sha256_of(bundle_copy / current_version(bundle_copy) / METADATA_FILE)
+    assert load_bundle(bundle_copy, pinned_sha256=digest).version == current_version(bundle_copy)
+    assert verify_bundle(bundle_copy, pinned_sha256=digest.upper()) == current_version(bundle_copy)
+    assert Settings(model_sha256=digest.upper()).model_sha256 == digest
+
+
+def test_bundle_rewritten_with_matching_checksums_is_refused_by_the_pin(bundle_copy: Path) -> None:
+    directory = bundle_copy / current_version(bundle_copy)
+    pinned = sha256_of(directory / METADATA_FILE)
+    # Whoever can write the folder can change a file and record its new checksum beside it.
+    spec_path = directory / SPEC_FILE
+    spec_path.write_text(spec_path.read_text().replace("Stop Sign", "Stop sign"))
+    meta = json.loads((directory / METADATA_FILE).read_text())
+    meta["files"][SPEC_FILE] = sha256_of(spec_path)
+    (directory / METADATA_FILE).write_text(json.dumps(meta))
+    assert load_feature_spec(bundle_copy)  # the checksums in the folder agree with it
+    for load in (load_bundle, load_feature_spec, verify_bundle):
+        with pytest.raises(BundleError, match=f"does not match MODEL_SHA256 {pinned}"):
+            load(bundle_copy, pinned_sha256=pinned)
+
+
+@pytest.mark.parametrize("digest", ["abc", "g" * 64, "0" * 63, "0" * 65])
+def test_model_sha256_must_be_64_hex_digits(digest: str) -> None:
+    with pytest.raises(ValidationError, match="MODEL_SHA256 must be empty or 64 hex digits"):
+        Settings(model_sha256=digest)
 
 
 def test_other_scikit_learn_version_warns(bundle_copy: Path) -> None:

@@ -144,6 +144,17 @@ def test_id_must_be_a_printable_string_of_1_to_128(schemas: RequestSchemas, bad_
     assert list(errors_of(schemas, prediction_request(id="placeholder") | {"id": bad_id})) == ["id"]
 
 
+@pytest.mark.parametrize("dotted", ["x/../b", "a/./b", "/..", "../x", "x/..", "a/b/./c"])
+def test_id_with_a_dot_segment_is_rejected_saying_why(schemas: RequestSchemas, dotted: str) -> None:
+    [message] = errors_of(schemas, prediction_request(id=dotted))["id"]
+    assert message.startswith("Must not contain '.' or '..' as a path segment")
+
+
+@pytest.mark.parametrize("slashed", ["a/b", "/a", "a//b", "a/", "a.b/c..d", "a/.../b"])
+def test_id_with_slashes_but_no_dot_segment_is_valid(schemas: RequestSchemas, slashed: str) -> None:
+    assert schemas.prediction.load(prediction_request(id=slashed))["id"] == slashed
+
+
 def test_id_of_128_characters_is_valid(schemas: RequestSchemas) -> None:
     assert schemas.prediction.load(prediction_request(id="x" * 128))["id"] == "x" * 128
 

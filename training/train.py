@@ -27,8 +27,11 @@ from core.feature_spec import (
     METADATA_FILE,
     PIPELINE_FILE,
     SPEC_FILE,
+    VERSION_RULE,
+    BundleError,
     FeatureColumn,
     FeatureSpec,
+    is_version_name,
     sha256_of,
 )
 from core.frames import build_frame
@@ -140,6 +143,8 @@ def distributions(features: pd.DataFrame, spec: FeatureSpec) -> dict[str, Any]:
 
 def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_current: bool = True) -> Path:
     """Fit, evaluate and write one bundle version; return its directory."""
+    if not is_version_name(version):
+        raise BundleError(f"bundle version {version!r} refused: a bundle version is {VERSION_RULE}")
     features, target, provenance = build_training_table(data_dir, seed=SEED)
     spec = feature_spec_from(features)
     features = build_frame(features.to_dict("records"), spec)  # type: ignore[arg-type]

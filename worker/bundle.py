@@ -71,10 +71,10 @@ def limit_native_threads(count: int) -> None:
     threadpool_limits(limits=count)
 
 
-def load_bundle(artifacts_dir: Path, version: str = "") -> ModelBundle:
+def load_bundle(artifacts_dir: Path, version: str = "", *, pinned_sha256: str = "") -> ModelBundle:
     """Verify every file of a bundle, then unpickle its pipeline (pickle runs code: never unverified)."""
     directory = bundle_path(artifacts_dir, version)
-    metadata = read_metadata(directory)
+    metadata = read_metadata(directory, pinned_sha256=pinned_sha256)
     spec_path = verify_file(directory, SPEC_FILE, metadata)
     pipeline_path = verify_file(directory, PIPELINE_FILE, metadata)
     trained_with = metadata.get("versions", {}).get("scikit-learn")

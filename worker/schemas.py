@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from core.feature_spec import FeatureColumn, FeatureSpec
 
@@ -38,23 +38,38 @@ class OutcomeFlag(fields.Field[bool]):
         raise self.make_error("invalid")
 
 
-# URL path segments that clients rewrite before sending, so their result URL could never be reached.
+# URL path segments that clients remove before sending (RFC 3986 5.2.4): an id with one between its slashes
+# ("..", "x/../b", "a/./b", "/..") has a result URL that a client normalising URLs could never reach.
 DOT_SEGMENTS = frozenset({".", ".."})
+DOT_SEGMENT_ERROR = (
+    "Must not contain '.' or '..' as a path segment (as in 'x/../b'): clients normalise such URLs, "
+    "so its result could not be read back."
+)
+
+
+def has_dot_segment(value: str) -> bool:
+    """Return whether value, read as a URL path, has a '.' or '..' segment."""
+    return "." in value and any(segment in DOT_SEGMENTS for segment in value.split("/"))
 
 
 def valid_observation_id(value: str) -> bool:
     """Return whether value could be an observation id (so a lookup is worth a query)."""
-    return 1 <= len(value) <= ID_MAX_LENGTH and value.isprintable() and value not in DOT_SEGMENTS
+    return 1 <= len(value) <= ID_MAX_LENGTH and value.isprintable() and not has_dot_segment(value)
+
+
+def _refuse_dot_segments(value: str) -> None:
+    if has_dot_segment(value):
+        raise ValidationError(DOT_SEGMENT_ERROR)
 
 
 def observation_id() -> fields.String:
-    """Return the field for a client-chosen observation id: 1-128 printable characters."""
+    """Return the field for a client-chosen observation id: 1-128 printable characters, no dot segment."""
     return fields.String(
         required=True,
         validate=[
             validate.Length(min=1, max=ID_MAX_LENGTH),
             validate.Predicate("isprintable", error="Must contain printable characters only."),
-            validate.NoneOf(DOT_SEGMENTS, error="Must not be '.' or '..': a URL cannot address it."),
+            _refuse_dot_segments,
         ],
     )
 

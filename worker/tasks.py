@@ -33,7 +33,7 @@ settings = get_settings()
 @lru_cache(maxsize=1)
 def process_bundle() -> ModelBundle:
     """Return this process's model bundle, loaded and checksum-verified once."""
-    return load_bundle(settings.artifacts_dir, settings.model_version)
+    return load_bundle(settings.artifacts_dir, settings.model_version, pinned_sha256=settings.model_sha256)
 
 
 @lru_cache(maxsize=1)
