@@ -126,9 +126,17 @@ def follow(client: PredictionClient, chunks: list[SubmittedChunk], poll_seconds:
             time.sleep(poll_seconds)
 
 
+# A text cell starting with one of these runs as a formula in a spreadsheet; a leading quote shows it as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value: object) -> object:
-    """Write booleans as the service's CSV does (true/false), everything else as it is."""
-    return ("true" if value else "false") if isinstance(value, bool) else value
+    """Write cells as the service's CSV does: booleans as true/false, would-be formulas quoted."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def write_results(client: PredictionClient, chunks: list[SubmittedChunk], out: Path) -> int:

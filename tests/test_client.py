@@ -50,6 +50,19 @@ def test_cli_submits_a_csv_follows_it_and_writes_results_with_line_numbers(
     assert {r["status"] for r in results} == {"done"}
 
 
+def test_cli_results_show_an_id_a_spreadsheet_would_run_as_text(stack: ServiceStack, tmp_path: Path) -> None:
+    formula = f'=HYPERLINK("http://evil")-{new_id("x")}'
+    stops, out = tmp_path / "stops.csv", tmp_path / "results.csv"
+    write_stops_csv(stops, [prediction_request(id=formula)])
+    cli = subprocess.run(
+        [sys.executable, "-m", "client.cli", "submit", str(stops), "--out", str(out),
+         "--url", stack.base_url, "--poll-seconds", "0.1"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert next(csv.DictReader(out.read_text().splitlines()))["id"] == "'" + formula
+
+
 def test_cli_without_wait_prints_batch_ids_and_exits_zero(stack: ServiceStack, tmp_path: Path) -> None:
     stops = tmp_path / "stops.csv"
     write_stops_csv(stops, [prediction_request(id=new_id("nowait"))])
