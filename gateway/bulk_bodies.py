@@ -82,7 +82,9 @@ def _checked_shape(top_level: list[str], observations_kind: str | None, items: i
 
 def iter_json_document(stream: IO[bytes]) -> Iterator[RawItem]:
     """Yield the items of a {"observations": [...]} body checked by count_json_document, streamed."""
-    for index, value in enumerate(ijson.items(stream, "observations.item", use_float=True)):
+    # Numbers as ijson reads them by default (any integer; Decimal for fractions), as the counting pass does:
+    # a number no feature allows is that item's rejection, not an error of the whole upload.
+    for index, value in enumerate(ijson.items(stream, "observations.item")):
         yield RawItem(index=index, value=value)
 
 

@@ -6,27 +6,39 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
 
 from gateway import responses
 from gateway.query_args import BatchArgs, ResultFormatArgs, WaitArgs
-from worker.schemas import OutcomeFlag, RequestSchemas, StrictBoolean
+from worker.schemas import ID_MAX_LENGTH, OutcomeFlag, RequestSchemas, StrictBoolean, StrictSchema
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): _json(_ref("Error"), "Error envelope") for status in statuses}
-
-
+# A format, not a pattern: "printable" follows Python's Unicode tables, which no portable pattern can.
+ID_FORMAT = "observation-id"
+ID_DESCRIPTION = (
+    f"1 to {ID_MAX_LENGTH} printable characters (as Python's str.isprintable: no control, format, "
+    "unassigned or separator character but the space), with no '.' or '..' path segment (as in 'x/../b')."
+)
+OVERVIEW = (
+    "Asynchronous predictions; model bundle {version}. Every error is the Error envelope "
+    '{{"error": {{"code", "message", ...}}}}: a path not listed here (but /openapi.json and /docs) '
+    "answers 404, a method not listed for a path 405 with an Allow header (HEAD is answered wherever GET "
+    "is, OPTIONS with 204 and Allow), any request whose body is over the size limit 413, and a request "
+    "the server cannot parse 400."
+)
+ERROR_REASONS = {
+    400: "The body is empty, not JSON (or has NaN, Infinity, repeated keys), or cannot be read",
+    404: "No such observation or batch",
+    409: "The id was already submitted with a different observation: error.links.existing",
+    413: "The request body is over the size limit",
+    415: "The body is not of a listed Content-Type, or has a Content-Encoding: send it uncompressed",
+    422: "Not valid: error.fields names every bad field or query argument",
+    500: "Unexpected error: logged, no details given",
+    503: "The database is unreachable, or (submissions) the backlog is over its bounds: Retry-After",
+}
 RESPONSE_SCHEMAS = {
     "Accepted": responses.AcceptedSchema,
     "Prediction": responses.PredictionSchema,
+    "Rejection": responses.RejectionSchema,
     "BatchReceipt": responses.BatchReceiptSchema,
     "BatchProgress": responses.BatchProgressSchema,
     "BatchResult": responses.BatchResultSchema,
@@ -35,6 +47,97 @@ RESPONSE_SCHEMAS = {
     "Ready": responses.ReadySchema,
     "Performance": responses.PerformanceSchema,
 }
+HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "The request's id: the client's X-Request-ID if it is a plain token, else one made up",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+    },
+    "Location": {
+        "description": "Where to follow the resource",
+        "required": True,
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before asking again",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "Accept-Encoding": {"description": "identity: what a body may be sent as", "schema": {"type": "string"}},
+    "Allow": {"description": "The methods of the path", "required": True, "schema": {"type": "string"}},
+}
+BATCH_ITEM = {
+    "description": "A PredictionRequest each; an item that is not valid is rejected alone and listed (with "
+    "atomic=true, it refuses the whole batch: 422, nothing stored)"
+}
+BATCH_DOCUMENT = {
+    "type": "object",
+    "properties": {"observations": {"type": "array", "minItems": 1, "items": BATCH_ITEM}},
+    "required": ["observations"],
+    "additionalProperties": False,
+}
+BATCH_UPLOADS = {
+    "application/json": {"schema": BATCH_DOCUMENT},
+    "application/x-ndjson": {
+        # What makes an item: a byte other than the ones bytes.strip() removes.
+        "schema": {"type": "string", "pattern": "[^\\t\\n\\v\\f\\r ]", "description": "One item per line"}
+    },
+    "text/csv": {
+        "schema": {
+            "type": "string",
+            "description": "A header row with id and every feature column, once each and nothing else; a row "
+            "per item",
+        }
+    },
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(description: str, content: dict[str, Any] | None = None, *headers: str) -> dict[str, Any]:
+    names = ("X-Request-ID", *headers)
+    answer = {
+        "description": description,
+        "headers": {n: {"$ref": f"#/components/headers/{n}"} for n in names},
+    }
+    return answer | ({"content": content} if content is not None else {})
+
+
+def _json(schema: dict[str, Any], description: str, *headers: str) -> dict[str, Any]:
+    return _answer(description, {"application/json": {"schema": schema}}, *headers)
+
+
+def _ndjson(item: dict[str, Any]) -> dict[str, Any]:
+    """Return NDJSON content: one item per line, its schema that of the lines read as an array."""
+    lines = {"type": "array", "items": item, "description": "The lines, each one JSON item, as an array"}
+    return {"application/x-ndjson": {"schema": lines}}
+
+
+def _errors(*statuses: int, reasons: dict[int, str] | None = None) -> dict[str, Any]:
+    """Return the error answers of an operation; 413 and 500 can answer any request."""
+    headers = {415: ("Accept-Encoding",), 503: ("Retry-After",)}
+    reason = ERROR_REASONS | (reasons or {})
+    return {
+        str(status): _json(_ref("Error"), reason[status], *headers.get(status, ()))
+        for status in sorted({*statuses, 413, 500})
+    }
+
+
+def _path_parameter(name: str, **schema: Any) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", **schema}}
+
+
+def _request_field(self: Any, field: fields.Field[Any], **_: Any) -> dict[str, Any]:
+    """Describe what the request fields accept beyond their JSON type (an apispec attribute function)."""
+    if isinstance(field, OutcomeFlag):
+        return {
+            "oneOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}],
+            "description": "true or false, or the integers 0 or 1 (written without a fraction)",
+        }
+    if field.name == "id" and isinstance(field.parent, StrictSchema):
+        return {"format": ID_FORMAT, "description": ID_DESCRIPTION}
+    return {}
 
 
 def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]:
@@ -43,155 +146,140 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
         title="Contraband predictions",
         version="1.0.0",
         openapi_version="3.0.3",
-        info={"description": f"Asynchronous predictions; model bundle {model_version}."},
+        info={"description": OVERVIEW.format(version=model_version)},
         plugins=[marshmallow_plugin := MarshmallowPlugin()],
     )
     marshmallow_plugin.map_to_openapi_type(StrictBoolean, "boolean", None)  # type: ignore[no-untyped-call]
-    # 0 and 1 are accepted too for an outcome.
-    marshmallow_plugin.map_to_openapi_type(OutcomeFlag, "boolean", None)  # type: ignore[no-untyped-call]
+    marshmallow_plugin.map_to_openapi_type(OutcomeFlag, None, None)  # type: ignore[no-untyped-call]
+    assert marshmallow_plugin.converter is not None  # set by APISpec
+    marshmallow_plugin.converter.add_attribute_function(_request_field)  # type: ignore[no-untyped-call]
+    for name, header in HEADERS.items():
+        spec.components.header(name, header)
+    # The answers of no listed operation: a path not listed, a method a path lacks.
+    spec.components.response("NotFound", _json(_ref("Error"), "No such path"))
+    spec.components.response("MethodNotAllowed", _json(_ref("Error"), "Not a method of the path", "Allow"))
     for name, schema in RESPONSE_SCHEMAS.items():
         spec.components.schema(name, schema=schema)
     spec.components.schema("PredictionRequest", schema=schemas.prediction)
     spec.components.schema("FeedbackRequest", schema=schemas.feedback)
-    _add_prediction_paths(spec)
-    _add_bulk_paths(spec)
-    for path, summary, answer, errors in (
-        ("/health", "The process is alive", _json(_ref("Health"), "Alive"), ()),
-        (
-            "/ready",
-            "Database, broker and model bundle reachable; 503 names what is down",
-            _json(_ref("Ready"), "Ready"),
-            (503,),
-        ),
-        (
-            "/performance",
-            "Live precision and recall on the true outcomes received, per model version",
-            _json(_ref("Performance"), "Per model version"),
-            (503,),
-        ),
-        (
-            "/metrics",
-            "Prometheus metrics, with the backlog read at scrape time",
-            {"description": "Prometheus text exposition", "content": {"text/plain": {}}},
-            (),
-        ),
-    ):
-        responses_ = {"200": answer, **_errors(*errors)}
-        spec.path(path=path, operations={"get": {"summary": summary, "responses": responses_}})
+    _add_operations(spec)
     return spec.to_dict()
 
 
-def _add_prediction_paths(spec: APISpec) -> None:
-    spec.path(
-        path="/predict",
-        operations={
-            "post": {
-                "summary": "Submit one observation; poll the result URL",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": "PredictionRequest"}},
-                },
-                "responses": {
-                    "202": _json(
-                        {"oneOf": [_ref("Accepted"), _ref("Prediction")]},
-                        "Accepted (a replay of a queued observation gets its Prediction)",
-                    ),
-                    "200": _json(_ref("Prediction"), "Replay of an observation already finished"),
-                    **_errors(400, 409, 413, 415, 422, 503),
-                },
-            }
-        },
-    )
-    spec.path(
-        path="/predictions/{observation_id}",
-        operations={
-            "get": {
-                "summary": "Status and result of one observation",
-                "parameters": [
-                    {"name": "observation_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    {"in": "query", "schema": WaitArgs},
-                ],
-                "responses": {"200": _json(_ref("Prediction"), "The prediction"), **_errors(404, 422, 503)},
-            }
-        },
-    )
-    spec.path(
-        path="/update",
-        operations={
-            "post": {
-                "summary": "Send the true outcome of an observation",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": "FeedbackRequest"}},
-                },
-                "responses": {
-                    "200": _json(_ref("Prediction"), "Stored"),
-                    **_errors(400, 404, 413, 415, 422, 503),
-                },
-            }
-        },
-    )
+def _add_operations(spec: APISpec) -> None:
+    """Add every operation, with every status it answers."""
+    prediction, queued_prediction = _ref("Prediction"), {"oneOf": [_ref("Accepted"), _ref("Prediction")]}
+    observation_id, batch_id = _path_parameter("observation_id", minLength=1), _path_parameter("batch_id")
+    results = {**_ndjson(_ref("BatchResult")), "text/csv": {"schema": {"type": "string"}}}
 
+    def add(method: str, path: str, summary: str, answers: dict[str, Any], **more: Any) -> None:
+        spec.path(path=path, operations={method: {"summary": summary, **more, "responses": answers}})
 
-def _add_bulk_paths(spec: APISpec) -> None:
-    items = {"type": "object", "properties": {"id": {"type": "string"}, "observation": {"type": "object"}}}
-    batch_id = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
-    spec.path(
-        path="/batches",
-        operations={
-            "post": {
-                "summary": "Submit many observations: valid items are accepted even when others are not",
-                "parameters": [{"in": "query", "schema": BatchArgs}],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {"observations": {"type": "array", "items": items}},
-                            }
-                        },
-                        "application/x-ndjson": {
-                            "schema": {"type": "string", "description": "one item per line"}
-                        },
-                        "text/csv": {
-                            "schema": {"type": "string", "description": "id and the feature columns"}
-                        },
-                    },
+    def json_body(name: str) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": name}}}
+
+    add(
+        "post",
+        "/predict",
+        "Submit one observation; poll the result URL",
+        {
+            "202": _json(
+                queued_prediction,
+                "Accepted; a queued one resent gets its Prediction",
+                "Location",
+                "Retry-After",
+            ),
+            "200": _json(prediction, "Resent after its prediction finished: the result", "Location"),
+            **_errors(400, 409, 415, 422, 503),
+        },
+        requestBody=json_body("PredictionRequest"),
+    )
+    add(
+        "get",
+        "/predictions/{observation_id}",
+        "Status and result of one observation; Retry-After while it is queued",
+        {
+            "200": _json(prediction, "Queued, done or failed", "Location", "Retry-After"),
+            **_errors(404, 422, 503, reasons={422: "The wait argument is not a number, 0 or more"}),
+        },
+        parameters=[observation_id, {"in": "query", "schema": WaitArgs}],
+    )
+    add(
+        "post",
+        "/update",
+        "Send the true outcome of an observation (before or after its prediction)",
+        {"200": _json(prediction, "Stored"), **_errors(400, 404, 415, 422, 503)},
+        requestBody=json_body("FeedbackRequest"),
+    )
+    add(
+        "post",
+        "/batches",
+        "Submit many observations: valid items are accepted even when others are not",
+        {
+            "202": _json(_ref("BatchReceipt"), "Valid items queued; the others listed", "Location"),
+            **_errors(
+                400,
+                415,
+                422,
+                503,
+                reasons={
+                    413: "The body is over the size limit, or holds more than BULK_MAX_ITEMS items",
+                    422: "Not of the shape above, no item, or (atomic=true) an item not valid",
                 },
-                "responses": {
-                    "202": _json(_ref("BatchReceipt"), "Accepted items are queued; rejected ones listed"),
-                    **_errors(400, 413, 415, 422, 503),
-                },
-            }
+            ),
+        },
+        parameters=[{"in": "query", "schema": BatchArgs}],
+        requestBody={"required": True, "content": BATCH_UPLOADS},
+    )
+    add(
+        "get",
+        "/batches/{batch_id}",
+        "Counts by status, progress, start and end of a batch",
+        {
+            "200": _json(_ref("BatchProgress"), "Progress; Retry-After while running", "Retry-After"),
+            **_errors(404, 503),
+        },
+        parameters=[batch_id],
+    )
+    add(
+        "get",
+        "/batches/{batch_id}/results",
+        "Every accepted item's result in submission order, streamed",
+        {
+            "200": _answer("One BatchResult per line (NDJSON), or as CSV with a header row", results),
+            **_errors(404, 422, 503, reasons={422: "The format argument is not ndjson or csv"}),
+        },
+        parameters=[batch_id, {"in": "query", "schema": ResultFormatArgs}],
+    )
+    add(
+        "get",
+        "/batches/{batch_id}/rejections",
+        "Every rejected item of a batch, in submission order, streamed",
+        {"200": _answer("One Rejection per line", _ndjson(_ref("Rejection"))), **_errors(404, 503)},
+        parameters=[batch_id],
+    )
+    add("get", "/health", "The process is alive", {"200": _json(_ref("Health"), "Alive"), **_errors()})
+    add(
+        "get",
+        "/ready",
+        "Database, broker and model bundle reachable",
+        {
+            "200": _json(_ref("Ready"), "Ready"),
+            **_errors(503, reasons={503: "Not ready: error.checks says which check is down"}),
         },
     )
-    spec.path(
-        path="/batches/{batch_id}",
-        operations={
-            "get": {
-                "summary": "Counts by status, progress, start and end of a batch",
-                "parameters": [batch_id],
-                "responses": {"200": _json(_ref("BatchProgress"), "Progress"), **_errors(404, 503)},
-            }
-        },
+    add(
+        "get",
+        "/performance",
+        "Live precision and recall on the true outcomes received, per model version",
+        {"200": _json(_ref("Performance"), "Per model version"), **_errors(503)},
     )
-    spec.path(
-        path="/batches/{batch_id}/results",
-        operations={
-            "get": {
-                "summary": "Every accepted item's result in submission order, streamed",
-                "parameters": [batch_id, {"in": "query", "schema": ResultFormatArgs}],
-                "responses": {
-                    "200": {
-                        "description": "One BatchResult per line (NDJSON), or the same columns as CSV",
-                        "content": {
-                            "application/x-ndjson": {"schema": _ref("BatchResult")},
-                            "text/csv": {"schema": {"type": "string"}},
-                        },
-                    },
-                    **_errors(404, 422, 503),
-                },
-            }
+    add(
+        "get",
+        "/metrics",
+        "Prometheus metrics, with the backlog read at scrape time",
+        {
+            "200": _answer("Prometheus text", {"text/plain": {"schema": {"type": "string"}}}),
+            **_errors(),
         },
     )

@@ -55,8 +55,11 @@ class ResultFormatArgs(QueryArgs):
     """GET /batches/<id>/results: the download format (else from the Accept header)."""
 
     format = fields.String(
-        load_default=None,
+        # A callable, so apispec documents no default: None would make the argument nullable in the document,
+        # and a query string cannot send null.
+        load_default=lambda: None,
         validate=validate.OneOf(["ndjson", "csv"], error="Must be one of: {choices}."),
+        metadata={"description": "Without it, the Accept header decides (text/csv: csv), else ndjson"},
     )
 
 

@@ -59,7 +59,7 @@ class AcceptedSchema(Schema):
     """202 to a new observation: its id, queued, and where to poll."""
 
     id = fields.String(required=True)
-    status = fields.Constant("queued", metadata={"enum": ["queued"]}, required=True)
+    status = fields.Constant("queued", metadata={"type": "string", "enum": ["queued"]}, required=True)
     links = fields.Nested(ResultLinksSchema, required=True)
 
     @pre_dump
@@ -204,13 +204,13 @@ class ErrorSchema(Schema):
 class HealthSchema(Schema):
     """The process is alive."""
 
-    status = fields.Constant("ok", metadata={"enum": ["ok"]}, required=True)
+    status = fields.Constant("ok", metadata={"type": "string", "enum": ["ok"]}, required=True)
 
 
 class ReadySchema(Schema):
     """Every dependency answered."""
 
-    status = fields.Constant("ready", metadata={"enum": ["ready"]}, required=True)
+    status = fields.Constant("ready", metadata={"type": "string", "enum": ["ready"]}, required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
 
 

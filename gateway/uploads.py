@@ -21,6 +21,10 @@ def request_body_file(limit: int) -> IO[bytes]:
         spooled.seek(0)
         return spooled
     copy: IO[bytes] = SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # noqa: SIM115  (closed by the route)
-    shutil.copyfileobj(LimitedUpload(request.stream, limit), copy, 1 << 20)
+    try:
+        shutil.copyfileobj(LimitedUpload(request.stream, limit), copy, 1 << 20)
+    except BaseException:
+        copy.close()  # over the limit, or the client went away: nothing will read it
+        raise
     copy.seek(0)
     return copy

@@ -1,0 +1,442 @@
+"""The served OpenAPI document tells the truth: schemathesis checks every operation against the real app."""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+import schemathesis
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.schemas import OpenApiSchema
+
+from core.feature_spec import FeatureSpec
+from core.settings import Settings
+from core.storage.migrate import upgrade_to_head
+from core.storage.observations import mark_failed, save_predictions
+from core.storage.records import PredictionResult, utc_now
+from devstack.course import COURSE_OBSERVATION
+from gateway.app import create_app
+from gateway.context import EXTENSION
+from gateway.openapi import ID_FORMAT
+from tests.factories import new_id, prediction_request
+from worker.schemas import valid_observation_id
+
+# A Redis database no worker reads, and a queue of this module's own: what the app publishes is flushed.
+BROKER_URL = "redis://127.0.0.1:6379/14"
+QUEUE = f"contract-{new_id()}"
+OPERATIONS = [
+    ("POST", "/predict"),
+    ("GET", "/predictions/{observation_id}"),
+    ("POST", "/update"),
+    ("POST", "/batches"),
+    ("GET", "/batches/{batch_id}"),
+    ("GET", "/batches/{batch_id}/results"),
+    ("GET", "/batches/{batch_id}/rejections"),
+    ("GET", "/health"),
+    ("GET", "/ready"),
+    ("GET", "/performance"),
+    # Its Prometheus text is not checked against a schema (schemathesis reads no text/plain body): its
+    # status, headers and content type are.
+    ("GET", "/metrics"),
+]
+# The operations with a body or query argument that can be made invalid; the others have nothing to negate.
+NEGATABLE = {
+    ("POST", "/predict"),
+    ("GET", "/predictions/{observation_id}"),
+    ("POST", "/update"),
+    ("POST", "/batches"),
+    ("GET", "/batches/{batch_id}/results"),
+}
+PATH_VALUES = {"observation_id": "some-id", "batch_id": "some-batch"}
+# Not part of the API the document describes: its own page and Swagger UI's files.
+UNDOCUMENTED_ROUTES = {"/openapi.json", "/docs", "/docs/start.js", "/docs/<name>", "/static/<path:filename>"}
+FUZZ = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """Stored observations in each state, and a batch, for the operations that read them."""
+
+    queued: str
+    done: str
+    failed: str
+    batch: str
+
+    @property
+    def observations(self) -> list[str]:
+        return [self.queued, self.done, self.failed]
+
+
+def _csv_uploads(spec: FeatureSpec) -> st.SearchStrategy[bytes]:
+    """Return CSV uploads with a right header and rows of valid or arbitrary cells."""
+    columns = ["id", *spec.names]
+    valid = {"id": st.text(min_size=1, max_size=12)} | {
+        name: st.just(str(value).lower() if isinstance(value, bool) else str(value))
+        for name, value in COURSE_OBSERVATION.items()
+    }
+    row = st.fixed_dictionaries({name: valid[name] | st.text(max_size=8) for name in columns})
+
+    @st.composite
+    def upload(draw: st.DrawFn) -> bytes:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=draw(st.permutations(columns)))
+        writer.writeheader()
+        writer.writerows(draw(st.lists(row, min_size=1, max_size=4)))
+        return buffer.getvalue().encode()
+
+    return upload()
+
+
+def _ndjson_uploads() -> st.SearchStrategy[bytes]:
+    """Return NDJSON uploads: valid requests and arbitrary lines, at least one of them not blank."""
+    request = st.text(min_size=1, max_size=12).map(lambda i: json.dumps(prediction_request(id=f"nd-{i}")))
+    lines = st.lists(request | st.text(max_size=20).map(lambda t: t.replace("\n", " ")), min_size=1)
+    return lines.map("\n".join).filter(lambda body: body.strip(" \t\n\r\x0b\x0c") != "").map(str.encode)
+
+
+def _read_ndjson(ctx: schemathesis.DeserializationContext, response: schemathesis.Response) -> list[Any]:
+    """Read an NDJSON answer as the document describes it: its lines as an array."""
+    return [json.loads(line) for line in response.text.splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    database_url = f"sqlite:///{tmp_path_factory.mktemp('contract') / 'gateway.db'}"
+    upgrade_to_head(database_url)
+    app = create_app(
+        {
+            "SETTINGS": Settings(
+                database_url=database_url,
+                broker_url=BROKER_URL,
+                queue_name=QUEUE,
+                bulk_max_body_bytes=4 * 1_048_576,  # so that a 413 costs little to provoke
+            )
+        }
+    )
+    yield app
+    _flush_published()
+    app.extensions[EXTENSION].engine.dispose()
+
+
+def _flush_published() -> None:
+    """Delete what the app published, once its publisher thread has sent the last of it."""
+    client = redis.Redis.from_url(BROKER_URL)
+    try:
+        waiting = [-1]
+        while len(waiting) < 25 and waiting[-1] != (now := client.llen(QUEUE)):
+            waiting.append(now)
+            time.sleep(0.2)
+        for key in client.scan_iter(match=f"*{QUEUE}*"):
+            client.delete(key)
+    except redis.ConnectionError:
+        pass  # no broker: nothing was published either
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
+def api_schema(app: Flask, feature_spec: FeatureSpec) -> OpenApiSchema:
+    # The id format is Python's isprintable plus the dot-segment rule, which no pattern states: generate it.
+    schemathesis.openapi.format(ID_FORMAT, st.text(min_size=1, max_size=128).filter(valid_observation_id))
+    schemathesis.openapi.media_type("text/csv", _csv_uploads(feature_spec))
+    schemathesis.openapi.media_type("application/x-ndjson", _ndjson_uploads())
+    schemathesis.deserializer("application/x-ndjson")(_read_ndjson)
+    return schemathesis.openapi.from_wsgi("/openapi.json", app)
+
+
+@pytest.fixture(scope="module")
+def seeded(app: Flask) -> Seeded:
+    client = app.test_client()
+    ids = {state: new_id(f"contract-{state}") for state in ("queued", "done", "failed")}
+    for observation_id in ids.values():
+        assert client.post("/predict", json=prediction_request(id=observation_id)).status_code == 202
+    with app.extensions[EXTENSION].engine.begin() as conn:
+        result = PredictionResult(id=ids["done"], proba=0.8, prediction=True)
+        save_predictions(conn=conn, results=[result], model_version="contract", now=utc_now())
+        mark_failed(conn=conn, observation_ids=[ids["failed"]], reason="poisoned", now=utc_now())
+    batch = {"observations": [prediction_request(id=new_id("contract-batch")), {"id": 7}]}
+    receipt = client.post("/batches", json=batch)
+    assert receipt.status_code == 202
+    return Seeded(**ids, batch=receipt.get_json()["batch_id"])
+
+
+def _with_seeded_id(case: schemathesis.Case, observation_id: str) -> schemathesis.Case:
+    """Point a /update body at a stored observation, unless its id is what the case makes invalid."""
+    body = case.body
+    if isinstance(body, dict) and isinstance(body.get("id"), str) and valid_observation_id(body["id"]):
+        case.body = {**body, "id": observation_id}
+    return case
+
+
+def _cases(
+    schema: OpenApiSchema, method: str, path: str, mode: GenerationMode, seeded: Seeded
+) -> st.SearchStrategy[schemathesis.Case]:
+    """Return the cases of one operation: generated ones, and as many aimed at the seeded rows."""
+    operation = schema[path][method]
+    generated = operation.as_strategy(generation_mode=mode)
+    if path == "/predictions/{observation_id}":
+        return generated | st.sampled_from(seeded.observations).flatmap(
+            lambda i: operation.as_strategy(generation_mode=mode, path_parameters={"observation_id": i})
+        )
+    if path.startswith("/batches/"):
+        return generated | operation.as_strategy(
+            generation_mode=mode, path_parameters={"batch_id": seeded.batch}
+        )
+    if path == "/update":
+        return generated | st.tuples(generated, st.sampled_from(seeded.observations)).map(
+            lambda pair: _with_seeded_id(*pair)
+        )
+    if path == "/batches":
+        # With atomic=true one item that is not valid refuses the batch (422): a rule on the items that
+        # depends on the query, which no schema states; test_an_atomic_batch_* checks it.
+        return operation.as_strategy(generation_mode=mode, query={"atomic": "false"})
+    return generated
+
+
+def _url(path: str) -> str:
+    return path.format_map(PATH_VALUES)
+
+
+def _conforms(
+    schema: OpenApiSchema, method: str, path: str, response: Any, *, unavailable: bool = False
+) -> None:
+    """Run the checks on an answer to a request made by hand (the checks on generated data do not apply).
+
+    unavailable: the answer is a 503 on purpose, which not_a_server_error would count as a failure.
+    """
+    parameters = {name: value for name, value in PATH_VALUES.items() if f"{{{name}}}" in path}
+    case = schema[path][method].Case(path_parameters=parameters)
+    case.validate_response(response, excluded_checks=[not_a_server_error] if unavailable else None)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "mode"),
+    [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS]
+    + [(m, p, GenerationMode.NEGATIVE) for m, p in OPERATIONS if (m, p) in NEGATABLE],
+    ids=lambda value: value.value if isinstance(value, GenerationMode) else value,
+)
+def test_operation_answers_as_documented(
+    api_schema: OpenApiSchema, seeded: Seeded, method: str, path: str, mode: GenerationMode
+) -> None:
+    @given(case=_cases(api_schema, method, path, mode, seeded))
+    @FUZZ
+    def check(case: schemathesis.Case) -> None:
+        # Every built-in check that applies to one call: not_a_server_error, status_code_conformance,
+        # content_type_conformance, response_schema_conformance, response_headers_conformance,
+        # positive_data_acceptance and negative_data_rejection.
+        case.call_and_validate()
+
+    check()
+
+
+def test_the_document_lists_every_route_of_the_api(api_schema: OpenApiSchema, app: Flask) -> None:
+    documented = {
+        (method.upper(), path) for path, item in api_schema.raw_schema["paths"].items() for method in item
+    }
+    assert documented == set(OPERATIONS)
+    routes = {
+        (method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
+        for rule in app.url_map.iter_rules()
+        if rule.rule not in UNDOCUMENTED_ROUTES
+        for method in rule.methods or ()
+        if method not in ("HEAD", "OPTIONS")
+    }
+    assert routes == set(OPERATIONS)
+
+
+@pytest.mark.parametrize("state", ["queued", "done", "failed"])
+def test_a_stored_observation_answers_as_documented_in_each_state(
+    api_schema: OpenApiSchema, seeded: Seeded, state: str
+) -> None:
+    operation = api_schema["/predictions/{observation_id}"]["GET"]
+    observation_id = getattr(seeded, state)
+    response = operation.Case(path_parameters={"observation_id": observation_id}).call_and_validate()
+    assert response.status_code == 200
+    assert response.json()["status"] == state
+    assert ("retry-after" in response.headers) == (state == "queued")
+    assert ("failure_reason" in response.json()) == (state == "failed")
+
+
+@pytest.mark.parametrize(("state", "status"), [("queued", 202), ("done", 200), ("failed", 200)])
+def test_resending_an_observation_answers_as_documented(
+    api_schema: OpenApiSchema, seeded: Seeded, state: str, status: int
+) -> None:
+    operation = api_schema["/predict"]["POST"]
+    resent = operation.Case(body=prediction_request(id=getattr(seeded, state))).call_and_validate()
+    assert resent.status_code == status
+    assert resent.json()["status"] == state
+
+
+def test_resending_an_id_with_another_observation_is_a_documented_409(
+    api_schema: OpenApiSchema, seeded: Seeded
+) -> None:
+    operation = api_schema["/predict"]["POST"]
+    conflict = operation.Case(body=prediction_request(id=seeded.done, SubjectAge=99)).call_and_validate()
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["links"] == {"existing": f"/predictions/{seeded.done}"}
+
+
+@pytest.mark.parametrize("outcome", [True, False, 0, 1, 2, -1, "1", "true", None, [1]], ids=repr)
+def test_update_takes_exactly_the_outcomes_the_document_allows(
+    api_schema: OpenApiSchema, seeded: Seeded, outcome: Any
+) -> None:
+    # Not 1.0: JSON Schema counts it an integer equal to 1, the server wants it written as 1 (so described).
+    operation = api_schema["/update"]["POST"]
+    body = {"id": seeded.done, "true_class": outcome}
+    documented = operation.get_body_for_media_type("application/json").is_valid(body)
+    response = operation.Case(body=body).call_and_validate()
+    assert (response.status_code == 200) == documented
+    assert documented == (outcome in (True, False) or (type(outcome) is int and outcome in (0, 1)))
+
+
+@pytest.mark.parametrize("path", ["/predict", "/update", "/batches"])
+@pytest.mark.parametrize(
+    ("headers", "data", "status"),
+    [
+        ({"Content-Type": "application/json"}, b"{", 400),
+        ({"Content-Type": "application/json"}, b"  ", 400),
+        ({"Content-Type": "application/json"}, None, 413),
+        ({"Content-Type": "application/xml"}, b"<id/>", 415),
+        ({"Content-Type": "application/json", "Content-Encoding": "gzip"}, b"\x1f\x8b", 415),
+    ],
+    ids=["malformed", "empty", "too-large", "wrong-type", "compressed"],
+)
+def test_a_refused_body_gets_a_documented_error(
+    api_schema: OpenApiSchema, app: Flask, path: str, headers: dict[str, str], data: bytes | None, status: int
+) -> None:
+    settings_ = app.extensions[EXTENSION].settings
+    limit = settings_.bulk_max_body_bytes if path == "/batches" else settings_.max_body_bytes
+    response = app.test_client().post(
+        path, headers=headers, data=b" " * (limit + 1) if data is None else data
+    )
+    gc.collect()  # an upload copy left open would warn here, and filterwarnings makes that an error
+    assert response.status_code == status
+    _conforms(api_schema, "POST", path, response)
+
+
+def test_an_unknown_path_is_a_404_envelope(api_schema: OpenApiSchema, app: Flask) -> None:
+    response = app.test_client().get("/no/such/path")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+    assert set(response.get_json()["error"]) == {"code", "message", "request_id"}
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS)
+def test_a_method_a_path_lacks_is_a_405_envelope_naming_its_methods(
+    api_schema: OpenApiSchema, app: Flask, method: str, path: str
+) -> None:
+    url = _url(path)
+    documented = {name.upper() for name in api_schema.raw_schema["paths"][path]}
+    other = "DELETE" if method == "GET" else "PUT"
+    response = app.test_client().open(url, method=other)
+    assert response.status_code == 405
+    implicit = {"OPTIONS", "HEAD"} if "GET" in documented else {"OPTIONS"}
+    assert set(response.headers["Allow"].split(", ")) == documented | implicit
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(("atomic", "status"), [("true", 422), ("false", 202), ("maybe", 422)])
+def test_an_atomic_batch_with_an_invalid_item_is_refused_whole(
+    api_schema: OpenApiSchema, atomic: str, status: int
+) -> None:
+    operation = api_schema["/batches"]["POST"]
+    body = {"observations": [prediction_request(id=new_id("contract-atomic")), {"id": "x"}]}
+    case = operation.Case(body=body, query={"atomic": atomic}, media_type="application/json")
+    response = case.call_and_validate()
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("query", "headers", "content_type"),
+    [
+        ({}, {}, "application/x-ndjson"),
+        ({"format": "csv"}, {}, "text/csv; charset=utf-8"),
+        ({}, {"Accept": "text/csv"}, "text/csv; charset=utf-8"),
+    ],
+)
+def test_batch_results_download_as_documented(
+    api_schema: OpenApiSchema,
+    seeded: Seeded,
+    query: dict[str, str],
+    headers: dict[str, str],
+    content_type: str,
+) -> None:
+    operation = api_schema["/batches/{batch_id}/results"]["GET"]
+    case = operation.Case(path_parameters={"batch_id": seeded.batch}, query=query)
+    response = case.call_and_validate(headers=headers)
+    assert response.headers["content-type"] == [content_type]
+    if content_type.startswith("text/csv"):
+        # No schema reads CSV: its columns are checked to be the documented BatchResult's.
+        documented = api_schema.raw_schema["components"]["schemas"]["BatchResult"]["properties"]
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert len(rows) == 1
+        assert list(rows[0]) == list(documented)
+
+
+def test_a_batch_number_beyond_64_bits_is_not_a_server_error(api_schema: OpenApiSchema) -> None:
+    operation = api_schema["/batches"]["POST"]
+    body = {"observations": [{"id": new_id("contract-big"), "observation": {"SubjectAge": 2**64}}]}
+    response = operation.Case(body=body, media_type="application/json").call_and_validate()
+    assert response.status_code == 202
+
+
+@pytest.fixture(scope="module")
+def unreachable_database(app: Flask, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    folder = tmp_path_factory.mktemp("gone") / "missing"  # SQLite cannot create a file in a missing folder
+    update = {"database_url": f"sqlite:///{folder / 'gateway.db'}", "backlog_check_s": 60}
+    broken = create_app({"SETTINGS": app.extensions[EXTENSION].settings.model_copy(update=update)})
+    yield broken
+    broken.extensions[EXTENSION].engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/predict", prediction_request()),
+        ("GET", "/predictions/{observation_id}", None),
+        ("POST", "/update", {"id": "some-id", "true_class": True}),
+        ("GET", "/batches/{batch_id}", None),
+        ("GET", "/ready", None),
+        ("GET", "/performance", None),
+    ],
+)
+def test_an_unreachable_database_is_a_documented_503(
+    api_schema: OpenApiSchema, unreachable_database: Flask, method: str, path: str, body: Any
+) -> None:
+    response = unreachable_database.test_client().open(_url(path), method=method, json=body)
+    assert response.status_code == 503
+    _conforms(api_schema, method, path, response, unavailable=True)
+
+
+def test_a_submission_shed_for_the_backlog_is_a_documented_503(
+    api_schema: OpenApiSchema, app: Flask, seeded: Seeded
+) -> None:
+    # The seeded rows leave two observations queued: over a bound of one.
+    settings_ = app.extensions[EXTENSION].settings.model_copy(
+        update={"backlog_max_queued": 1, "backlog_check_s": 60}
+    )
+    shedding = create_app({"SETTINGS": settings_})
+    response = shedding.test_client().post("/predict", json=prediction_request())
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+    _conforms(api_schema, "POST", "/predict", response, unavailable=True)
+    shedding.extensions[EXTENSION].engine.dispose()
