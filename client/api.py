@@ -15,23 +15,42 @@ from urllib3.util.retry import Retry
 class ServiceError(Exception):
     """The service answered with an error envelope."""
 
-    def __init__(self, status: int, error: dict[str, Any]) -> None:
+    def __init__(self, status: int, error: dict[str, Any], *, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {error.get('code')}: {error.get('message')}")
         self.status = status
         self.error = error
+        # Seconds the service asked to wait before trying again (429 rate limited, 503 busy), if it said.
+        self.retry_after = retry_after
+
+
+class RetryOnlyUnavailable(Retry):
+    """urllib3's Retry, waiting out a Retry-After on 503 only: not on a 429, which may ask for an hour."""
+
+    RETRY_AFTER_STATUS_CODES = frozenset([503])
 
 
 class PredictionClient:
-    """Talk to one service; every call has a timeout and 503s are retried with backoff."""
+    """Talk to one service; every call has a timeout and 503s are retried with backoff.
+
+    api_key is sent as Authorization: Bearer on every call. A 401 (no key, unknown or revoked), 403 (the key
+    lacks the scope) or 429 (over the key's rate limit; see ServiceError.retry_after) is raised at once.
+    """
 
     def __init__(
-        self, base_url: str = "http://127.0.0.1:5000", *, timeout: float = 30, retries: int = 5
+        self,
+        base_url: str = "http://127.0.0.1:5000",
+        *,
+        timeout: float = 30,
+        retries: int = 5,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
         # Every call is safe to repeat: submissions are idempotent by id, the rest only read.
-        retry = Retry(
+        retry = RetryOnlyUnavailable(
             total=retries,
             status_forcelist=[503],
             allowed_methods=None,
@@ -60,7 +79,7 @@ class PredictionClient:
                 error = response.json()["error"]
             except (ValueError, KeyError, TypeError):
                 error = {"code": "http_error", "message": response.text[:200]}
-            raise ServiceError(response.status_code, error)
+            raise ServiceError(response.status_code, error, retry_after=_retry_after(response))
         return response
 
     def submit(self, observation_id: str, observation: dict[str, Any]) -> dict[str, Any]:
@@ -126,3 +145,11 @@ class PredictionClient:
             for line in response.iter_lines():
                 if line:
                     yield json.loads(line)
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """Return the Retry-After of an answer in seconds, when it gives a number."""
+    try:
+        return float(response.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return None

@@ -28,6 +28,13 @@ RESULT_COLUMNS = [
     "failure_reason",
 ]
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 3
+API_KEY_VARIABLE = "CONTRABAND_API_KEY"
+# What to do about an answer that refuses the key, said after the service's own message.
+KEY_HINTS = {
+    401: f"give a valid API key with --api-key or the {API_KEY_VARIABLE} environment variable",
+    403: "ask for a key with the scope named above (submit uploads; read follows and downloads)",
+    429: "the key is over its rate limit: run again once the time named above has passed",
+}
 SHOWN_REJECTIONS = 50
 
 
@@ -155,7 +162,7 @@ def write_results(client: PredictionClient, chunks: list[SubmittedChunk], out: P
 
 def submit(args: argparse.Namespace) -> int:
     """Run `contraband submit`."""
-    with PredictionClient(args.url, timeout=args.timeout) as client:
+    with PredictionClient(args.url, timeout=args.timeout, api_key=args.api_key) as client:
         chunks, rejected = upload(client, args.csv, args.chunk_rows, args.atomic)
         accepted = sum(chunk.accepted for chunk in chunks)
         print(f"{accepted} rows accepted, {rejected} rejected, in {len(chunks)} batches", file=sys.stderr)
@@ -215,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit_cmd.add_argument("--poll-seconds", type=float, default=0.5)
     submit_cmd.add_argument("--timeout", type=float, default=120, help="seconds per HTTP call")
+    submit_cmd.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_VARIABLE),
+        help=f"API key with the submit and read scopes (default: ${API_KEY_VARIABLE}; prefer the variable: "
+        "a command line is visible to other users of the machine)",
+    )
     submit_cmd.set_defaults(run=submit)
     return parser
 
@@ -224,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
-    except (ServiceError, InputError, OSError, UnicodeDecodeError, csv.Error) as exc:
+    except ServiceError as exc:
+        hint = KEY_HINTS.get(exc.status)
+        print(f"contraband: {exc}" + (f"\ncontraband: {hint}" if hint else ""), file=sys.stderr)
+        return EXIT_FAILED
+    except (InputError, OSError, UnicodeDecodeError, csv.Error) as exc:
         print(f"contraband: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return code

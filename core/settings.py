@@ -7,8 +7,9 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from limits import parse
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -76,10 +77,39 @@ class Settings(BaseSettings):
     # Set under gunicorn with several workers so /metrics adds up all of them.
     prometheus_multiproc_dir: Path | None = None
 
+    # API keys (Authorization: Bearer) are required on every endpoint but health, readiness, metrics and the
+    # API description. Default: on with APP_ENV=production (which refuses it off), off with APP_ENV=local.
+    auth_required: bool = False
+    # Each gateway process keeps key lookups this long: a revoked key is refused within this many seconds.
+    api_key_cache_s: float = Field(default=5.0, ge=0, le=60)
+    # Per API key, counted in Redis (the broker) across every gateway process; empty: no limit. A request to
+    # POST /predict or POST /batches counts one submission; the items of batches are counted on their own.
+    rate_limit_submissions: str = "100/second"
+    rate_limit_batch_items: str = "2000000/hour"
+
     @property
     def redrive_queue(self) -> str:
         """Return the queue of the redrive task: its own, so that no backlog of predictions delays it."""
         return f"{self.queue_name}.redrive"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auth_default_follows_app_env(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("auth_required") in (None, ""):
+            data = {**data, "auth_required": data.get("app_env", "local") == "production"}
+        return data
+
+    @field_validator("rate_limit_submissions", "rate_limit_batch_items")
+    @classmethod
+    def _rate_limit_is_readable(cls, limit: str) -> str:
+        if limit.strip():
+            try:
+                parse(limit)
+            except ValueError:
+                raise ValueError(
+                    f"{limit!r} is not a rate limit: write it as 100/second, 1000/minute or 5 per hour"
+                ) from None
+        return limit.strip()
 
     @field_validator("model_version")
     @classmethod
@@ -116,6 +146,14 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"APP_ENV=production needs {', '.join(missing)} set explicitly")
+            if not self.auth_required:
+                raise ValueError("APP_ENV=production needs AUTH_REQUIRED on: API keys guard every endpoint")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_items_limit_holds_a_whole_batch(self) -> Settings:
+        if self.rate_limit_batch_items and parse(self.rate_limit_batch_items).amount < self.bulk_max_items:
+            raise ValueError("RATE_LIMIT_BATCH_ITEMS must allow at least BULK_MAX_ITEMS items per window")
         return self
 
 

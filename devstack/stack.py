@@ -183,6 +183,24 @@ class ServiceStack:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
+    def restart_gateway(self, **env: str) -> None:
+        """Restart the gateway with these environment variables added or changed; wait until it is ready."""
+        self.env.update(env)
+        self.stop("gateway")
+        self.start("gateway")
+        wait_until(self.ready, timeout=60, interval=0.2)
+
+    @contextmanager
+    def gateway_env(self, **env: str) -> Iterator[None]:
+        """Run the gateway with these environment variables inside the block, then as it ran before."""
+        saved = dict(self.env)
+        self.restart_gateway(**env)
+        try:
+            yield
+        finally:
+            self.env = saved
+            self.restart_gateway()
+
     def start_all(self) -> None:
         for name in ("gateway", "worker", "redrive"):
             self.start(name)

@@ -17,6 +17,7 @@ from core.feature_spec import load_feature_spec
 from core.settings import Settings, get_settings
 from core.storage.engine import make_engine
 from gateway import routes_batches, routes_docs, routes_ops, routes_predictions
+from gateway.access import install_access_control
 from gateway.backlog_guard import BacklogGuard
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import ApiError, register_error_handlers
@@ -82,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.before_request(_start_request)
     app.before_request(_refuse_body_over_limit)
+    install_access_control(app, settings, engine)  # its hook runs after these two: id set, 413 first
     app.after_request(_finish_request)
     app.after_request(add_security_headers)
     return app
@@ -119,6 +121,7 @@ def _finish_request(response: Response) -> Response:
             "path": request.path,
             "status": response.status_code,
             "ms": round(elapsed * 1000, 2),
+            "api_key": g.get("api_key"),
         },
     )
     return response

@@ -9,32 +9,19 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from gateway import responses
+from gateway.openapi_parts import (
+    BATCH_UPLOADS,
+    ERROR_REASONS,
+    HEADERS,
+    ID_DESCRIPTION,
+    ID_FORMAT,
+    OVERVIEW,
+    SCOPES,
+    SECURITY_SCHEMES,
+)
 from gateway.query_args import BatchArgs, ResultFormatArgs, WaitArgs
-from worker.schemas import ID_MAX_LENGTH, OutcomeFlag, RequestSchemas, StrictBoolean, StrictSchema
+from worker.schemas import OutcomeFlag, RequestSchemas, StrictBoolean, StrictSchema
 
-# A format, not a pattern: "printable" follows Python's Unicode tables, which no portable pattern can.
-ID_FORMAT = "observation-id"
-ID_DESCRIPTION = (
-    f"1 to {ID_MAX_LENGTH} printable characters (as Python's str.isprintable: no control, format, "
-    "unassigned or separator character but the space), with no '.' or '..' path segment (as in 'x/../b')."
-)
-OVERVIEW = (
-    "Asynchronous predictions; model bundle {version}. Every error is the Error envelope "
-    '{{"error": {{"code", "message", ...}}}}: a path not listed here (but /openapi.json and /docs) '
-    "answers 404, a method not listed for a path 405 with an Allow header (HEAD is answered wherever GET "
-    "is, OPTIONS with 204 and Allow), any request whose body is over the size limit 413, and a request "
-    "the server cannot parse 400."
-)
-ERROR_REASONS = {
-    400: "The body is empty, not JSON (or has NaN, Infinity, repeated keys), or cannot be read",
-    404: "No such observation or batch",
-    409: "The id was already submitted with a different observation: error.links.existing",
-    413: "The request body is over the size limit",
-    415: "The body is not of a listed Content-Type, or has a Content-Encoding: send it uncompressed",
-    422: "Not valid: error.fields names every bad field or query argument",
-    500: "Unexpected error: logged, no details given",
-    503: "The database is unreachable, or (submissions) the backlog is over its bounds: Retry-After",
-}
 RESPONSE_SCHEMAS = {
     "Accepted": responses.AcceptedSchema,
     "Prediction": responses.PredictionSchema,
@@ -46,48 +33,6 @@ RESPONSE_SCHEMAS = {
     "Health": responses.HealthSchema,
     "Ready": responses.ReadySchema,
     "Performance": responses.PerformanceSchema,
-}
-HEADERS: dict[str, dict[str, Any]] = {
-    "X-Request-ID": {
-        "description": "The request's id: the client's X-Request-ID if it is a plain token, else one made up",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-    },
-    "Location": {
-        "description": "Where to follow the resource",
-        "required": True,
-        "schema": {"type": "string"},
-    },
-    "Retry-After": {
-        "description": "Seconds to wait before asking again",
-        "schema": {"type": "integer", "minimum": 1},
-    },
-    "Accept-Encoding": {"description": "identity: what a body may be sent as", "schema": {"type": "string"}},
-    "Allow": {"description": "The methods of the path", "required": True, "schema": {"type": "string"}},
-}
-BATCH_ITEM = {
-    "description": "A PredictionRequest each; an item that is not valid is rejected alone and listed (with "
-    "atomic=true, it refuses the whole batch: 422, nothing stored)"
-}
-BATCH_DOCUMENT = {
-    "type": "object",
-    "properties": {"observations": {"type": "array", "minItems": 1, "items": BATCH_ITEM}},
-    "required": ["observations"],
-    "additionalProperties": False,
-}
-BATCH_UPLOADS = {
-    "application/json": {"schema": BATCH_DOCUMENT},
-    "application/x-ndjson": {
-        # What makes an item: a byte other than the ones bytes.strip() removes.
-        "schema": {"type": "string", "pattern": "[^\\t\\n\\v\\f\\r ]", "description": "One item per line"}
-    },
-    "text/csv": {
-        "schema": {
-            "type": "string",
-            "description": "A header row with id and every feature column, once each and nothing else; a row "
-            "per item",
-        }
-    },
 }
 
 
@@ -124,6 +69,17 @@ def _errors(*statuses: int, reasons: dict[int, str] | None = None) -> dict[str, 
     }
 
 
+def _access_errors(*, with_rate_limit: bool) -> dict[str, Any]:
+    """Return the answers of a guarded operation to a request without the right key (or over its limit)."""
+    answers = {
+        "401": _json(_ref("Error"), ERROR_REASONS[401], "WWW-Authenticate"),
+        "403": _json(_ref("Error"), ERROR_REASONS[403], "WWW-Authenticate"),
+    }
+    if with_rate_limit:
+        answers["429"] = _json(_ref("Error"), ERROR_REASONS[429], "Retry-After")
+    return answers
+
+
 def _path_parameter(name: str, **schema: Any) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", **schema}}
 
@@ -155,6 +111,8 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
     marshmallow_plugin.converter.add_attribute_function(_request_field)  # type: ignore[no-untyped-call]
     for name, header in HEADERS.items():
         spec.components.header(name, header)
+    for name, scheme in SECURITY_SCHEMES.items():
+        spec.components.security_scheme(name, scheme)
     # The answers of no listed operation: a path not listed, a method a path lacks.
     spec.components.response("NotFound", _json(_ref("Error"), "No such path"))
     spec.components.response("MethodNotAllowed", _json(_ref("Error"), "Not a method of the path", "Allow"))
@@ -173,6 +131,12 @@ def _add_operations(spec: APISpec) -> None:
     results = {**_ndjson(_ref("BatchResult")), "text/csv": {"schema": {"type": "string"}}}
 
     def add(method: str, path: str, summary: str, answers: dict[str, Any], **more: Any) -> None:
+        scope = SCOPES.get((method, path))
+        if scope is None:
+            more["security"] = []  # open to anyone
+        else:
+            more |= {"security": [{"bearerAuth": []}], "x-required-scope": scope}
+            answers = answers | _access_errors(with_rate_limit=scope == "submit")
         spec.path(path=path, operations={method: {"summary": summary, **more, "responses": answers}})
 
     def json_body(name: str) -> dict[str, Any]:

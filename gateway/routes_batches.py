@@ -11,6 +11,7 @@ from typing import IO, Any
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from core.storage.batches import batch_progress, iter_batch_rejections, iter_batch_results
+from gateway.access import charge_batch_items
 from gateway.backlog_guard import refuse_if_shedding
 from gateway.bodies import refuse_encoded_body
 from gateway.bulk_bodies import (
@@ -81,6 +82,7 @@ def submit_batch_request() -> Response:
             raise ApiError(413, f"A batch holds at most {settings.bulk_max_items} items.")
         if count == 0:
             raise ApiError(422, "The batch holds no items.", fields={"_schema": ["Send at least one item."]})
+        charge_batch_items(count)
         try:
             receipt = submit_batch(
                 engine=context.engine,

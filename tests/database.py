@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from core.storage.tables import STATUSES, batches, predictions
+from core.storage.tables import STATUSES, api_keys, batches, predictions
 
 
 def count_by_status(*, conn: Connection) -> dict[str, int]:
@@ -75,3 +75,9 @@ def backdate_batch_creation(*, conn: Connection, seconds: float, batch_id: str) 
         else column - timedelta(seconds=seconds)
     )
     conn.execute(batches.update().where(batches.c.id == batch_id).values(created_at=earlier))
+
+
+def api_key_table_text(*, conn: Connection) -> str:
+    """Return every stored value of every API key row, as one text (to look for what must not be there)."""
+    rows = conn.execute(sa.select(api_keys)).all()
+    return "\n".join(" ".join(str(value) for value in row) for row in rows)

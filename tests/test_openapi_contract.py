@@ -16,6 +16,7 @@ import pytest
 import redis
 import schemathesis
 from flask import Flask
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -24,10 +25,13 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from core.feature_spec import FeatureSpec
 from core.settings import Settings
+from core.storage.api_keys import insert_api_key
+from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
 from core.storage.observations import mark_failed, save_predictions
 from core.storage.records import PredictionResult, utc_now
 from devstack.course import COURSE_OBSERVATION
+from gateway.api_keys import key_digest, new_api_key
 from gateway.app import create_app
 from gateway.context import EXTENSION
 from gateway.openapi import ID_FORMAT
@@ -70,6 +74,18 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
+
+# The app runs as in production, keys required: every call carries an admin key, and schemathesis's own checks
+# that a call without one is refused apply.
+ADMIN_KEY = new_api_key()
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def authorized(app: Flask) -> FlaskClient:
+    """Return a test client whose every request carries the admin key."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = AUTH["Authorization"]
+    return client
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,15 @@ def _read_ndjson(ctx: schemathesis.DeserializationContext, response: schemathesi
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     database_url = f"sqlite:///{tmp_path_factory.mktemp('contract') / 'gateway.db'}"
     upgrade_to_head(database_url)
+    with make_engine(database_url).begin() as conn:
+        insert_api_key(
+            conn=conn,
+            name="contract",
+            prefix=ADMIN_KEY[:12],
+            key_sha256=key_digest(ADMIN_KEY),
+            scopes=frozenset({"admin"}),
+            now=utc_now(),
+        )
     app = create_app(
         {
             "SETTINGS": Settings(
@@ -129,6 +154,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
                 broker_url=BROKER_URL,
                 queue_name=QUEUE,
                 bulk_max_body_bytes=4 * 1_048_576,  # so that a 413 costs little to provoke
+                auth_required=True,
             )
         }
     )
@@ -165,7 +191,7 @@ def api_schema(app: Flask, feature_spec: FeatureSpec) -> OpenApiSchema:
 
 @pytest.fixture(scope="module")
 def seeded(app: Flask) -> Seeded:
-    client = app.test_client()
+    client = authorized(app)
     ids = {state: new_id(f"contract-{state}") for state in ("queued", "done", "failed")}
     for observation_id in ids.values():
         assert client.post("/predict", json=prediction_request(id=observation_id)).status_code == 202
@@ -242,8 +268,10 @@ def test_operation_answers_as_documented(
     def check(case: schemathesis.Case) -> None:
         # Every built-in check that applies to one call: not_a_server_error, status_code_conformance,
         # content_type_conformance, response_schema_conformance, response_headers_conformance,
-        # positive_data_acceptance and negative_data_rejection.
-        case.call_and_validate()
+        # positive_data_acceptance and negative_data_rejection. A case that carries an Authorization header
+        # gets the valid key in it; one that left it out (a negative case) goes without and must be refused.
+        has_key = "Authorization" in (case.headers or {})
+        case.call_and_validate(headers=AUTH if has_key else None)
 
     check()
 
@@ -269,7 +297,9 @@ def test_a_stored_observation_answers_as_documented_in_each_state(
 ) -> None:
     operation = api_schema["/predictions/{observation_id}"]["GET"]
     observation_id = getattr(seeded, state)
-    response = operation.Case(path_parameters={"observation_id": observation_id}).call_and_validate()
+    response = operation.Case(path_parameters={"observation_id": observation_id}).call_and_validate(
+        headers=AUTH
+    )
     assert response.status_code == 200
     assert response.json()["status"] == state
     assert ("retry-after" in response.headers) == (state == "queued")
@@ -281,7 +311,9 @@ def test_resending_an_observation_answers_as_documented(
     api_schema: OpenApiSchema, seeded: Seeded, state: str, status: int
 ) -> None:
     operation = api_schema["/predict"]["POST"]
-    resent = operation.Case(body=prediction_request(id=getattr(seeded, state))).call_and_validate()
+    resent = operation.Case(body=prediction_request(id=getattr(seeded, state))).call_and_validate(
+        headers=AUTH
+    )
     assert resent.status_code == status
     assert resent.json()["status"] == state
 
@@ -290,7 +322,9 @@ def test_resending_an_id_with_another_observation_is_a_documented_409(
     api_schema: OpenApiSchema, seeded: Seeded
 ) -> None:
     operation = api_schema["/predict"]["POST"]
-    conflict = operation.Case(body=prediction_request(id=seeded.done, SubjectAge=99)).call_and_validate()
+    conflict = operation.Case(body=prediction_request(id=seeded.done, SubjectAge=99)).call_and_validate(
+        headers=AUTH
+    )
     assert conflict.status_code == 409
     assert conflict.json()["error"]["links"] == {"existing": f"/predictions/{seeded.done}"}
 
@@ -303,7 +337,7 @@ def test_update_takes_exactly_the_outcomes_the_document_allows(
     operation = api_schema["/update"]["POST"]
     body = {"id": seeded.done, "true_class": outcome}
     documented = operation.get_body_for_media_type("application/json").is_valid(body)
-    response = operation.Case(body=body).call_and_validate()
+    response = operation.Case(body=body).call_and_validate(headers=AUTH)
     assert (response.status_code == 200) == documented
     assert documented == (outcome in (True, False) or (type(outcome) is int and outcome in (0, 1)))
 
@@ -325,16 +359,14 @@ def test_a_refused_body_gets_a_documented_error(
 ) -> None:
     settings_ = app.extensions[EXTENSION].settings
     limit = settings_.bulk_max_body_bytes if path == "/batches" else settings_.max_body_bytes
-    response = app.test_client().post(
-        path, headers=headers, data=b" " * (limit + 1) if data is None else data
-    )
+    response = authorized(app).post(path, headers=headers, data=b" " * (limit + 1) if data is None else data)
     gc.collect()  # an upload copy left open would warn here, and filterwarnings makes that an error
     assert response.status_code == status
     _conforms(api_schema, "POST", path, response)
 
 
 def test_an_unknown_path_is_a_404_envelope(api_schema: OpenApiSchema, app: Flask) -> None:
-    response = app.test_client().get("/no/such/path")
+    response = authorized(app).get("/no/such/path")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
     assert set(response.get_json()["error"]) == {"code", "message", "request_id"}
@@ -347,7 +379,7 @@ def test_a_method_a_path_lacks_is_a_405_envelope_naming_its_methods(
     url = _url(path)
     documented = {name.upper() for name in api_schema.raw_schema["paths"][path]}
     other = "DELETE" if method == "GET" else "PUT"
-    response = app.test_client().open(url, method=other)
+    response = authorized(app).open(url, method=other)
     assert response.status_code == 405
     implicit = {"OPTIONS", "HEAD"} if "GET" in documented else {"OPTIONS"}
     assert set(response.headers["Allow"].split(", ")) == documented | implicit
@@ -361,7 +393,7 @@ def test_an_atomic_batch_with_an_invalid_item_is_refused_whole(
     operation = api_schema["/batches"]["POST"]
     body = {"observations": [prediction_request(id=new_id("contract-atomic")), {"id": "x"}]}
     case = operation.Case(body=body, query={"atomic": atomic}, media_type="application/json")
-    response = case.call_and_validate()
+    response = case.call_and_validate(headers=AUTH)
     assert response.status_code == status
 
 
@@ -382,7 +414,7 @@ def test_batch_results_download_as_documented(
 ) -> None:
     operation = api_schema["/batches/{batch_id}/results"]["GET"]
     case = operation.Case(path_parameters={"batch_id": seeded.batch}, query=query)
-    response = case.call_and_validate(headers=headers)
+    response = case.call_and_validate(headers={**AUTH, **headers})
     assert response.headers["content-type"] == [content_type]
     if content_type.startswith("text/csv"):
         # No schema reads CSV: its columns are checked to be the documented BatchResult's.
@@ -395,7 +427,7 @@ def test_batch_results_download_as_documented(
 def test_a_batch_number_beyond_64_bits_is_not_a_server_error(api_schema: OpenApiSchema) -> None:
     operation = api_schema["/batches"]["POST"]
     body = {"observations": [{"id": new_id("contract-big"), "observation": {"SubjectAge": 2**64}}]}
-    response = operation.Case(body=body, media_type="application/json").call_and_validate()
+    response = operation.Case(body=body, media_type="application/json").call_and_validate(headers=AUTH)
     assert response.status_code == 202
 
 
@@ -422,7 +454,7 @@ def unreachable_database(app: Flask, tmp_path_factory: pytest.TempPathFactory) -
 def test_an_unreachable_database_is_a_documented_503(
     api_schema: OpenApiSchema, unreachable_database: Flask, method: str, path: str, body: Any
 ) -> None:
-    response = unreachable_database.test_client().open(_url(path), method=method, json=body)
+    response = authorized(unreachable_database).open(_url(path), method=method, json=body)
     assert response.status_code == 503
     _conforms(api_schema, method, path, response, unavailable=True)
 
@@ -435,7 +467,7 @@ def test_a_submission_shed_for_the_backlog_is_a_documented_503(
         update={"backlog_max_queued": 1, "backlog_check_s": 60}
     )
     shedding = create_app({"SETTINGS": settings_})
-    response = shedding.test_client().post("/predict", json=prediction_request())
+    response = authorized(shedding).post("/predict", json=prediction_request())
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
     _conforms(api_schema, "POST", "/predict", response, unavailable=True)

@@ -1,4 +1,4 @@
-"""The tables of the service: predictions (one row per observation), batches and their items."""
+"""The tables of the service: predictions (one row per observation), batches and their items, API keys."""
 
 from __future__ import annotations
 
@@ -67,6 +67,21 @@ batch_rejections = sa.Table(
     sa.Column("position", sa.Integer, primary_key=True),
     sa.Column("observation_id", sa.Text),
     sa.Column("errors", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
+)
+
+# Who may call the API: a key is stored only as its SHA-256 (why that suffices: gateway/api_keys.py).
+# A revoked key keeps its row and its name, so the name of a key in old logs always means that one key.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # The key's first characters, shown to humans to tell keys apart; too few to guess the rest from.
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("key_sha256", sa.String(64), nullable=False, unique=True),
+    # Comma-separated, sorted: submit, read, label, admin.
+    sa.Column("scopes", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
 )
 
 
