@@ -77,6 +77,14 @@ class EmptyBatch(Exception):
     """The upload holds no item; nothing was stored."""
 
 
+def check_item_count(count: int, max_items: int) -> None:
+    """Raise TooManyItems or EmptyBatch when a batch of count items cannot be taken."""
+    if count > max_items:
+        raise TooManyItems(f"A batch holds at most {max_items} items.")
+    if count == 0:
+        raise EmptyBatch("The batch holds no items.")
+
+
 class AtomicBatchRejected(Exception):
     """An all-or-nothing batch had bad items; nothing was stored."""
 
@@ -171,8 +179,7 @@ def submit_batch(
         create_batch(conn=conn, batch_id=receipt.batch_id, now=now)
         for chunk in _chunked(items, chunk_size):
             receipt.items += len(chunk)
-            if receipt.items > max_items:
-                raise TooManyItems(f"A batch holds at most {max_items} items.")
+            check_item_count(receipt.items, max_items)
             intake = take_chunk(
                 conn=conn, schemas=schemas, chunk=chunk, seen=seen, batch_id=receipt.batch_id, now=now
             )
@@ -183,8 +190,7 @@ def submit_batch(
             receipt.accepted += len(intake.positions)
             if commit_each_chunk:
                 conn.commit()
-        if receipt.items == 0:
-            raise EmptyBatch("The batch holds no items.")
+        check_item_count(receipt.items, max_items)
         if atomic and receipt.rejected_count:
             raise AtomicBatchRejected(receipt.rejected, receipt.rejected_count)
         finish_batch(

@@ -29,6 +29,7 @@ from gateway.bulk_intake import (
     EmptyBatch,
     RawItem,
     TooManyItems,
+    check_item_count,
     submit_batch,
 )
 from gateway.context import gateway_context
@@ -77,13 +78,10 @@ def submit_batch_request() -> Response:
     refuse_if_shedding(context.backlog_guard)
     with request_body_file(settings.bulk_max_body_bytes) as body:
         count, items = _counted_items(body)
-        # Known before anything is stored: the upload has arrived whole and been counted.
-        if count > settings.bulk_max_items:
-            raise ApiError(413, f"A batch holds at most {settings.bulk_max_items} items.")
-        if count == 0:
-            raise ApiError(422, "The batch holds no items.", fields={"_schema": ["Send at least one item."]})
-        charge_batch_items(count)
         try:
+            # Known before anything is stored: the upload has arrived whole and been counted.
+            check_item_count(count, settings.bulk_max_items)
+            charge_batch_items(count)
             receipt = submit_batch(
                 engine=context.engine,
                 celery=context.celery,

@@ -28,53 +28,48 @@ def count_rows(*, conn: Connection, observation_ids: Iterable[str] | None = None
     return int(conn.execute(query).scalar_one())
 
 
+def _earlier(conn: Connection, column: Any, seconds: float) -> Any:
+    """Return column moved seconds into the past, in SQL (SQLite keeps times as text, SQLAlchemy's format)."""
+    if conn.dialect.name == "sqlite":
+        return sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{seconds} seconds")
+    return column - timedelta(seconds=seconds)
+
+
 def backdate_publish_times(
     *, conn: Connection, seconds: float, observation_ids: Iterable[str] = (), batch_id: str | None = None
 ) -> None:
     """Move the last publish of some rows (or of a batch) seconds into the past, as if time had passed."""
-
-    def earlier(column: Any) -> Any:
-        if conn.dialect.name == "sqlite":  # times are text there, in SQLAlchemy's format
-            return sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{seconds} seconds")
-        return column - timedelta(seconds=seconds)
-
     ids = list(observation_ids)
     if ids:
         conn.execute(
             predictions.update()
             .where(predictions.c.id.in_(ids))
-            .values(published_at=earlier(predictions.c.published_at))
+            .values(published_at=_earlier(conn, predictions.c.published_at, seconds))
         )
     if batch_id is not None:
         conn.execute(
             batches.update()
             .where(batches.c.id == batch_id)
-            .values(published_at=earlier(batches.c.published_at))
+            .values(published_at=_earlier(conn, batches.c.published_at, seconds))
         )
 
 
 def backdate_receipt_times(*, conn: Connection, seconds: float, observation_ids: Iterable[str]) -> None:
     """Make some observations seem to have arrived seconds earlier than they did."""
-    column = predictions.c.received_at
-    earlier = (
-        sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{seconds} seconds")
-        if conn.dialect.name == "sqlite"
-        else column - timedelta(seconds=seconds)
-    )
     conn.execute(
-        predictions.update().where(predictions.c.id.in_(list(observation_ids))).values(received_at=earlier)
+        predictions.update()
+        .where(predictions.c.id.in_(list(observation_ids)))
+        .values(received_at=_earlier(conn, predictions.c.received_at, seconds))
     )
 
 
 def backdate_batch_creation(*, conn: Connection, seconds: float, batch_id: str) -> None:
     """Make a batch seem to have been created seconds earlier than it was."""
-    column = batches.c.created_at
-    earlier = (
-        sa.func.strftime("%Y-%m-%d %H:%M:%f", column, f"-{seconds} seconds")
-        if conn.dialect.name == "sqlite"
-        else column - timedelta(seconds=seconds)
+    conn.execute(
+        batches.update()
+        .where(batches.c.id == batch_id)
+        .values(created_at=_earlier(conn, batches.c.created_at, seconds))
     )
-    conn.execute(batches.update().where(batches.c.id == batch_id).values(created_at=earlier))
 
 
 def api_key_table_text(*, conn: Connection) -> str:
