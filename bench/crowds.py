@@ -21,13 +21,22 @@ from devstack.stack import ServiceStack, wait_until
 
 @dataclass(frozen=True)
 class Crowd:
-    """POST /predict latency while long-polls and idle connections were held, and how many stayed held."""
+    """POST /predict latency while long-polls and idle connections were held, and how many stayed held.
+
+    Measured twice while held: saturating (plan.concurrency in flight, where latency is the queue a full
+    machine builds) and at half the accept rate (open loop), beside the same half-rate load without the crowd.
+    """
 
     long_polls: int
     idle: int
     p50: float
     p99: float
     errors: int
+    half_rate: float
+    half_p50: float
+    half_p99: float
+    half_errors: int
+    half_p99_alone: float
     held_throughout: int
 
 
@@ -71,8 +80,10 @@ class HeldClients:
             writer.close()
 
 
-def run_crowd(stack: ServiceStack, plan: Plan) -> Crowd:
+def run_crowd(stack: ServiceStack, plan: Plan, max_rate: float) -> Crowd:
     """Hold long-polls and idle connections, load POST /predict meanwhile, then let the long-polls finish."""
+    half_rate = max_rate / 2
+    alone = open_loop(stack.url("/predict"), rate=half_rate, seconds=plan.load_seconds)
     held = [QueuedObservation(id=f"held-{n}", observation=COURSE_OBSERVATION) for n in range(plan.long_polls)]
     with (
         stack.engine.begin() as conn
@@ -82,6 +93,7 @@ def run_crowd(stack: ServiceStack, plan: Plan) -> Crowd:
     with HeldClients(stack, [row.id for row in held], plan.idle_connections) as clients:
         wait_until(lambda: clients.connected == plan.idle_connections, timeout=60)
         load = closed_loop(stack.url("/predict"), concurrency=plan.concurrency, seconds=plan.load_seconds)
+        half = open_loop(stack.url("/predict"), rate=half_rate, seconds=plan.load_seconds)
         held_throughout = plan.long_polls - clients.answered
         celery = create_celery_app(stack.settings())
         try:
@@ -95,6 +107,11 @@ def run_crowd(stack: ServiceStack, plan: Plan) -> Crowd:
         p50=percentile(load.latencies_ms, 0.5),
         p99=percentile(load.latencies_ms, 0.99),
         errors=load.errors,
+        half_rate=half_rate,
+        half_p50=percentile(half.latencies_ms, 0.5),
+        half_p99=percentile(half.latencies_ms, 0.99),
+        half_errors=half.errors,
+        half_p99_alone=percentile(alone.latencies_ms, 0.99),
         held_throughout=held_throughout,
     )
 

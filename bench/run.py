@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{plan.long_polls} long-polls and {plan.idle_connections} idle connections held ...",
                 file=sys.stderr,
             )
-            crowd = run_crowd(stack, plan)
+            crowd = run_crowd(stack, plan, max_rate=single["accept_rps"])
             print(f"sustained load, {plan.sustained_seconds:g} s ...", file=sys.stderr)
             sustained = run_sustained(stack, plan, max_rate=single["accept_rps"])
             bulk: dict[Layout, float] = {}

@@ -27,6 +27,10 @@ def publish_observations(
         celery.send_task(
             PREDICT_TASK,
             kwargs={"observations": [{"id": o.id, "observation": o.observation} for o in chunk]},
+            # What logs, events and Flower show of a message: a count, not the stops themselves (and no repr
+            # of every observation on each publish).
+            argsrepr="()",
+            kwargsrepr=f"{{'observations': <{len(chunk)}>}}",
             retry=True,
             retry_policy=PUBLISH_RETRY_POLICY,
         )
