@@ -32,7 +32,8 @@ from bench.workers import (
     libraries_floor_mb,
     worker_memory_mb,
 )
-from devstack.stack import ServiceStack, postgres_backend
+from devstack.backends import postgres_backend
+from devstack.stack import ServiceStack
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from core.settings import Settings, get_settings
 PREDICT_TASK = "worker.tasks.predict_batch"
 REDRIVE_TASK = "worker.tasks.redrive_stale"
 PURGE_TASK = "worker.tasks.purge_expired"
+MONITOR_TASK = "worker.tasks.monitor_model"
 
 
 def create_celery_app(settings: Settings | None = None, *, include: Sequence[str] = ()) -> Celery:
@@ -41,6 +42,7 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         task_routes={
             REDRIVE_TASK: {"queue": settings.redrive_queue},
             PURGE_TASK: {"queue": settings.redrive_queue},
+            MONITOR_TASK: {"queue": settings.redrive_queue},
         },
         beat_schedule={
             "redrive-stale-observations": {
@@ -52,6 +54,11 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
                 "task": PURGE_TASK,
                 "schedule": float(settings.retention_interval_s),
                 "options": {"expires": float(settings.retention_interval_s)},
+            },
+            "monitor-model-drift": {
+                "task": MONITOR_TASK,
+                "schedule": float(settings.monitor_interval_s),
+                "options": {"expires": float(settings.monitor_interval_s)},
             },
         },
     )

@@ -16,6 +16,8 @@ CURRENT_POINTER = "current"
 PIPELINE_FILE = "pipeline.joblib"
 SPEC_FILE = "feature_spec.json"
 METADATA_FILE = "metadata.json"
+# Monitoring's training reference (core.model_reference); bundles trained before it have none.
+REFERENCE_FILE = "reference.json"
 
 Kind = Literal["category", "boolean", "integer"]
 # A bundle version names a folder inside the artifacts directory, never a path out of it.
@@ -154,10 +156,14 @@ def verify_file(directory: Path, name: str, metadata: dict[str, Any]) -> Path:
 
 
 def verify_bundle(artifacts_dir: Path, version: str = "", *, pinned_sha256: str = "") -> str:
-    """Check every file of a bundle against its recorded checksum without unpickling; return the version."""
+    """Check every file of a bundle against its recorded checksum without unpickling; return the version.
+
+    The reference is checked when the metadata records one: older bundles have none and still serve.
+    """
     directory = bundle_path(artifacts_dir, version)
     metadata = read_metadata(directory, pinned_sha256=pinned_sha256)
-    for name in (SPEC_FILE, PIPELINE_FILE):
+    optional = [REFERENCE_FILE] if REFERENCE_FILE in metadata.get("files", {}) else []
+    for name in (SPEC_FILE, PIPELINE_FILE, *optional):
         verify_file(directory, name, metadata)
     return str(metadata["version"])
 

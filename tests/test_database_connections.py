@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from core.storage.engine import PING_AFTER_IDLE_S, make_engine
-from devstack.stack import POSTGRES_ADMIN, postgres_backend
+from devstack.backends import POSTGRES_ADMIN, postgres_backend
 
 
 @pytest.fixture

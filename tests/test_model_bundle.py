@@ -20,15 +20,19 @@ from sklearn.preprocessing import StandardScaler
 from core.feature_spec import (
     METADATA_FILE,
     PIPELINE_FILE,
+    REFERENCE_FILE,
     SPEC_FILE,
     BundleError,
     FeatureSpec,
     current_version,
     load_feature_spec,
+    read_metadata,
     sha256_of,
     verify_bundle,
 )
 from core.frames import build_frame
+from core.model_reference import load_reference
+from core.monitoring import serving_model
 from core.settings import Settings, get_settings
 from tests.factories import observation
 from training.data import build_training_table
@@ -61,23 +65,29 @@ def test_metadata_meets_the_business_bar(bundle: ModelBundle) -> None:
     assert metrics["precision"] >= 0.5
 
 
-def test_metadata_records_provenance_latency_distributions_and_checksums(
-    bundle: ModelBundle,
-) -> None:
+def test_metadata_records_provenance_latency_and_checksums_of_every_file(bundle: ModelBundle) -> None:
     meta = bundle.metadata
     assert set(meta["data"]["sampled_columns"]) | set(meta["data"]["real_columns"]) >= set(bundle.spec.names)
     assert meta["latency"]["one_row_ms"] > 0 and meta["latency"]["rows_1000_ms"] > 0
-    assert set(meta["training_distributions"]) == set(bundle.spec.names)
-    assert set(meta["files"]) == {PIPELINE_FILE, SPEC_FILE}
+    assert "training_distributions" not in meta, "reference.json replaces it"
+    assert set(meta["files"]) == {PIPELINE_FILE, SPEC_FILE, REFERENCE_FILE}
     assert meta["versions"]["scikit-learn"]
 
 
-@pytest.mark.parametrize("name", [PIPELINE_FILE, SPEC_FILE])
+@pytest.mark.parametrize("name", [PIPELINE_FILE, SPEC_FILE, REFERENCE_FILE])
 def test_tampered_file_is_refused_naming_the_file(bundle_copy: Path, name: str) -> None:
     target = bundle_copy / current_version(bundle_copy) / name
     target.write_bytes(target.read_bytes() + b"\n")
-    with pytest.raises(BundleError, match=rf"{name}: SHA-256 .* does not match"):
-        load_bundle(bundle_copy)
+    for load in (load_bundle, verify_bundle):
+        with pytest.raises(BundleError, match=rf"{name}: SHA-256 .* does not match"):
+            load(bundle_copy)
+
+
+def test_gateway_and_monitor_refuse_a_tampered_reference(bundle_copy: Path) -> None:
+    target = bundle_copy / current_version(bundle_copy) / REFERENCE_FILE
+    target.write_bytes(target.read_bytes().replace(b"0.", b"0.9", 1))
+    with pytest.raises(BundleError, match=rf"{REFERENCE_FILE}: SHA-256 .* does not match"):
+        serving_model(Settings(artifacts_dir=bundle_copy))
 
 
 def test_file_without_recorded_checksum_is_refused(bundle_copy: Path) -> None:
@@ -262,3 +272,7 @@ def test_training_is_reproducible_and_can_add_a_version_beside_the_current(
     assert retrained["held_out"]["metrics"] == bundle.metadata["held_out"]["metrics"]
     assert retrained["threshold"] == bundle.metadata["threshold"]
     assert load_bundle(bundle_copy, "retrained").version == "retrained"
+    # A new bundle carries the same reference as the one backfilled into the committed bundle.
+    new, committed = (load_reference(d, read_metadata(d)) for d in (directory, bundle_copy / before))
+    assert new is not None and committed is not None
+    assert replace(new, version=before) == committed

@@ -26,6 +26,7 @@ from core.feature_spec import (
     CURRENT_POINTER,
     METADATA_FILE,
     PIPELINE_FILE,
+    REFERENCE_FILE,
     SPEC_FILE,
     VERSION_RULE,
     BundleError,
@@ -38,6 +39,7 @@ from core.frames import build_frame
 from core.settings import get_settings
 from training.data import DATA_DIR, TARGET, build_training_table
 from training.evaluation import PRECISION_BAR, choose_threshold, held_out_metrics
+from training.reference import build_reference, write_reference
 
 MODEL_NAME = "contraband-search-outcome"
 SEED = 42
@@ -116,31 +118,6 @@ def predict_latency_ms(pipeline: Pipeline, rows: pd.DataFrame) -> dict[str, floa
     }
 
 
-def distributions(features: pd.DataFrame, spec: FeatureSpec) -> dict[str, Any]:
-    """Return per-feature training distributions for later drift checks."""
-    out: dict[str, Any] = {}
-    for column in spec.columns:
-        series = features[column.name]
-        if column.kind == "integer":
-            assert column.minimum is not None and column.maximum is not None
-            step = 1 if column.name == "hour" else 5
-            edges = np.arange(column.minimum, column.maximum + step + 1, step)
-            counts, edges = np.histogram(series, bins=edges)
-            out[column.name] = {
-                "kind": "histogram",
-                "edges": edges.tolist(),
-                "counts": counts.tolist(),
-                "mean": round(float(series.mean()), 3),
-            }
-        else:
-            shares = series.astype(str).value_counts(normalize=True).sort_index()
-            out[column.name] = {
-                "kind": "frequencies",
-                "values": {str(k): round(float(v), 5) for k, v in shares.items()},
-            }
-    return out
-
-
 def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_current: bool = True) -> Path:
     """Fit, evaluate and write one bundle version; return its directory."""
     if not is_version_name(version):
@@ -176,7 +153,8 @@ def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_cur
         candidates[chosen]["make"](spec), x_train, y_train, cv=3, method="predict_proba"
     )[:, 1]
     threshold = choose_threshold(y_train, out_of_fold, PRECISION_BAR)
-    metrics = held_out_metrics(y_test, pipeline.predict_proba(x_test)[:, 1], threshold)
+    held_out_proba = pipeline.predict_proba(x_test)[:, 1]
+    metrics = held_out_metrics(y_test, held_out_proba, threshold)
     real_only = gradient_boosting(
         FeatureSpec(tuple(c for c in spec.columns if c.name in provenance["real_columns"]), TARGET)
     ).fit(x_train, y_train)
@@ -188,6 +166,15 @@ def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_cur
     directory.mkdir(parents=True, exist_ok=False)
     joblib.dump(pipeline, directory / PIPELINE_FILE, compress=3)
     (directory / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
+    reference = build_reference(
+        version=version,
+        features=x_train,
+        spec=spec,
+        held_out_proba=held_out_proba,
+        threshold=threshold,
+        seed=SEED,
+    )
+    write_reference(directory, reference)
     metadata = {
         "model_name": MODEL_NAME,
         "version": version,
@@ -205,7 +192,6 @@ def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_cur
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         },
         "data": provenance,
-        "training_distributions": distributions(features, spec),
         "versions": {
             "python": platform.python_version(),
             "scikit-learn": sklearn.__version__,
@@ -213,7 +199,7 @@ def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_cur
             "numpy": np.__version__,
             "joblib": joblib.__version__,
         },
-        "files": {name: sha256_of(directory / name) for name in (PIPELINE_FILE, SPEC_FILE)},
+        "files": {name: sha256_of(directory / name) for name in (PIPELINE_FILE, SPEC_FILE, REFERENCE_FILE)},
     }
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     if make_current:

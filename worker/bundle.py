@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from core.feature_spec import (
     PIPELINE_FILE,
+    REFERENCE_FILE,
     SPEC_FILE,
     FeatureSpec,
     bundle_path,
@@ -77,6 +78,8 @@ def load_bundle(artifacts_dir: Path, version: str = "", *, pinned_sha256: str = 
     metadata = read_metadata(directory, pinned_sha256=pinned_sha256)
     spec_path = verify_file(directory, SPEC_FILE, metadata)
     pipeline_path = verify_file(directory, PIPELINE_FILE, metadata)
+    if REFERENCE_FILE in metadata.get("files", {}):
+        verify_file(directory, REFERENCE_FILE, metadata)  # the monitor compares against it: same trust
     trained_with = metadata.get("versions", {}).get("scikit-learn")
     if trained_with != sklearn.__version__:
         warnings.warn(

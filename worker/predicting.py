@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,6 +12,7 @@ from sqlalchemy.engine import Engine
 from core.storage.observations import mark_failed, record_failed_attempts, save_predictions
 from core.storage.records import PredictionResult, QueuedObservation, utc_now
 from worker.bundle import ModelBundle
+from worker.metrics import record_batch
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +27,20 @@ class BatchOutcome:
 
 
 def _results(bundle: ModelBundle, observations: Sequence[QueuedObservation]) -> list[PredictionResult]:
+    started = time.perf_counter()
     probas = bundle.predict_observations([o.observation for o in observations])
-    return [
+    seconds = time.perf_counter() - started
+    results = [
         PredictionResult(id=o.id, proba=float(p), prediction=bool(p >= bundle.threshold))
         for o, p in zip(observations, probas, strict=True)
     ]
+    record_batch(
+        model_version=bundle.version,
+        probas=[r.proba for r in results],
+        positives=sum(r.prediction for r in results),
+        seconds=seconds,
+    )
+    return results
 
 
 def predict_observations(

@@ -13,7 +13,7 @@ from celery.signals import setup_logging, worker_init, worker_process_init
 from celery_batches import SimpleRequest
 from sqlalchemy.engine import Engine
 
-from core.celery_app import PREDICT_TASK, PURGE_TASK, REDRIVE_TASK
+from core.celery_app import MONITOR_TASK, PREDICT_TASK, PURGE_TASK, REDRIVE_TASK
 from core.feature_spec import BundleError
 from core.logs import configure_logging
 from core.result_notices import FinishedNotices
@@ -22,6 +22,8 @@ from core.storage.engine import make_engine
 from core.storage.records import QueuedObservation
 from worker.bundle import ModelBundle, limit_native_threads, load_bundle
 from worker.lost_batches import IsolatingBatches, times_lost
+from worker.metrics import serve_worker_metrics
+from worker.monitor import take_snapshot
 from worker.predicting import predict_and_store
 from worker.redrive import republish_stale
 from worker.retention import purge_expired_rows
@@ -65,6 +67,8 @@ def _load_model_at_worker_start(sender: Any, **_: Any) -> None:
     except BundleError:
         log.critical("model bundle refused; worker stopping", exc_info=True)
         raise SystemExit(1) from None  # Celery's signal dispatch swallows ordinary exceptions
+    if settings.worker_metrics_port:
+        serve_worker_metrics(settings.worker_metrics_port, settings.prometheus_multiproc_dir)
     # What is loaded so far (libraries, pipeline) is never collected: the pool processes' garbage collector
     # leaves those pages alone, so they stay shared with this process instead of being copied on write.
     gc.freeze()
@@ -126,3 +130,9 @@ def redrive_stale() -> int:
 def purge_expired() -> int:
     """Delete finished rows older than RETENTION_DAYS, chunk by chunk; return how many."""
     return purge_expired_rows(engine=process_engine(), settings=settings)
+
+
+@shared_task(name=MONITOR_TASK, acks_late=False)
+def monitor_model() -> int:
+    """Store the drift of the inputs and the calls over MONITOR_WINDOW_S; return the figures stored."""
+    return take_snapshot(engine=process_engine(), settings=settings)

@@ -1,4 +1,4 @@
-"""What operators and the bench read: the backlog, live outcomes per model version, drain timings."""
+"""What operators and the bench read: the backlog and drain timings (the model's figures: monitoring.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from core.storage.engine import pg_copy
 from core.storage.records import as_utc, as_utc_or_none
-from core.storage.tables import DONE, FAILED, QUEUED, predictions
+from core.storage.tables import FAILED, QUEUED, predictions
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,6 @@ def backlog(*, conn: Connection) -> Backlog:
     queued, oldest = found.get(QUEUED, (0, None))
     failed, _ = found.get(FAILED, (0, None))
     return Backlog(queued=queued, failed=failed, oldest_queued_at=as_utc_or_none(oldest))
-
-
-def labelled_outcomes(*, conn: Connection) -> dict[str, dict[str, int]]:
-    """Count finished, labelled predictions per model version: true/false positives and negatives."""
-    rows = conn.execute(
-        sa.select(
-            predictions.c.model_version, predictions.c.prediction, predictions.c.true_class, sa.func.count()
-        )
-        .where(predictions.c.status == DONE, predictions.c.true_class.is_not(None))
-        .group_by(predictions.c.model_version, predictions.c.prediction, predictions.c.true_class)
-    ).all()
-    names = {(True, True): "true_positive", (True, False): "false_positive",
-             (False, True): "false_negative", (False, False): "true_negative"}  # fmt: skip
-    outcomes: dict[str, dict[str, int]] = {}
-    for version, predicted, actual, total in rows:
-        counts = outcomes.setdefault(version, dict.fromkeys(names.values(), 0))
-        counts[names[(bool(predicted), bool(actual))]] = int(total)
-    return outcomes
 
 
 def last_prediction_if_drained(*, conn: Connection) -> datetime | None:

@@ -34,6 +34,15 @@ predictions = sa.Table(
     sa.CheckConstraint(f"status IN {STATUSES!r}", name="predictions_status_known"),
     sa.Index("predictions_queued_by_publish_time", "status", "published_at"),
     sa.Index("predictions_by_batch", "batch_id", "status"),
+    sa.Index("predictions_by_received_at", "received_at"),
+    sa.Index(
+        "predictions_labelled_by_version",
+        "model_version",
+        "prediction",
+        "true_class",
+        postgresql_where=sa.text("true_class IS NOT NULL"),
+        sqlite_where=sa.text("true_class IS NOT NULL"),
+    ),
 )
 
 batches = sa.Table(
@@ -82,6 +91,22 @@ api_keys = sa.Table(
     sa.Column("scopes", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+
+# What the model monitor measured at each run: one row per figure and subject (PSI of a feature, PSI of the
+# probabilities, the positive-call share of a model version), over the window_s before taken_at.
+monitor_snapshots = sa.Table(
+    "monitor_snapshots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("window_s", sa.Integer, nullable=False),
+    sa.Column("figure", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("observations", sa.Integer, nullable=False),
+    sa.Index("monitor_snapshots_by_time", "taken_at"),
 )
 
 

@@ -1,0 +1,237 @@
+"""Watch the model: inputs against training (PSI per feature), calls against training, live precision, recall.
+
+One measure serves the periodic monitor task (which stores it), GET /monitoring, the dashboard and /metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from core.feature_spec import bundle_path, read_metadata
+from core.model_reference import (
+    DRIFT_LINE,
+    PROBA_BINS,
+    ModelReference,
+    load_reference,
+    proba_bin_counts,
+    psi,
+)
+from core.settings import Settings
+from core.storage.monitoring import (
+    SnapshotRow,
+    feature_value_counts,
+    labelled_outcomes,
+    served_calls,
+)
+
+# The figures a monitor run stores (monitor_snapshots.figure).
+FEATURE_PSI, PROBA_PSI, POSITIVE_SHARE = "feature_psi", "proba_psi", "positive_share"
+# Stored at every run, whatever else is: the run itself, with the predictions of its window.
+MONITOR_RUN = "run"
+# The business bar on the precision of positive calls, for a bundle whose metadata names none.
+DEFAULT_PRECISION_BAR = 0.5
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """One input feature over the window against training: its bins' shares on both sides and their PSI."""
+
+    feature: str
+    # None: fewer observations than the minimum in the window, where a PSI would be noise.
+    psi: float | None
+    observations: int
+    labels: tuple[str, ...]
+    training: tuple[float, ...]
+    served: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class VersionQuality:
+    """Live precision and recall of one model version on the true outcomes received."""
+
+    model_version: str
+    labelled: int
+    true_positive: int
+    false_positive: int
+    false_negative: int
+    true_negative: int
+
+    @property
+    def labelled_positive_calls(self) -> int:
+        """The labels precision rests on: those of the observations the model called positive."""
+        return self.true_positive + self.false_positive
+
+    @property
+    def precision(self) -> float | None:
+        calls = self.labelled_positive_calls
+        return self.true_positive / calls if calls else None
+
+    @property
+    def recall(self) -> float | None:
+        found = self.true_positive + self.false_negative
+        return self.true_positive / found if found else None
+
+
+@dataclass(frozen=True)
+class VersionCalls:
+    """What one model version answered in the window: how many, the share called positive, the histogram."""
+
+    model_version: str
+    predictions: int
+    positive_share: float
+    proba_shares: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class MonitoringReport:
+    """Every model figure over one window, with the training side each is compared with."""
+
+    window_s: int
+    reference_version: str | None
+    min_observations: int
+    precision_bar: float
+    drift_line: float
+    drift: list[FeatureDrift]
+    # Probabilities of every version in the window against the held-out ones (None under the minimum).
+    proba_psi: float | None
+    proba_training: tuple[float, ...]
+    proba_served: tuple[float, ...]
+    predictions: int
+    positive_share_training: float | None
+    positive_share_range: tuple[float, float] | None
+    calls: list[VersionCalls]
+    quality: list[VersionQuality]
+    quality_in_window: list[VersionQuality]
+
+
+def version_quality(outcomes: dict[str, dict[str, int]]) -> list[VersionQuality]:
+    """Return the quality of each model version from its counted outcomes."""
+    return [
+        VersionQuality(model_version=version, labelled=sum(counts.values()), **counts)
+        for version, counts in sorted(outcomes.items())
+    ]
+
+
+def _shares(counts: list[int]) -> tuple[float, ...]:
+    total = sum(counts)
+    return tuple(count / total if total else 0.0 for count in counts)
+
+
+def feature_drift(
+    value_counts: dict[str, dict[str, int]], reference: ModelReference, min_observations: int
+) -> list[FeatureDrift]:
+    """Fold each feature's counted values into its reference bins and compute the PSI where enough arrived."""
+    drift = []
+    for name, feature in reference.features.items():
+        counts = feature.bin_counts(value_counts.get(name, {}))
+        observations = sum(counts)
+        drift.append(
+            FeatureDrift(
+                feature=name,
+                psi=psi(feature.shares, counts) if observations >= min_observations else None,
+                observations=observations,
+                labels=feature.labels,
+                training=feature.shares,
+                served=_shares(counts),
+            )
+        )
+    return drift
+
+
+def measure(
+    *,
+    conn: Connection,
+    reference: ModelReference | None,
+    window_s: int,
+    min_observations: int,
+    precision_bar: float,
+) -> MonitoringReport:
+    """Measure every model figure over the window; without a reference, only the live quality and calls."""
+    calls = served_calls(conn=conn, window_s=window_s, bins=PROBA_BINS)
+    all_bins = [0] * PROBA_BINS
+    for served in calls:
+        for index, count in enumerate(proba_bin_counts(served.proba_counts)):
+            all_bins[index] += count
+    predictions = sum(all_bins)
+    drift: list[FeatureDrift] = []
+    proba_psi = None
+    if reference is not None:
+        drift = feature_drift(feature_value_counts(conn=conn, window_s=window_s), reference, min_observations)
+        if predictions >= min_observations:
+            proba_psi = psi(reference.proba_shares, all_bins)
+    return MonitoringReport(
+        window_s=window_s,
+        reference_version=reference.version if reference else None,
+        min_observations=min_observations,
+        precision_bar=precision_bar,
+        drift_line=DRIFT_LINE,
+        drift=drift,
+        proba_psi=proba_psi,
+        proba_training=reference.proba_shares if reference else (),
+        proba_served=_shares(all_bins),
+        predictions=predictions,
+        positive_share_training=reference.positive_share if reference else None,
+        positive_share_range=reference.positive_share_range if reference else None,
+        calls=[
+            VersionCalls(
+                model_version=served.model_version,
+                predictions=served.predictions,
+                positive_share=served.positive_share,
+                proba_shares=_shares(proba_bin_counts(served.proba_counts)),
+            )
+            for served in calls
+        ],
+        quality=version_quality(labelled_outcomes(conn=conn)),
+        quality_in_window=version_quality(labelled_outcomes(conn=conn, window_s=window_s)),
+    )
+
+
+def snapshot_rows(report: MonitoringReport, taken_at: datetime) -> list[SnapshotRow]:
+    """Return what a monitor run stores of a report: the run, each PSI it could compute, each positive share.
+
+    A positive share under the minimum of predictions is left out, like a PSI: it would be noise.
+    """
+
+    def row(figure: str, subject: str, value: float, observations: int) -> SnapshotRow:
+        return SnapshotRow(
+            taken_at=taken_at,
+            window_s=report.window_s,
+            figure=figure,
+            subject=subject,
+            value=value,
+            observations=observations,
+        )
+
+    rows = [row(MONITOR_RUN, report.reference_version or "", 0.0, report.predictions)]
+    rows += [row(FEATURE_PSI, d.feature, d.psi, d.observations) for d in report.drift if d.psi is not None]
+    if report.proba_psi is not None:
+        rows.append(row(PROBA_PSI, "proba", report.proba_psi, report.predictions))
+    rows += [
+        row(POSITIVE_SHARE, c.model_version, c.positive_share, c.predictions)
+        for c in report.calls
+        if c.predictions >= report.min_observations
+    ]
+    return rows
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """What monitoring compares with, read from the serving bundle: its reference (if it has one) and bar."""
+
+    version: str
+    reference: ModelReference | None
+    precision_bar: float
+
+
+def serving_model(settings: Settings) -> ServingModel:
+    """Read the serving bundle's metadata and reference (checksum-verified); no model code is loaded."""
+    directory = bundle_path(settings.artifacts_dir, settings.model_version)
+    metadata = read_metadata(directory, pinned_sha256=settings.model_sha256)
+    return ServingModel(
+        version=str(metadata["version"]),
+        reference=load_reference(directory, metadata),
+        precision_bar=float(metadata.get("precision_bar", DEFAULT_PRECISION_BAR)),
+    )

@@ -1,0 +1,50 @@
+"""The periodic model monitor: measure the window's drift and calls, store them as one snapshot."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy.engine import Engine
+
+from core.monitoring import measure, serving_model, snapshot_rows
+from core.settings import Settings
+from core.storage.monitoring import purge_snapshots, save_snapshot
+from core.storage.records import utc_now
+
+log = logging.getLogger(__name__)
+SECONDS_PER_DAY = 86_400
+
+
+def take_snapshot(*, engine: Engine, settings: Settings) -> int:
+    """Measure the last MONITOR_WINDOW_S against the serving bundle's reference and store it; return rows.
+
+    Snapshots older than RETENTION_DAYS go with the rows they were measured on.
+    """
+    model = serving_model(settings)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        report = measure(
+            conn=conn,
+            reference=model.reference,
+            window_s=settings.monitor_window_s,
+            min_observations=settings.monitor_min_observations,
+            precision_bar=model.precision_bar,
+        )
+    rows = snapshot_rows(report, utc_now())
+    with engine.begin() as conn:
+        save_snapshot(conn=conn, rows=rows)
+        if settings.retention_days > 0:
+            purge_snapshots(conn=conn, older_than_s=settings.retention_days * SECONDS_PER_DAY)
+    drifted = sorted(d.feature for d in report.drift if d.psi is not None and d.psi > report.drift_line)
+    log.info(
+        "model monitored",
+        extra={
+            "seconds": round(time.perf_counter() - started, 3),
+            "observations": max((d.observations for d in report.drift), default=0),
+            "figures": len(rows),
+            "drifted": drifted,
+            "reference": model.reference is not None,
+        },
+    )
+    return len(rows)
