@@ -1,12 +1,21 @@
-"""The compose file and .env.example stay valid and cover every setting."""
+"""The compose file, .env.example, Prometheus and Grafana files stay valid and cover every setting."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 from core.settings import PROJECT_ROOT, Settings
+from tests.grafana import (
+    GRAFANA_DIR,
+    dashboard_metric_names,
+    dashboard_panels,
+    dashboard_queries,
+    promql_for_promtool,
+)
 from tests.tools import require_tool
 
 
@@ -42,7 +51,7 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {
-        "postgres", "redis", "migrate", "gateway", "worker", "redrive", "prometheus",
+        "postgres", "redis", "migrate", "gateway", "worker", "redrive", "prometheus", "grafana",
     }  # fmt: skip
 
 
@@ -54,3 +63,48 @@ def test_prometheus_config_and_alert_rules_are_valid_and_fire_when_they_should()
             ["promtool", *command], cwd=monitoring, capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_dashboard_query_parses(tmp_path: Path) -> None:
+    require_tool("promtool", package="prometheus")
+    queries = dashboard_queries()
+    assert queries
+    # promtool parses PromQL offline only in rule files: each query becomes a recording rule (JSON is YAML).
+    rules = ["groups:", "  - name: dashboard", "    rules:"]
+    for number, expr in enumerate(queries):
+        rules += [
+            f"      - record: dashboard:query_{number}",
+            f"        expr: {json.dumps(promql_for_promtool(expr))}",
+        ]
+    (tmp_path / "dashboard.yml").write_text("\n".join(rules) + "\n")
+    result = subprocess.run(
+        ["promtool", "check", "rules", "dashboard.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(queries)} rules found" in result.stdout
+
+
+def test_every_dashboard_panel_queries_the_provisioned_datasource() -> None:
+    provisioned = (GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    uid = re.search(r"^\s*uid:\s*(\S+)", provisioned, re.MULTILINE)
+    assert uid is not None
+    expected = {"type": "prometheus", "uid": uid.group(1)}
+    for panel in dashboard_panels():
+        queried = [panel["datasource"]] + [target["datasource"] for target in panel["targets"]]
+        assert queried == [expected] * len(queried), panel["title"]
+
+
+def test_dashboard_names_only_metrics_the_service_defines() -> None:
+    # A typo in a query shows as an empty panel, not an error: look each name up where metrics are declared.
+    folders = [PROJECT_ROOT / folder for folder in ("core", "gateway", "worker")]
+    sources = "".join(path.read_text() for folder in folders for path in folder.rglob("*.py"))
+    undefined = [
+        name
+        for name in sorted(dashboard_metric_names())
+        if f'"{name}"' not in sources and f'"{name.removesuffix("_total")}"' not in sources
+    ]
+    assert undefined == []
