@@ -42,7 +42,10 @@ SCOPE_OF_ENDPOINT = {
     "batches.get_batch_rejections": READ,
     "predictions.update_true_class": LABEL,
     "predictions.live_performance": ADMIN,
+    "monitoring.model_monitoring": ADMIN,
 }
+# Pages opened in a browser, which cannot send a bearer token: they also take the key as a Basic password.
+BROWSER_PAGES = frozenset({"dashboard.dashboard_page", "dashboard.dashboard_stylesheet"})
 SUBMISSIONS = frozenset(endpoint for endpoint, scope in SCOPE_OF_ENDPOINT.items() if scope == SUBMIT)
 
 
@@ -77,19 +80,19 @@ def _authorize_request() -> None:
         return  # OPTIONS carries no data; an unmatched path answers 404 or 405 as before
     needed = SCOPE_OF_ENDPOINT.get(endpoint or "", ADMIN)
     control: AccessControl = current_app.extensions[EXTENSION]
-    credentials = request.authorization
-    if credentials is None or credentials.type != "bearer" or not credentials.token:
+    key = _presented_key()
+    if not key:
         raise ApiError(
             401,
             "This endpoint needs an API key: send the header Authorization: Bearer <key>.",
-            headers={"WWW-Authenticate": REALM},
+            headers={"WWW-Authenticate": _challenge()},
         )
-    record = control.keyring.active_key(credentials.token)
+    record = control.keyring.active_key(key)
     if record is None:
         raise ApiError(
             401,
             "The API key is not valid: unknown or revoked.",
-            headers={"WWW-Authenticate": f'{REALM}, error="invalid_token"'},
+            headers={"WWW-Authenticate": _challenge('error="invalid_token"')},
         )
     g.api_key = record.name
     if not grants(record.scopes, needed):
@@ -101,6 +104,24 @@ def _authorize_request() -> None:
         )
     if endpoint in SUBMISSIONS:
         control.limits.charge_submission(record.name)
+
+
+def _presented_key() -> str:
+    """The key a request carries: a bearer token, or on the HTML pages the password of HTTP Basic auth."""
+    credentials = request.authorization
+    if credentials is None:
+        return ""
+    if credentials.type == "bearer":
+        return credentials.token or ""
+    if credentials.type == "basic" and request.endpoint in BROWSER_PAGES:
+        return credentials.password or ""
+    return ""
+
+
+def _challenge(error: str = "") -> str:
+    bearer = f"{REALM}, {error}" if error else REALM
+    # A browser prompts for a user name and password on a Basic challenge: the key goes in as the password.
+    return f'{bearer}, Basic realm="contraband"' if request.endpoint in BROWSER_PAGES else bearer
 
 
 def charge_batch_items(items: int) -> None:

@@ -14,9 +14,17 @@ from werkzeug.routing import PathConverter
 
 from core.celery_app import create_celery_app
 from core.feature_spec import load_feature_spec
+from core.monitoring import serving_model
 from core.settings import Settings, get_settings
 from core.storage.engine import make_engine
-from gateway import routes_batches, routes_docs, routes_ops, routes_predictions
+from gateway import (
+    routes_batches,
+    routes_dashboard,
+    routes_docs,
+    routes_monitoring,
+    routes_ops,
+    routes_predictions,
+)
 from gateway.access import install_access_control
 from gateway.backlog_guard import BacklogGuard
 from gateway.context import EXTENSION, GatewayContext
@@ -75,11 +83,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         spec=spec,
         schemas=request_schemas(spec),
         backlog_guard=BacklogGuard(engine, settings),
+        model=serving_model(settings),
     )
     app.register_blueprint(routes_predictions.blueprint)
     app.register_blueprint(routes_batches.blueprint)
     app.register_blueprint(routes_ops.blueprint)
     app.register_blueprint(routes_docs.blueprint)
+    app.register_blueprint(routes_monitoring.blueprint)
+    app.register_blueprint(routes_dashboard.blueprint)
     register_error_handlers(app)
     app.before_request(_start_request)
     app.before_request(_refuse_body_over_limit)

@@ -9,6 +9,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 
 from core.feature_spec import FeatureSpec
+from core.monitoring import ServingModel
 from core.settings import Settings
 from gateway.backlog_guard import BacklogGuard
 from gateway.publisher import BackgroundPublisher
@@ -28,6 +29,8 @@ class GatewayContext:
     spec: FeatureSpec
     schemas: RequestSchemas
     backlog_guard: BacklogGuard
+    # The serving bundle's reference distributions and precision bar, for the model's monitoring.
+    model: ServingModel
 
 
 def gateway_context() -> GatewayContext:

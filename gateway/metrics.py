@@ -38,7 +38,9 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 OBSERVATIONS_SUBMITTED = Counter(
-    "gateway_observations_submitted_total", "Observations submitted, by outcome", ["outcome"]
+    "gateway_observations_submitted_total",
+    "Observations submitted, alone or in batches, by outcome (accepted, replayed, conflict, rejected)",
+    ["outcome"],
 )
 SHED_SUBMISSIONS = Counter(
     "gateway_shed_submissions_total", "Submissions refused with 503 because the backlog was over its bounds"
@@ -101,10 +103,11 @@ class ServiceStateCollector(Collector):
         yield up
 
 
-def render_metrics(multiprocess_dir: Path | None, service_state: Collector) -> tuple[bytes, str]:
+def render_metrics(multiprocess_dir: Path | None, *service_state: Collector) -> tuple[bytes, str]:
     """Return the exposition text and its content type, merged across gunicorn workers if needed."""
     state = CollectorRegistry()
-    state.register(service_state)
+    for collector in service_state:
+        state.register(collector)
     if multiprocess_dir is None:
         own = generate_latest(REGISTRY)
     else:

@@ -9,6 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from gateway import responses
+from gateway.monitoring_responses import MonitoringSchema
 from gateway.openapi_parts import (
     BATCH_UPLOADS,
     ERROR_REASONS,
@@ -19,7 +20,7 @@ from gateway.openapi_parts import (
     SCOPES,
     SECURITY_SCHEMES,
 )
-from gateway.query_args import BatchArgs, ResultFormatArgs, WaitArgs
+from gateway.query_args import DURATION, BatchArgs, Duration, ResultFormatArgs, WaitArgs, WindowArgs
 from worker.schemas import OutcomeFlag, RequestSchemas, StrictBoolean, StrictSchema
 
 RESPONSE_SCHEMAS = {
@@ -33,6 +34,7 @@ RESPONSE_SCHEMAS = {
     "Health": responses.HealthSchema,
     "Ready": responses.ReadySchema,
     "Performance": responses.PerformanceSchema,
+    "Monitoring": MonitoringSchema,
 }
 
 
@@ -91,6 +93,8 @@ def _request_field(self: Any, field: fields.Field[Any], **_: Any) -> dict[str, A
             "oneOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}],
             "description": "true or false, or the integers 0 or 1 (written without a fraction)",
         }
+    if isinstance(field, Duration):
+        return {"pattern": f"^{DURATION.pattern}$"}
     if field.name == "id" and isinstance(field.parent, StrictSchema):
         return {"format": ID_FORMAT, "description": ID_DESCRIPTION}
     return {}
@@ -107,6 +111,7 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
     )
     marshmallow_plugin.map_to_openapi_type(StrictBoolean, "boolean", None)  # type: ignore[no-untyped-call]
     marshmallow_plugin.map_to_openapi_type(OutcomeFlag, None, None)  # type: ignore[no-untyped-call]
+    marshmallow_plugin.map_to_openapi_type(Duration, "string", None)  # type: ignore[no-untyped-call]
     assert marshmallow_plugin.converter is not None  # set by APISpec
     marshmallow_plugin.converter.add_attribute_function(_request_field)  # type: ignore[no-untyped-call]
     for name, header in HEADERS.items():
@@ -237,6 +242,17 @@ def _add_operations(spec: APISpec) -> None:
         "/performance",
         "Live precision and recall on the true outcomes received, per model version",
         {"200": _json(_ref("Performance"), "Per model version"), **_errors(503)},
+    )
+    add(
+        "get",
+        "/monitoring",
+        "The model over a window: drift per feature, probabilities and positive calls against training, live "
+        "precision and recall per model version",
+        {
+            "200": _json(_ref("Monitoring"), "Every figure beside its training side"),
+            **_errors(422, 503, reasons={422: "The window argument is not a duration such as 1h"}),
+        },
+        parameters=[{"in": "query", "schema": WindowArgs}],
     )
     add(
         "get",

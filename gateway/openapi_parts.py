@@ -97,4 +97,5 @@ SCOPES = {
     ("get", "/batches/{batch_id}/rejections"): "read",
     ("post", "/update"): "label",
     ("get", "/performance"): "admin",
+    ("get", "/monitoring"): "admin",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import request
@@ -63,6 +64,29 @@ class ResultFormatArgs(QueryArgs):
     )
 
 
+DURATION = re.compile(r"([1-9][0-9]{0,5})([smhd])")
+SECONDS_PER_UNIT = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
+
+
+class Duration(fields.Field[int]):
+    """A duration written as a number and a unit: 90s, 30m, 1h, 7d; loaded as seconds."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        found = DURATION.fullmatch(value) if isinstance(value, str) else None
+        if found is None:
+            raise ValidationError("Must be a whole number from 1 and a unit: s, m, h or d (e.g. 1h, 7d).")
+        return int(found[1]) * SECONDS_PER_UNIT[found[2]]
+
+
+class WindowArgs(QueryArgs):
+    """GET /monitoring: the window the figures are measured over (default MONITOR_WINDOW_S)."""
+
+    window = Duration(
+        load_default=lambda: None,
+        metadata={"description": "e.g. 1h, 30m, 7d; default: the monitor's window (a day)"},
+    )
+
+
 def load_query(schema: Schema) -> dict[str, Any]:
     """Return the request's query arguments loaded by schema; 422 naming every bad argument."""
     try:
@@ -78,3 +102,4 @@ def load_query(schema: Schema) -> dict[str, Any]:
 wait_args = WaitArgs()
 batch_args = BatchArgs()
 result_format_args = ResultFormatArgs()
+window_args = WindowArgs()

@@ -34,6 +34,7 @@ from gateway.bulk_intake import (
 )
 from gateway.context import gateway_context
 from gateway.errors import ApiError
+from gateway.metrics import OBSERVATIONS_SUBMITTED
 from gateway.query_args import batch_args, load_query, result_format_args
 from gateway.responses import (
     batch_progress_schema,
@@ -104,6 +105,8 @@ def submit_batch_request() -> Response:
                 f"The first {len(exc.rejected)} are listed.",
                 fields={"rejected": rejections_schema.dump(exc.rejected), "rejected_count": exc.count},
             ) from None
+    OBSERVATIONS_SUBMITTED.labels(outcome="accepted").inc(receipt.accepted)
+    OBSERVATIONS_SUBMITTED.labels(outcome="rejected").inc(receipt.rejected_count)
     response = jsonify(batch_receipt_schema.dump(receipt))
     response.status_code = 202
     response.headers["Location"] = url_for("batches.get_batch", batch_id=receipt.batch_id)

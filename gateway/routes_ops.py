@@ -11,6 +11,7 @@ from core.storage.engine import ping
 from gateway.context import gateway_context
 from gateway.errors import ApiError, error_response
 from gateway.metrics import ServiceStateCollector, render_metrics
+from gateway.model_metrics import ModelStateCollector
 from gateway.openapi import build_openapi
 from gateway.responses import health_schema, ready_schema
 
@@ -72,7 +73,8 @@ def metrics() -> Response:
     state = ServiceStateCollector(
         engine=context.engine, celery=context.celery, queue_name=context.settings.queue_name
     )
-    body, content_type = render_metrics(context.settings.prometheus_multiproc_dir, state)
+    model = ModelStateCollector(engine=context.engine, model=context.model)
+    body, content_type = render_metrics(context.settings.prometheus_multiproc_dir, state, model)
     return Response(body, content_type=content_type)
 
 

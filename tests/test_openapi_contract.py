@@ -52,6 +52,7 @@ OPERATIONS = [
     ("GET", "/health"),
     ("GET", "/ready"),
     ("GET", "/performance"),
+    ("GET", "/monitoring"),
     # Its Prometheus text is not checked against a schema (schemathesis reads no text/plain body): its
     # status, headers and content type are.
     ("GET", "/metrics"),
@@ -63,6 +64,7 @@ NEGATABLE = {
     ("POST", "/update"),
     ("POST", "/batches"),
     ("GET", "/batches/{batch_id}/results"),
+    ("GET", "/monitoring"),
 }
 PATH_VALUES = {"observation_id": "some-id", "batch_id": "some-batch"}
 # Not part of the API the document describes: its own page and Swagger UI's files.

@@ -1,0 +1,116 @@
+"""The model's figures on /metrics, read at scrape time: the monitor's last snapshot and the live labels."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+
+from core.monitoring import (
+    FEATURE_PSI,
+    POSITIVE_SHARE,
+    PROBA_PSI,
+    ServingModel,
+    VersionQuality,
+    version_quality,
+)
+from core.storage.monitoring import labelled_outcomes, latest_snapshot
+
+log = logging.getLogger(__name__)
+
+
+class ModelStateCollector(Collector):
+    """Drift and positive share from the monitor's latest snapshot; live precision and recall from the labels.
+
+    A figure the monitor could not compute (too few observations, no reference) is absent, not zero.
+    """
+
+    def __init__(self, *, engine: Engine, model: ServingModel) -> None:
+        self._engine = engine
+        self._model = model
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            with self._engine.connect() as conn:
+                taken_at, snapshot = latest_snapshot(conn=conn)
+                quality = version_quality(labelled_outcomes(conn=conn))
+        except (
+            Exception
+        ):  # a scrape must answer even when the database is down (service_dependency_up says so)
+            log.warning("metrics: model figures unreadable", exc_info=True)
+            return
+        feature_psi = GaugeMetricFamily(
+            "model_feature_psi",
+            "PSI of an input feature over the monitor's window against training",
+            labels=["feature"],
+        )
+        positive_share = GaugeMetricFamily(
+            "model_positive_share",
+            "Share of positive calls over the monitor's window",
+            labels=["model_version"],
+        )
+        for row in snapshot:
+            if row.figure == FEATURE_PSI:
+                feature_psi.add_metric([row.subject], row.value)
+            elif row.figure == POSITIVE_SHARE:
+                positive_share.add_metric([row.subject], row.value)
+            elif row.figure == PROBA_PSI:
+                yield GaugeMetricFamily(
+                    "model_proba_psi",
+                    "PSI of the predicted probabilities against held-out data",
+                    value=row.value,
+                )
+        yield feature_psi
+        yield positive_share
+        if taken_at is not None:
+            yield GaugeMetricFamily(
+                "model_monitor_last_run_timestamp_seconds",
+                "When the model monitor last stored its figures (Unix time)",
+                value=taken_at.timestamp(),
+            )
+        yield from self._quality(quality)
+        yield GaugeMetricFamily(
+            "model_precision_bar", "The precision positive calls must reach (the serving bundle's bar)",
+            value=self._model.precision_bar,
+        )  # fmt: skip
+        reference = self._model.reference
+        if reference is not None:
+            training = GaugeMetricFamily(
+                "model_training_positive_share",
+                "Range of the positive-call share on held-out samples of the monitor's minimum size",
+                labels=["bound"],
+            )
+            low, high = reference.positive_share_range
+            training.add_metric(["low"], low)
+            training.add_metric(["high"], high)
+            yield training
+
+    @staticmethod
+    def _quality(quality: list[VersionQuality]) -> Iterator[GaugeMetricFamily]:
+        families = {
+            name: GaugeMetricFamily(name, description, labels=["model_version"])
+            for name, description in (
+                ("model_live_precision", "Precision of positive calls on the true outcomes received"),
+                (
+                    "model_live_recall",
+                    "Share of real positives the model called, on the true outcomes received",
+                ),
+                ("model_labelled_outcomes", "True outcomes received"),
+                (
+                    "model_labelled_positive_calls",
+                    "True outcomes received for positive calls (precision's base)",
+                ),
+            )
+        }
+        for version in quality:
+            labels = [version.model_version]
+            if version.precision is not None:
+                families["model_live_precision"].add_metric(labels, version.precision)
+            if version.recall is not None:
+                families["model_live_recall"].add_metric(labels, version.recall)
+            families["model_labelled_outcomes"].add_metric(labels, version.labelled)
+            families["model_labelled_positive_calls"].add_metric(labels, version.labelled_positive_calls)
+        yield from families.values()

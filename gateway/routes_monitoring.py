@@ -1,0 +1,31 @@
+"""GET /monitoring: the model's figures over a window, for data scientists comparing model versions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from core.monitoring import measure
+from gateway.context import gateway_context
+from gateway.monitoring_responses import monitoring_answer
+from gateway.query_args import load_query, window_args
+
+blueprint = Blueprint("monitoring", __name__)
+
+
+@blueprint.get("/monitoring")
+def model_monitoring() -> Response:
+    """Return drift per feature, probabilities and positive calls against training, live quality per version.
+
+    Measured now over the window (?window=1h; default MONITOR_WINDOW_S), as the periodic monitor measures it.
+    """
+    context = gateway_context()
+    window_s = load_query(window_args)["window"] or context.settings.monitor_window_s
+    with context.engine.connect() as conn:
+        report = measure(
+            conn=conn,
+            reference=context.model.reference,
+            window_s=window_s,
+            min_observations=context.settings.monitor_min_observations,
+            precision_bar=context.model.precision_bar,
+        )
+    return jsonify(monitoring_answer(report, context.model.version))
