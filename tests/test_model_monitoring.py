@@ -6,6 +6,7 @@ Each backend gets a stack of its own, so the window holds these streams and noth
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from PIL import Image
 
 from core.model_reference import DRIFT_LINE
 from core.settings import PROJECT_ROOT
 from devstack.backends import embedded_backend, postgres_backend
 from devstack.stack import ServiceStack, wait_until
+from tests.browser import rendered_dom, screenshot
 from tests.factories import new_id
 from tests.grafana import dashboard_metric_names
 from tests.test_monitoring import scrape
@@ -28,6 +31,11 @@ from training.data import build_training_table
 
 SHIFTED = {"hour": 2, "StatuteReason": "Seatbelt"}  # every stop at 2 a.m., for one statute reason
 STREAM_ROWS = 600
+ALERT_RED = (
+    0xC0,
+    0x39,
+    0x2B,
+)  # gateway/charts.py LINE_COLOUR: limit lines, and bars on the bad side of theirs
 
 
 @pytest.fixture(scope="module", params=["postgres", "embedded"])
@@ -222,3 +230,45 @@ def test_every_metric_the_grafana_dashboard_queries_is_exported(watched: Service
         text = requests.get(url, timeout=10).text
         exported |= {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
     assert dashboard_metric_names() - exported == set()
+
+
+def drawn_bars(page: str) -> dict[str, float]:
+    """Return the value of every bar the dashboard drew, by name (features; "<version> precision"...)."""
+    return {
+        name: float(value) for name, value in re.findall(r'data-name="([^"]+)" data-value="([-0-9.]+)"', page)
+    }
+
+
+def test_the_dashboard_draws_the_figures_the_metrics_carry(watched: ServiceStack) -> None:
+    page = requests.get(watched.url("/dashboard"), timeout=30)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "<script" not in page.text and 'style="' not in page.text
+    metrics = scrape(watched)
+    bars = drawn_bars(page.text)
+    for name, value in metrics.items():
+        if name.startswith("model_feature_psi{"):
+            assert bars[name.split('"')[1]] == pytest.approx(value, abs=5e-5)
+    version = next(name.split('"')[1] for name in metrics if name.startswith("model_live_precision{"))
+    assert bars[f"{version} precision"] == pytest.approx(0.3, abs=5e-5)
+    assert (
+        requests.get(watched.url("/dashboard.css"), timeout=10).headers["Content-Type"].startswith("text/css")
+    )
+
+
+def test_a_browser_shows_the_drift_above_its_line(watched: ServiceStack, tmp_path: Path) -> None:
+    """Chromium renders the page; the two drifted features' bars are drawn red, past their line.
+
+    At 1,400 px the page has two columns and the drift chart is in the right one, whose only other red is two
+    dashed limit lines and their labels (under 500 pixels); two drifted bars are thousands.
+    """
+    shot = screenshot(watched.url("/dashboard"), tmp_path / "dashboard.png", width=1400)
+    with Image.open(shot) as image:
+        right_column = image.convert("RGB").crop((700, 0, 1400, image.height))
+        colours = right_column.getcolors(maxcolors=1 << 24) or []
+    red = sum(count for count, colour in colours if colour == ALERT_RED)
+    assert red >= 4_000, f"{red} red pixels in the right column; the screenshot is {shot}"
+    dom = rendered_dom(watched.url("/dashboard"))
+    for feature in SHIFTED:
+        assert re.search(rf'fill="#C0392B" data-name="{feature}" data-value="', dom), feature

@@ -1,0 +1,103 @@
+"""What the operators' dashboard shows, read at one moment: the service's load and backlog, the model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client.metrics_core import Metric
+from sqlalchemy.engine import Engine
+
+from core.monitoring import FEATURE_PSI, MonitoringReport, ServingModel, measure
+from core.settings import Settings
+from core.storage.monitoring import MinuteActivity, activity_per_minute, snapshot_history
+from core.storage.records import utc_now
+from core.storage.reports import Backlog, backlog
+
+ACCEPT_TARGET_MS = 20.0
+ACTIVITY_WINDOW_S = 3_600
+REFRESH_S = 30
+
+
+@dataclass(frozen=True)
+class DashboardView:
+    """Every figure of the page, read at one moment."""
+
+    generated_at: datetime
+    model_version: str
+    report: MonitoringReport
+    activity: list[MinuteActivity]
+    # Accept latency of POST /predict since the gateway started: p50 and p99 in ms (None before any request).
+    accept_p50_ms: float | None
+    accept_p99_ms: float | None
+    backlog: Backlog
+    # Per feature, its PSI at each monitor run of the window, oldest first.
+    drift_history: dict[str, list[tuple[datetime, float]]]
+
+
+def gather_view(*, engine: Engine, settings: Settings, model: ServingModel) -> DashboardView:
+    """Read every figure of the dashboard from the database and the gateway's own latency histogram."""
+    with engine.connect() as conn:
+        report = measure(
+            conn=conn,
+            reference=model.reference,
+            window_s=settings.monitor_window_s,
+            min_observations=settings.monitor_min_observations,
+            precision_bar=model.precision_bar,
+        )
+        activity = activity_per_minute(conn=conn, window_s=ACTIVITY_WINDOW_S)
+        state = backlog(conn=conn)
+        history: dict[str, list[tuple[datetime, float]]] = {}
+        for row in snapshot_history(conn=conn, figure=FEATURE_PSI, window_s=settings.monitor_window_s):
+            history.setdefault(row.subject, []).append((row.taken_at, row.value))
+    p50, p99 = accept_latency_ms(settings.prometheus_multiproc_dir)
+    return DashboardView(
+        generated_at=utc_now(),
+        model_version=model.version,
+        report=report,
+        activity=activity,
+        accept_p50_ms=p50,
+        accept_p99_ms=p99,
+        backlog=state,
+        drift_history=history,
+    )
+
+
+def accept_latency_ms(multiprocess_dir: Path | None) -> tuple[float | None, float | None]:
+    """Estimate p50 and p99 of POST /predict from the latency histogram of every gateway process."""
+    if multiprocess_dir is None:
+        families: Iterable[Metric] = REGISTRY.collect()
+    else:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
+        families = registry.collect()
+    buckets: dict[float, float] = {}
+    for family in families:
+        if family.name != "gateway_request_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("endpoint") == "/predict":
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return quantile_ms(buckets, 0.5), quantile_ms(buckets, 0.99)
+
+
+def quantile_ms(cumulative: dict[float, float], share: float) -> float | None:
+    """Return a quantile from cumulative bucket counts, interpolated within its bucket, as Prometheus does."""
+    bounds = sorted(cumulative)
+    if not bounds or cumulative[bounds[-1]] == 0:
+        return None
+    rank = share * cumulative[bounds[-1]]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound in bounds:
+        count = cumulative[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound * 1000  # beyond the last finite bucket: its bound is all that is known
+            within = (rank - lower_count) / (count - lower_count) if count > lower_count else 1.0
+            return (lower_bound + (bound - lower_bound) * within) * 1000
+        lower_bound, lower_count = bound, count
+    return None
