@@ -177,6 +177,8 @@ def submit_batch(
     commit_each_chunk = not atomic and engine.dialect.name == "sqlite"
     with engine.connect() as conn:
         create_batch(conn=conn, batch_id=receipt.batch_id, now=now)
+        if commit_each_chunk:
+            conn.commit()  # SQLite's write lock is not held while the first chunk is read and validated
         for chunk in _chunked(items, chunk_size):
             receipt.items += len(chunk)
             check_item_count(receipt.items, max_items)

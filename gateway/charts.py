@@ -10,12 +10,16 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from core.monitoring import VersionCalls
+
 # Colours that stay apart for colour-blind readers (Okabe-Ito).
 SERIES_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00")
 LINE_COLOUR = "#C0392B"
 TRAINING_COLOUR = "#9AA5B1"
 FONT = 'font-family="system-ui, sans-serif"'
 LEGEND_ITEM_WIDTH, LEGEND_ROW_HEIGHT = 165, 16
+BAND = "#E4E7EB"  # a range drawn as a band (training's range of the positive share)
+INK = "#1F2933"
 
 
 @dataclass(frozen=True)
@@ -207,3 +211,58 @@ def _short(value: float) -> str:
     if value >= 10 or value == 0:
         return f"{value:.0f}"
     return f"{value:.2g}"
+
+
+def positive_share_chart(
+    calls: Sequence[VersionCalls],
+    share_range: tuple[float, float] | None,
+    *,
+    min_predictions: int,
+    width: int = 560,
+    row_height: int = 22,
+) -> Markup:
+    """Return each version's share of positive calls as a bar, training's range as two lines around a band.
+
+    A share outside the range is red once it rests on min_predictions; under that it says so.
+    """
+    # Room right of the bars for the share, and for the note of one that rests on too few predictions.
+    left, top = 170, 18
+    right = 60 if all(c.predictions >= min_predictions for c in calls) else 230
+    height = top + row_height * len(calls) + 6
+    shares = [c.positive_share for c in calls] + list(share_range or ())
+    x_max: float = max([*shares, 0.01]) * 1.25
+
+    def x(share: float) -> float:
+        return left + (width - left - right) * share / x_max
+
+    parts = [_svg_open(width, height)]
+    if share_range:
+        low, high = share_range
+        parts.append(
+            element("rect", x=x(low), y=top - 2, width=x(high) - x(low), height=height - top, fill=BAND)
+        )
+        dashes = {"stroke": LINE_COLOUR, "stroke_width": 1.5, "stroke_dasharray": "6 4"}
+        for bound, anchor in ((low, "end"), (high, "start")):
+            parts.append(element("line", x1=x(bound), x2=x(bound), y1=top - 4, y2=height - 2, **dashes))
+            bound_label = {"text_anchor": anchor, "font_size": 11, "fill": LINE_COLOUR}
+            parts.append(element("text", f"{100 * bound:.1f} %", x=x(bound), y=top - 6, **bound_label))
+    for n, served in enumerate(calls):
+        y = top + row_height * n
+        parts.append(
+            element(
+                "text", served.model_version, x=left - 6, y=y + 14, text_anchor="end", font_size=12, fill=INK
+            )
+        )
+        enough = served.predictions >= min_predictions
+        outside = share_range is not None and not share_range[0] <= served.positive_share <= share_range[1]
+        colour = LINE_COLOUR if enough and outside else SERIES_COLOURS[0] if enough else TRAINING_COLOUR
+        end = x(served.positive_share)
+        bar = {"x": left, "y": y + 4, "width": max(end - left, 1.0), "height": row_height - 8, "fill": colour}
+        name, value = f"{served.model_version} positive share", f"{served.positive_share:.4f}"
+        parts.append(element("rect", **bar, data_name=name, data_value=value))
+        caption = f"{100 * served.positive_share:.1f} %"
+        if not enough:
+            caption += f" (fewer than {min_predictions} predictions)"
+        parts.append(element("text", caption, x=end + 4, y=y + 15, font_size=11, fill=INK))
+    parts.append("</svg>")
+    return Markup("".join(parts))

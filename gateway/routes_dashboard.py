@@ -9,7 +9,7 @@ from flask import Blueprint, Response, render_template
 from markupsafe import Markup
 
 from core.model_reference import PROBA_BINS
-from gateway.charts import Series, bars_against_line, line_chart, paired_histogram
+from gateway.charts import Series, bars_against_line, line_chart, paired_histogram, positive_share_chart
 from gateway.context import gateway_context
 from gateway.dashboard import ACCEPT_TARGET_MS, REFRESH_S, DashboardView, gather_view
 
@@ -24,8 +24,18 @@ def dashboard_page() -> Response:
     """Return the dashboard, refreshed by the browser every REFRESH_S seconds."""
     context = gateway_context()
     view = gather_view(engine=context.engine, settings=context.settings, model=context.model)
-    html = render_template("dashboard.html", view=view, charts=charts_of(view), refresh_s=REFRESH_S)
-    return Response(html, content_type="text/html; charset=utf-8")
+    return Response(page_html(view), content_type="text/html; charset=utf-8")
+
+
+def page_html(view: DashboardView) -> str:
+    """Render the page of one view (within an app context)."""
+    return render_template(
+        "dashboard.html",
+        view=view,
+        charts=charts_of(view),
+        refresh_s=REFRESH_S,
+        accept_target_ms=ACCEPT_TARGET_MS,
+    )
 
 
 @blueprint.get("/dashboard.css")
@@ -45,19 +55,24 @@ def charts_of(view: DashboardView) -> dict[str, Markup]:
                 Series("predicted", [float(a.predicted) for a in view.activity]),
             ],
             minutes,
+            height=150,
         ),
         "drift": bars_against_line(
             [(d.feature, d.psi) for d in report.drift],
             line_at=report.drift_line,
             line_label=f"{report.drift_line:g}",
-            missing=f"fewer than {report.min_observations} observations",
+            missing=f"fewer than {report.min_observations} observations in the window",
         ),
         "probabilities": paired_histogram(
-            [f"{n / PROBA_BINS:.2f}" for n in range(PROBA_BINS)],
+            [f"{n / PROBA_BINS:g}\N{EN DASH}{(n + 1) / PROBA_BINS:g}" for n in range(PROBA_BINS)],
             report.proba_training or [0.0] * PROBA_BINS,
             report.proba_served,
+            height=140,
         ),
     }
+    charts["positive_share"] = positive_share_chart(
+        report.calls, report.positive_share_range, min_predictions=report.min_observations
+    )
     runs = sorted({taken for history in view.drift_history.values() for taken, _ in history})
     if runs:
         by_feature = {feature: dict(history) for feature, history in view.drift_history.items()}
@@ -66,7 +81,7 @@ def charts_of(view: DashboardView) -> dict[str, Markup]:
             [t.strftime("%H:%M") for t in runs],
             line_at=report.drift_line,
             line_label=f"drift line {report.drift_line:g}",
-            height=200,
+            height=170,
         )
     if report.quality:
         charts["quality"] = bars_against_line(

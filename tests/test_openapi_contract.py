@@ -68,7 +68,11 @@ NEGATABLE = {
 }
 PATH_VALUES = {"observation_id": "some-id", "batch_id": "some-batch"}
 # Not part of the API the document describes: its own page and Swagger UI's files.
-UNDOCUMENTED_ROUTES = {"/openapi.json", "/docs", "/docs/start.js", "/docs/<name>", "/static/<path:filename>"}
+# Pages for people (and their files), not operations of the API.
+UNDOCUMENTED_ROUTES = {
+    "/openapi.json", "/docs", "/docs/start.js", "/docs/<name>",
+    "/dashboard", "/dashboard.css", "/static/<path:filename>",
+}  # fmt: skip
 FUZZ = settings(
     max_examples=30,
     deadline=None,
