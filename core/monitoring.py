@@ -235,3 +235,16 @@ def serving_model(settings: Settings) -> ServingModel:
         reference=load_reference(directory, metadata),
         precision_bar=float(metadata.get("precision_bar", DEFAULT_PRECISION_BAR)),
     )
+
+
+def measure_serving(
+    *, conn: Connection, model: ServingModel, settings: Settings, window_s: int | None = None
+) -> MonitoringReport:
+    """Measure against the serving bundle over window_s (default MONITOR_WINDOW_S), the settings' minimum."""
+    return measure(
+        conn=conn,
+        reference=model.reference,
+        window_s=window_s or settings.monitor_window_s,
+        min_observations=settings.monitor_min_observations,
+        precision_bar=model.precision_bar,
+    )

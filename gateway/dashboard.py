@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.metrics_core import Metric
 from sqlalchemy.engine import Engine
 
-from core.monitoring import FEATURE_PSI, MonitoringReport, ServingModel, measure
+from core.monitoring import FEATURE_PSI, MonitoringReport, ServingModel, measure_serving
 from core.settings import Settings
 from core.storage.monitoring import MinuteActivity, activity_per_minute, snapshot_history
 from core.storage.records import utc_now
@@ -41,13 +41,7 @@ class DashboardView:
 def gather_view(*, engine: Engine, settings: Settings, model: ServingModel) -> DashboardView:
     """Read every figure of the dashboard from the database and the gateway's own latency histogram."""
     with engine.connect() as conn:
-        report = measure(
-            conn=conn,
-            reference=model.reference,
-            window_s=settings.monitor_window_s,
-            min_observations=settings.monitor_min_observations,
-            precision_bar=model.precision_bar,
-        )
+        report = measure_serving(conn=conn, model=model, settings=settings)
         activity = activity_per_minute(conn=conn, window_s=ACTIVITY_WINDOW_S)
         state = backlog(conn=conn)
         history: dict[str, list[tuple[datetime, float]]] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from core.monitoring import measure
+from core.monitoring import measure_serving
 from gateway.context import gateway_context
 from gateway.monitoring_responses import monitoring_answer
 from gateway.query_args import load_query, window_args
@@ -19,13 +19,7 @@ def model_monitoring() -> Response:
     Measured now over the window (?window=1h; default MONITOR_WINDOW_S), as the periodic monitor measures it.
     """
     context = gateway_context()
-    window_s = load_query(window_args)["window"] or context.settings.monitor_window_s
+    window_s = load_query(window_args)["window"]
     with context.engine.connect() as conn:
-        report = measure(
-            conn=conn,
-            reference=context.model.reference,
-            window_s=window_s,
-            min_observations=context.settings.monitor_min_observations,
-            precision_bar=context.model.precision_bar,
-        )
+        report = measure_serving(conn=conn, model=context.model, settings=context.settings, window_s=window_s)
     return jsonify(monitoring_answer(report, context.model.version))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 
-from core.feature_spec import FeatureSpec, load_feature_spec
+from core.feature_spec import FeatureSpec, current_version, load_feature_spec
 from core.settings import get_settings
 from devstack.backends import embedded_backend, postgres_backend
 from devstack.stack import ServiceStack
@@ -23,6 +25,16 @@ def feature_spec() -> FeatureSpec:
 @pytest.fixture(scope="session")
 def bundle() -> ModelBundle:
     return load_bundle(get_settings().artifacts_dir)
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path) -> Path:
+    """Copy the current bundle into a scratch artifacts directory that a test may damage."""
+    artifacts = get_settings().artifacts_dir
+    version = current_version(artifacts)
+    shutil.copytree(artifacts / version, tmp_path / version)
+    (tmp_path / "current").write_text(version)
+    return tmp_path
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,15 +41,6 @@ from worker.bundle import ModelBundle, TrainedVersionWarning, load_bundle
 from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
 
 ARTIFACTS = get_settings().artifacts_dir
-
-
-@pytest.fixture
-def bundle_copy(tmp_path: Path) -> Path:
-    """Copy the current bundle into a scratch artifacts directory that a test may damage."""
-    version = current_version(ARTIFACTS)
-    shutil.copytree(ARTIFACTS / version, tmp_path / version)
-    (tmp_path / "current").write_text(version)
-    return tmp_path
 
 
 def test_current_bundle_loads_with_version_and_threshold(bundle: ModelBundle) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -57,15 +56,6 @@ def held_out(bundle: ModelBundle) -> pd.DataFrame:
     frame = build_frame(features.to_dict("records"), bundle.spec)
     _, x_test, _, _ = train_test_split(frame, target, test_size=HOLD_OUT, random_state=SEED, stratify=target)
     return x_test
-
-
-@pytest.fixture
-def bundle_copy(tmp_path: Path) -> Path:
-    """Copy the current bundle into a scratch artifacts directory that a test may damage."""
-    version = current_version(ARTIFACTS)
-    shutil.copytree(ARTIFACTS / version, tmp_path / version)
-    (tmp_path / "current").write_text(version)
-    return tmp_path
 
 
 def canonical_counts(series: pd.Series) -> dict[str, int]:

@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy.engine import Engine
 
-from core.monitoring import measure, serving_model, snapshot_rows
+from core.monitoring import measure_serving, serving_model, snapshot_rows
 from core.settings import Settings
 from core.storage.monitoring import purge_snapshots, save_snapshot
 from core.storage.records import utc_now
@@ -24,13 +24,7 @@ def take_snapshot(*, engine: Engine, settings: Settings) -> int:
     model = serving_model(settings)
     started = time.perf_counter()
     with engine.connect() as conn:
-        report = measure(
-            conn=conn,
-            reference=model.reference,
-            window_s=settings.monitor_window_s,
-            min_observations=settings.monitor_min_observations,
-            precision_bar=model.precision_bar,
-        )
+        report = measure_serving(conn=conn, model=model, settings=settings)
     rows = snapshot_rows(report, utc_now())
     with engine.begin() as conn:
         save_snapshot(conn=conn, rows=rows)
