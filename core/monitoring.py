@@ -190,7 +190,7 @@ def measure(
 
 
 def snapshot_rows(report: MonitoringReport, taken_at: datetime) -> list[SnapshotRow]:
-    """Return what a monitor run stores of a report: the run, each PSI it could compute, each positive share.
+    """Return what a monitor run stores of a report: the run, each PSI it could compute, the positive share.
 
     A positive share under the minimum of predictions is left out, like a PSI: it would be noise.
     """
@@ -209,10 +209,12 @@ def snapshot_rows(report: MonitoringReport, taken_at: datetime) -> list[Snapshot
     rows += [row(FEATURE_PSI, d.feature, d.psi, d.observations) for d in report.drift if d.psi is not None]
     if report.proba_psi is not None:
         rows.append(row(PROBA_PSI, "proba", report.proba_psi, report.predictions))
+    # Only the serving version's share: the reference (and its range) belongs to that bundle, not to the
+    # versions that served earlier in the window.
     rows += [
         row(POSITIVE_SHARE, c.model_version, c.positive_share, c.predictions)
         for c in report.calls
-        if c.predictions >= report.min_observations
+        if c.predictions >= report.min_observations and c.model_version == report.reference_version
     ]
     return rows
 

@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         return digest.lower()
 
     @model_validator(mode="after")
+    def _worker_metrics_have_a_folder(self) -> Settings:
+        if self.worker_metrics_port and self.prometheus_multiproc_dir is None:
+            raise ValueError(
+                "WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR: pool processes write their figures there"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _redrive_cap_not_below_its_age(self) -> Settings:
         if self.redrive_backlog_cap_s < self.redrive_after_s:
             raise ValueError("REDRIVE_BACKLOG_CAP_S must be at least REDRIVE_AFTER_S")

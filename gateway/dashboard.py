@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
@@ -42,7 +42,7 @@ def gather_view(*, engine: Engine, settings: Settings, model: ServingModel) -> D
     """Read every figure of the dashboard from the database and the gateway's own latency histogram."""
     with engine.connect() as conn:
         report = measure_serving(conn=conn, model=model, settings=settings)
-        activity = activity_per_minute(conn=conn, window_s=ACTIVITY_WINDOW_S)
+        activity = every_minute(activity_per_minute(conn=conn, window_s=ACTIVITY_WINDOW_S), utc_now())
         state = backlog(conn=conn)
         history: dict[str, list[tuple[datetime, float]]] = {}
         for row in snapshot_history(conn=conn, figure=FEATURE_PSI, window_s=settings.monitor_window_s):
@@ -58,6 +58,16 @@ def gather_view(*, engine: Engine, settings: Settings, model: ServingModel) -> D
         backlog=state,
         drift_history=history,
     )
+
+
+def every_minute(activity: list[MinuteActivity], now: datetime) -> list[MinuteActivity]:
+    """Return the last hour minute by minute, quiet minutes as zeros (an outage must show as one)."""
+    found = {a.minute: a for a in activity}
+    minutes = [
+        (now - timedelta(minutes=back)).strftime("%Y-%m-%d %H:%M")
+        for back in range(ACTIVITY_WINDOW_S // 60 - 1, -1, -1)
+    ]
+    return [found.get(m, MinuteActivity(minute=m, received=0, predicted=0)) for m in minutes]
 
 
 def accept_latency_ms(multiprocess_dir: Path | None) -> tuple[float | None, float | None]:

@@ -44,7 +44,9 @@ class VersionCallsSchema(Schema):
     predictions = fields.Integer(required=True)
     share = fields.Float(required=True)
     in_training_range = fields.Boolean(
-        required=True, allow_none=True, metadata={"description": "null: no reference, or under the minimum"}
+        required=True,
+        allow_none=True,
+        metadata={"description": "null: no reference, under the minimum, or not the serving version"},
     )
 
 
@@ -133,7 +135,9 @@ def monitoring_answer(report: MonitoringReport, model_version: str) -> dict[str,
                         "share": c.positive_share,
                         "in_training_range": (
                             low_high[0] <= c.positive_share <= low_high[1]
-                            if low_high and c.predictions >= report.min_observations
+                            if low_high
+                            and c.predictions >= report.min_observations
+                            and c.model_version == report.reference_version
                             else None
                         ),
                     }

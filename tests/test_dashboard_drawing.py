@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 
 import pytest
 
+from core.storage.monitoring import MinuteActivity
 from gateway.charts import Series, bars_against_line, line_chart
-from gateway.dashboard import quantile_ms
+from gateway.dashboard import every_minute, quantile_ms
 
 INF = math.inf
 
@@ -58,3 +60,13 @@ def test_every_name_drawn_is_escaped() -> None:
     drawn += line_chart([Series(hostile, [1.0, 2.0])], [hostile, hostile])
     assert "<script" not in drawn
     assert "&lt;script&gt;" in drawn
+
+
+def test_quiet_minutes_are_drawn_as_zeros() -> None:
+    now = datetime(2026, 11, 29, 12, 30, 20, tzinfo=UTC)
+    busy = [MinuteActivity(minute="2026-11-29 12:00", received=5, predicted=4)]
+    hour = every_minute(busy, now)
+    assert len(hour) == 60
+    assert hour[0].minute == "2026-11-29 11:31" and hour[-1].minute == "2026-11-29 12:30"
+    assert [a.received for a in hour if a.received] == [5]
+    assert sum(a.received for a in hour) == 5

@@ -8,6 +8,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from core.settings import PROJECT_ROOT, Settings
 from tests.grafana import (
     GRAFANA_DIR,
@@ -108,3 +111,10 @@ def test_dashboard_names_only_metrics_the_service_defines() -> None:
         if f'"{name}"' not in sources and f'"{name.removesuffix("_total")}"' not in sources
     ]
     assert undefined == []
+
+
+def test_a_worker_metrics_port_needs_a_folder_for_its_pool_processes() -> None:
+    with pytest.raises(ValidationError, match="WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR"):
+        Settings(worker_metrics_port=9808)
+    served = Settings(worker_metrics_port=9808, prometheus_multiproc_dir=Path("/tmp/x"))
+    assert served.worker_metrics_port == 9808

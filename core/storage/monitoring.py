@@ -98,8 +98,8 @@ def served_calls(*, conn: Connection, window_s: float, bins: int) -> list[Served
 def labelled_outcomes(*, conn: Connection, window_s: float | None = None) -> dict[str, dict[str, int]]:
     """Count finished, labelled predictions per model version: true/false positives and negatives.
 
-    With window_s, only the labels received in that window; it reads the labelled rows through their own
-    partial index.
+    With window_s, only the labels received in that window. The labelled rows have a partial index of their
+    own (version, call, outcome): the count over all labels reads that index, not the table.
     """
     query = (
         sa.select(
