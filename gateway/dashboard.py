@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -11,9 +11,9 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.metrics_core import Metric
 from sqlalchemy.engine import Engine
 
-from core.monitoring import FEATURE_PSI, MonitoringReport, ServingModel, measure_serving
+from core.monitoring import FEATURE_PSI, MonitoringReport, ServingModel, drift_from_snapshot, measure_serving
 from core.settings import Settings
-from core.storage.monitoring import MinuteActivity, activity_per_minute, snapshot_history
+from core.storage.monitoring import MinuteActivity, activity_per_minute, latest_snapshot, snapshot_history
 from core.storage.records import utc_now
 from core.storage.reports import Backlog, backlog
 
@@ -36,12 +36,18 @@ class DashboardView:
     backlog: Backlog
     # Per feature, its PSI at each monitor run of the window, oldest first.
     drift_history: dict[str, list[tuple[datetime, float]]]
+    # When the monitor last stored its figures (the drift drawn is from that run); None: it never ran.
+    monitored_at: datetime | None = None
 
 
 def gather_view(*, engine: Engine, settings: Settings, model: ServingModel) -> DashboardView:
     """Read every figure of the dashboard from the database and the gateway's own latency histogram."""
     with engine.connect() as conn:
-        report = measure_serving(conn=conn, model=model, settings=settings)
+        # Drift as the monitor last stored it (what /metrics and the alerts read); the rest measured now.
+        report = measure_serving(conn=conn, model=model, settings=settings, count_features=False)
+        monitored_at, snapshot = latest_snapshot(conn=conn)
+        if model.reference is not None:
+            report = replace(report, drift=drift_from_snapshot(snapshot, model.reference))
         activity = every_minute(activity_per_minute(conn=conn, window_s=ACTIVITY_WINDOW_S), utc_now())
         state = backlog(conn=conn)
         history: dict[str, list[tuple[datetime, float]]] = {}
@@ -57,6 +63,7 @@ def gather_view(*, engine: Engine, settings: Settings, model: ServingModel) -> D
         accept_p99_ms=p99,
         backlog=state,
         drift_history=history,
+        monitored_at=monitored_at,
     )
 
 

@@ -61,7 +61,11 @@ def charts_of(view: DashboardView) -> dict[str, Markup]:
             [(d.feature, d.psi) for d in report.drift],
             line_at=report.drift_line,
             line_label=f"{report.drift_line:g}",
-            missing=f"fewer than {report.min_observations} observations in the window",
+            missing=(
+                f"fewer than {report.min_observations} observations in the window"
+                if view.monitored_at is not None
+                else "the monitor has not run yet"
+            ),
         ),
         "probabilities": paired_histogram(
             [f"{n / PROBA_BINS:g}\N{EN DASH}{(n + 1) / PROBA_BINS:g}" for n in range(PROBA_BINS)],

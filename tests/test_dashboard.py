@@ -116,6 +116,7 @@ def fabricated_view(report: MonitoringReport) -> DashboardView:
         accept_p99_ms=19.3,
         backlog=Backlog(queued=12, failed=1, oldest_queued_at=NOW - timedelta(seconds=4)),
         drift_history=history if report.reference_version else {},
+        monitored_at=runs[-1],
     )
 
 
@@ -259,6 +260,8 @@ def test_missing_figures_say_why(page_app: Flask) -> None:
     page = rendered(page_app, quiet)
     assert texts(chart(page, "latency")).count("no request yet") == 2
     assert "Nothing received in the last hour" in section(page, "service")
+    never_monitored = rendered(page_app, dataclasses.replace(fabricated_view(report), monitored_at=None))
+    assert texts(chart(never_monitored, "drift")).count("the monitor has not run yet") == len(PSI)
 
 
 def test_the_page_has_no_script_no_inline_style_and_refreshes_itself(page_app: Flask) -> None:
