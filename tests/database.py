@@ -76,3 +76,19 @@ def api_key_table_text(*, conn: Connection) -> str:
     """Return every stored value of every API key row, as one text (to look for what must not be there)."""
     rows = conn.execute(sa.select(api_keys)).all()
     return "\n".join(" ".join(str(value) for value in row) for row in rows)
+
+
+def some_observation_ids(*, conn: Connection, limit: int, labelled: bool) -> list[str]:
+    """Return up to limit stored ids, with or without a true outcome, in id order."""
+    has_label = predictions.c.true_class.is_not(None) if labelled else predictions.c.true_class.is_(None)
+    rows = conn.execute(sa.select(predictions.c.id).where(has_label).order_by(predictions.c.id).limit(limit))
+    return list(rows.scalars())
+
+
+def backdate_labels(*, conn: Connection, seconds: float, observation_ids: Iterable[str]) -> None:
+    """Make the true outcomes of some observations seem to have arrived seconds earlier than they did."""
+    conn.execute(
+        predictions.update()
+        .where(predictions.c.id.in_(list(observation_ids)))
+        .values(labelled_at=_earlier(conn, predictions.c.labelled_at, seconds))
+    )

@@ -23,6 +23,7 @@ from core.settings import PROJECT_ROOT
 from devstack.backends import embedded_backend, postgres_backend
 from devstack.stack import ServiceStack, wait_until
 from tests.browser import rendered_dom, screenshot
+from tests.database import backdate_labels, backdate_receipt_times, some_observation_ids
 from tests.factories import new_id
 from tests.grafana import dashboard_metric_names
 from tests.test_monitoring import scrape
@@ -273,3 +274,22 @@ def test_a_browser_shows_the_drift_above_its_line(watched: ServiceStack, tmp_pat
     dom = rendered_dom(watched.url("/dashboard"))
     for feature in SHIFTED:
         assert re.search(rf'fill="#C0392B" data-name="{feature}" data-value="', dom), feature
+
+
+def test_windows_leave_out_what_came_before_them(watched: ServiceStack) -> None:
+    """Last in this module: it moves 100 receipts and 50 labels two days back, out of an hour's window."""
+    two_days = 2 * 86_400
+    with watched.engine.begin() as conn:
+        old_rows = some_observation_ids(conn=conn, limit=100, labelled=False)
+        old_labels = some_observation_ids(conn=conn, limit=50, labelled=True)
+        backdate_receipt_times(conn=conn, seconds=two_days, observation_ids=old_rows)
+        backdate_labels(conn=conn, seconds=two_days, observation_ids=old_labels)
+    hour = requests.get(watched.url("/monitoring?window=1h"), timeout=30).json()
+    month = requests.get(watched.url("/monitoring?window=30d"), timeout=30).json()
+    assert {f["observations"] for f in hour["features"].values()} == {2 * STREAM_ROWS - 100}
+    assert {f["observations"] for f in month["features"].values()} == {2 * STREAM_ROWS}
+    assert hour["probabilities"]["predictions"] == 2 * STREAM_ROWS - 100
+    (version,) = hour["quality"]
+    assert hour["quality"][version]["window"]["labelled"] == 100
+    assert hour["quality"][version]["all"]["labelled"] == 150
+    assert month["quality"][version]["window"]["labelled"] == 150
