@@ -9,8 +9,8 @@ from sqlalchemy.engine import Engine
 
 from core.monitoring import measure_serving, serving_model, snapshot_rows
 from core.settings import Settings
+from core.storage.clock import read_database_now
 from core.storage.monitoring import purge_snapshots, save_snapshot
-from core.storage.records import utc_now
 
 log = logging.getLogger(__name__)
 SECONDS_PER_DAY = 86_400
@@ -24,8 +24,10 @@ def take_snapshot(*, engine: Engine, settings: Settings) -> int:
     model = serving_model(settings)
     started = time.perf_counter()
     with engine.connect() as conn:
+        # Stamped on the database's clock, like the receipts and labels its windows are cut from.
+        taken_at = read_database_now(conn=conn)
         report = measure_serving(conn=conn, model=model, settings=settings)
-    rows = snapshot_rows(report, utc_now())
+    rows = snapshot_rows(report, taken_at)
     with engine.begin() as conn:
         save_snapshot(conn=conn, rows=rows)
         if settings.retention_days > 0:
