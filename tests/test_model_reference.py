@@ -34,7 +34,7 @@ from core.model_reference import (
 from core.settings import PROJECT_ROOT, get_settings
 from tests.test_floor_plan import imported_modules
 from training.data import build_training_table
-from training.reference import bin_labels, build_reference
+from training.reference import backfill, bin_labels, build_reference
 from training.train import HOLD_OUT, SEED
 from worker.bundle import ModelBundle, load_bundle
 
@@ -203,3 +203,22 @@ def test_the_gateway_can_read_references_without_numerical_libraries() -> None:
     for module in ("model_reference", "feature_spec"):
         imported = {name.split(".")[0] for name in imported_modules(PROJECT_ROOT / "core" / f"{module}.py")}
         assert imported.isdisjoint(heavy), module
+
+
+def test_backfill_rebuilds_the_committed_reference_and_refuses_other_data(bundle_copy: Path) -> None:
+    version = current_version(bundle_copy)
+    directory = bundle_copy / version
+    (directory / REFERENCE_FILE).unlink()
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    del metadata["files"][REFERENCE_FILE]
+    (directory / METADATA_FILE).write_text(json.dumps(metadata))
+    rebuilt = backfill(bundle_copy, version)
+    committed = json.loads((ARTIFACTS / version / REFERENCE_FILE).read_text())
+    assert rebuilt.to_dict() == committed
+    assert load_reference(directory, json.loads((directory / METADATA_FILE).read_text())) == rebuilt
+
+    metadata = json.loads((directory / METADATA_FILE).read_text())
+    metadata["data"]["rows"] = 1_000
+    (directory / METADATA_FILE).write_text(json.dumps(metadata))
+    with pytest.raises(BundleError, match="trained on 1000 rows"):
+        backfill(bundle_copy, version)

@@ -16,6 +16,7 @@ from sklearn.model_selection import train_test_split
 
 from core.feature_spec import (
     METADATA_FILE,
+    BundleError,
     FeatureColumn,
     FeatureSpec,
     bundle_path,
@@ -149,6 +150,13 @@ def backfill(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR) -> Mo
     x_train, x_test, _, _ = train_test_split(
         frame, target, test_size=HOLD_OUT, random_state=SEED, stratify=target
     )
+    metadata: dict[str, Any] = read_metadata(directory)
+    recorded = (metadata.get("data", {}).get("rows"), metadata.get("held_out", {}).get("rows"))
+    if recorded != (len(frame), len(x_test)):
+        raise BundleError(
+            f"bundle {version} was trained on {recorded[0]} rows ({recorded[1]} held out); the data here "
+            f"give {len(frame)} ({len(x_test)}): its reference cannot be rebuilt from them"
+        )
     reference = build_reference(
         version=bundle.version,
         features=x_train,
@@ -157,7 +165,6 @@ def backfill(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR) -> Mo
         threshold=bundle.threshold,
         seed=SEED,
     )
-    metadata: dict[str, Any] = read_metadata(directory)
     metadata["files"][REFERENCE_FILE] = write_reference(directory, reference)
     metadata.pop("training_distributions", None)  # the reference replaces it
     # Written beside, then renamed: a reader sees the old metadata or the new one, never half of it.
@@ -177,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     reference = backfill(args.artifacts_dir, args.version, args.data_dir)
     summary = {
         "bundle": str(bundle_path(args.artifacts_dir, args.version)),
+        # metadata.json changed: a deployment that pins MODEL_SHA256 takes this one.
+        "metadata_sha256": sha256_of(bundle_path(args.artifacts_dir, args.version) / METADATA_FILE),
         "positive_share": reference.positive_share,
         "positive_share_range": reference.positive_share_range,
         "features": {
