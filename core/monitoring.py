@@ -5,6 +5,7 @@ One measure serves the periodic monitor task (which stores it), GET /monitoring,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +34,8 @@ FEATURE_PSI, PROBA_PSI, POSITIVE_SHARE = "feature_psi", "proba_psi", "positive_s
 MONITOR_RUN = "run"
 # The business bar on the precision of positive calls, for a bundle whose metadata names none.
 DEFAULT_PRECISION_BAR = 0.5
+# Two-sided 99 %: the share of positive calls leaves its expected range by chance once in a hundred windows.
+Z_99 = 2.576
 
 
 @dataclass(frozen=True)
@@ -101,10 +104,22 @@ class MonitoringReport:
     proba_served: tuple[float, ...]
     predictions: int
     positive_share_training: float | None
+    # Where the serving version's share stays for its number of calls (expected_share_range); None: no calls.
     positive_share_range: tuple[float, float] | None
     calls: list[VersionCalls]
     quality: list[VersionQuality]
     quality_in_window: list[VersionQuality]
+
+
+def expected_share_range(reference: ModelReference, predictions: int) -> tuple[float, float]:
+    """Return where the share of positive calls over this many predictions stays if the model calls as it did
+    on held-out data: the held-out share, give or take the sampling error of both counts (99 %).
+
+    A fixed range would be too wide for a busy day's window and too narrow for a quiet hour's.
+    """
+    share = reference.positive_share
+    spread = Z_99 * math.sqrt(share * (1 - share) * (1 / max(predictions, 1) + 1 / reference.held_out_rows))
+    return max(0.0, share - spread), min(1.0, share + spread)
 
 
 def version_quality(outcomes: dict[str, dict[str, int]]) -> list[VersionQuality]:
@@ -169,6 +184,7 @@ def measure(
             drift = feature_drift(counts, reference, min_observations)
         if predictions >= min_observations:
             proba_psi = psi(reference.proba_shares, all_bins)
+    serving = [c for c in calls if reference is not None and c.model_version == reference.version]
     return MonitoringReport(
         window_s=window_s,
         reference_version=reference.version if reference else None,
@@ -181,7 +197,9 @@ def measure(
         proba_served=_shares(all_bins),
         predictions=predictions,
         positive_share_training=reference.positive_share if reference else None,
-        positive_share_range=reference.positive_share_range if reference else None,
+        positive_share_range=(
+            expected_share_range(reference, serving[0].predictions) if reference and serving else None
+        ),
         calls=[
             VersionCalls(
                 model_version=served.model_version,

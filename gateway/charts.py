@@ -218,12 +218,14 @@ def positive_share_chart(
     share_range: tuple[float, float] | None,
     *,
     min_predictions: int,
+    judged_version: str | None = None,
     width: int = 560,
     row_height: int = 22,
 ) -> Markup:
     """Return each version's share of positive calls as a bar, training's range as two lines around a band.
 
-    A share outside the range is red once it rests on min_predictions; under that it says so.
+    The range is judged_version's (the serving one): its share outside it is red once it rests on
+    min_predictions; under that it says so. Other versions are drawn, not judged.
     """
     # Room right of the bars for the share, and for the note of one that rests on too few predictions.
     left, top = 170, 18
@@ -254,7 +256,11 @@ def positive_share_chart(
             )
         )
         enough = served.predictions >= min_predictions
-        outside = share_range is not None and not share_range[0] <= served.positive_share <= share_range[1]
+        outside = (
+            served.model_version == judged_version
+            and share_range is not None
+            and not share_range[0] <= served.positive_share <= share_range[1]
+        )
         colour = LINE_COLOUR if enough and outside else SERIES_COLOURS[0] if enough else TRAINING_COLOUR
         end = x(served.positive_share)
         bar = {"x": left, "y": y + 4, "width": max(end - left, 1.0), "height": row_height - 8, "fill": colour}

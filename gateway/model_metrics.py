@@ -15,6 +15,7 @@ from core.monitoring import (
     PROBA_PSI,
     ServingModel,
     VersionQuality,
+    expected_share_range,
     version_quality,
 )
 from core.storage.monitoring import labelled_outcomes, latest_snapshot
@@ -76,14 +77,17 @@ class ModelStateCollector(Collector):
             "model_precision_bar", "The precision positive calls must reach (the serving bundle's bar)",
             value=self._model.precision_bar,
         )  # fmt: skip
+        # Only the serving version's share is stored; its expected range depends on the calls it rests on.
+        share = next((row for row in snapshot if row.figure == POSITIVE_SHARE), None)
         reference = self._model.reference
-        if reference is not None:
+        if reference is not None and share is not None:
             training = GaugeMetricFamily(
                 "model_training_positive_share",
-                "Range of the positive-call share on held-out samples of the monitor's minimum size",
+                "Where the positive-call share of the monitor's window stays (99 %) if the model calls as on "
+                "held-out data",
                 labels=["bound"],
             )
-            low, high = reference.positive_share_range
+            low, high = expected_share_range(reference, share.observations)
             training.add_metric(["low"], low)
             training.add_metric(["high"], high)
             yield training

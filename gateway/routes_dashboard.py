@@ -75,7 +75,10 @@ def charts_of(view: DashboardView) -> dict[str, Markup]:
         ),
     }
     charts["positive_share"] = positive_share_chart(
-        report.calls, report.positive_share_range, min_predictions=report.min_observations
+        report.calls,
+        report.positive_share_range,
+        min_predictions=report.min_observations,
+        judged_version=report.reference_version,
     )
     runs = sorted({taken for history in view.drift_history.values() for taken, _ in history})
     if runs:

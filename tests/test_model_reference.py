@@ -31,6 +31,7 @@ from core.model_reference import (
     proba_bin_counts,
     psi,
 )
+from core.monitoring import expected_share_range
 from core.settings import PROJECT_ROOT, get_settings
 from tests.test_floor_plan import imported_modules
 from training.data import build_training_table
@@ -222,3 +223,17 @@ def test_backfill_rebuilds_the_committed_reference_and_refuses_other_data(bundle
     (directory / METADATA_FILE).write_text(json.dumps(metadata))
     with pytest.raises(BundleError, match="trained on 1000 rows"):
         backfill(bundle_copy, version)
+
+
+def test_the_expected_positive_share_narrows_with_the_calls_it_rests_on() -> None:
+    directory = ARTIFACTS / current_version(ARTIFACTS)
+    reference = load_reference(directory, read_metadata(directory))
+    assert reference is not None
+    # On 500 calls it matches what 1,000 held-out samples of 500 rows gave in training (their 0.5th-99.5th).
+    low, high = expected_share_range(reference, 500)
+    assert low == pytest.approx(reference.positive_share_range[0], abs=0.01)
+    assert high == pytest.approx(reference.positive_share_range[1], abs=0.01)
+    # A busy day's window is held much closer; the held-out sample's own error keeps it from closing.
+    day_low, day_high = expected_share_range(reference, 100_000)
+    assert low < day_low < reference.positive_share < day_high < high
+    assert day_high - day_low < 0.02
