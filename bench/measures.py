@@ -26,6 +26,7 @@ from core.storage.reports import (
     submit_to_result_seconds,
 )
 from devstack.course import COURSE_OBSERVATION
+from devstack.embedded_redis import free_port
 from devstack.stack import ServiceStack, wait_until
 from worker.bundle import load_bundle
 
@@ -49,7 +50,7 @@ def submit_to_result_ms(stack: ServiceStack, ids: list[str]) -> list[float]:
 
 def run_baseline(stack: ServiceStack, plan: Plan, work_dir: Path) -> dict[str, float]:
     """Serve the course design with gunicorn (2 sync workers) and load it like the service."""
-    port = stack.port + 1 if stack.port < 65000 else stack.port - 1
+    port = free_port()
     with (work_dir / "baseline.log").open("ab") as log:
         server = subprocess.Popen(
             [
@@ -71,6 +72,8 @@ def run_baseline(stack: ServiceStack, plan: Plan, work_dir: Path) -> dict[str, f
         url = f"http://127.0.0.1:{port}/predict"
 
         def up() -> bool:
+            if server.poll() is not None:
+                raise RuntimeError(f"the baseline server exited; see {work_dir / 'baseline.log'}")
             try:
                 return requests.post(url, json={}, timeout=2).status_code == 422
             except requests.RequestException:
