@@ -171,10 +171,8 @@ def measure(
     reads each observation of the window (seconds at a million), so pages take it from the monitor's snapshot.
     """
     calls = served_calls(conn=conn, window_s=window_s, bins=PROBA_BINS)
-    all_bins = [0] * PROBA_BINS
-    for served in calls:
-        for index, count in enumerate(proba_bin_counts(served.proba_counts)):
-            all_bins[index] += count
+    bins_of = {served.model_version: proba_bin_counts(served.proba_counts) for served in calls}
+    all_bins = [sum(counts) for counts in zip(*bins_of.values(), strict=True)] if calls else [0] * PROBA_BINS
     predictions = sum(all_bins)
     drift: list[FeatureDrift] = []
     proba_psi = None
@@ -205,7 +203,7 @@ def measure(
                 model_version=served.model_version,
                 predictions=served.predictions,
                 positive_share=served.positive_share,
-                proba_shares=_shares(proba_bin_counts(served.proba_counts)),
+                proba_shares=_shares(bins_of[served.model_version]),
             )
             for served in calls
         ],

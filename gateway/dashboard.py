@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
-from prometheus_client.metrics_core import Metric
 from sqlalchemy.engine import Engine
 
+from core.metrics_registry import own_metrics
 from core.monitoring import FEATURE_PSI, MonitoringReport, ServingModel, drift_from_snapshot, measure_serving
 from core.settings import Settings
 from core.storage.monitoring import MinuteActivity, activity_per_minute, latest_snapshot, snapshot_history
@@ -79,14 +77,8 @@ def every_minute(activity: list[MinuteActivity], now: datetime) -> list[MinuteAc
 
 def accept_latency_ms(multiprocess_dir: Path | None) -> tuple[float | None, float | None]:
     """Estimate p50 and p99 of POST /predict from the latency histogram of every gateway process."""
-    if multiprocess_dir is None:
-        families: Iterable[Metric] = REGISTRY.collect()
-    else:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
-        families = registry.collect()
     buckets: dict[float, float] = {}
-    for family in families:
+    for family in own_metrics(multiprocess_dir).collect():
         if family.name != "gateway_request_seconds":
             continue
         for sample in family.samples:

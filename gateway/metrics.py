@@ -13,17 +13,16 @@ from pathlib import Path
 from celery import Celery
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
     generate_latest,
-    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
+from core.metrics_registry import own_metrics
 from core.publishing import PUBLISH_ERRORS, waiting_messages
 from core.storage.records import utc_now
 from core.storage.reports import backlog
@@ -108,10 +107,4 @@ def render_metrics(multiprocess_dir: Path | None, *service_state: Collector) -> 
     state = CollectorRegistry()
     for collector in service_state:
         state.register(collector)
-    if multiprocess_dir is None:
-        own = generate_latest(REGISTRY)
-    else:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
-        own = generate_latest(registry)
-    return own + generate_latest(state), CONTENT_TYPE_LATEST
+    return generate_latest(own_metrics(multiprocess_dir)) + generate_latest(state), CONTENT_TYPE_LATEST

@@ -80,7 +80,8 @@ class MonitoringSchema(Schema):
     quality = fields.Dict(keys=fields.String(), values=fields.Nested(VersionQualitySchema), required=True)
 
 
-def _performance(quality: VersionQuality) -> dict[str, Any]:
+def performance_fields(quality: VersionQuality) -> dict[str, Any]:
+    """Return one version's confusion counts, precision and recall, as VersionPerformanceSchema dumps them."""
     return {
         "labelled": quality.labelled,
         "true_positive": quality.true_positive,
@@ -146,8 +147,8 @@ def monitoring_answer(report: MonitoringReport, model_version: str) -> dict[str,
             },
             "quality": {
                 q.model_version: {
-                    "all": _performance(q),
-                    "window": _performance(in_window[q.model_version])
+                    "all": performance_fields(q),
+                    "window": performance_fields(in_window[q.model_version])
                     if q.model_version in in_window
                     else None,
                 }

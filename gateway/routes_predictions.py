@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from core.monitoring import version_quality
 from core.storage.monitoring import labelled_outcomes
 from core.storage.observations import find_prediction, save_true_class
 from core.storage.records import PredictionRecord, utc_now
@@ -14,6 +15,7 @@ from gateway.context import gateway_context
 from gateway.errors import ApiError
 from gateway.long_polls import HOLD_HEADER, THROUGH_FRONT, scope_of
 from gateway.metrics import OBSERVATIONS_SUBMITTED
+from gateway.monitoring_responses import performance_fields
 from gateway.query_args import load_query, wait_args
 from gateway.responses import (
     accepted_schema,
@@ -98,8 +100,8 @@ def update_true_class() -> Response:
     return jsonify(prediction_schema.dump(record))
 
 
-def _share(numerator: int, denominator: int) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
+def _rounded(share: float | None) -> float | None:
+    return None if share is None else round(share, 4)
 
 
 @blueprint.get("/performance")
@@ -107,14 +109,12 @@ def live_performance() -> Response:
     """Return precision and recall on the true outcomes received so far, per model version."""
     with gateway_context().engine.connect() as conn:
         outcomes = labelled_outcomes(conn=conn)
-    versions = {}
-    for version, counts in sorted(outcomes.items()):
-        positives_called = counts["true_positive"] + counts["false_positive"]
-        positives_real = counts["true_positive"] + counts["false_negative"]
-        versions[version] = {
-            "labelled": sum(counts.values()),
-            **counts,
-            "precision": _share(counts["true_positive"], positives_called),
-            "recall": _share(counts["true_positive"], positives_real),
+    versions = {
+        quality.model_version: {
+            **performance_fields(quality),
+            "precision": _rounded(quality.precision),
+            "recall": _rounded(quality.recall),
         }
+        for quality in version_quality(outcomes)
+    }
     return jsonify(performance_schema.dump({"model_versions": versions}))

@@ -13,7 +13,9 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
+
+from core.metrics_registry import own_metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +74,8 @@ def serve_worker_metrics(port: int, multiprocess_dir: Path | None) -> None:
     With multiprocess_dir, it is emptied first (counters start again with the node) and the pool processes'
     files in it are added up at each scrape.
     """
-    if multiprocess_dir is None:
-        registry: CollectorRegistry = REGISTRY
-    else:
+    if multiprocess_dir is not None:
         shutil.rmtree(multiprocess_dir, ignore_errors=True)
         multiprocess_dir.mkdir(parents=True, exist_ok=True)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=str(multiprocess_dir))  # type: ignore[no-untyped-call]
-    start_http_server(port, registry=registry)
+    start_http_server(port, registry=own_metrics(multiprocess_dir))
     log.info("worker metrics served", extra={"port": port})
