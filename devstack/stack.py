@@ -19,7 +19,9 @@ import requests
 from sqlalchemy.engine import Engine
 
 from core.celery_app import MONITOR_TASK, create_celery_app
+from core.publishing import message_contents
 from core.settings import PROJECT_ROOT, Settings, child_environment
+from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
 from core.storage.monitoring import latest_snapshot
@@ -171,11 +173,16 @@ class ServiceStack:
         return int(self.broker.llen(self.backend.queue_name))
 
     def queued_items(self) -> list[dict[str, Any]]:
-        """Return the observation items ({id, observation}) the waiting messages carry, in queue order."""
+        """Return the observation items ({id, observation}) the waiting messages carry or refer to (the rows
+        of batch slices still queued), in queue order."""
         items: list[dict[str, Any]] = []
         for raw in reversed(self.broker.lrange(self.backend.queue_name, 0, -1)):  # consumed from the right
             _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
-            items += kwargs["observations"]
+            contents = message_contents(kwargs)
+            items += contents.items
+            with self.engine.connect() as conn:
+                referred = read_batch_slices(conn=conn, slices=contents.slices)
+            items += [{"id": o.id, "observation": o.observation} for o in referred]
         return items
 
     def queued_observations(self) -> int:

@@ -8,8 +8,6 @@ one writer, a batch that may be stored in part commits chunk by chunk, so single
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
@@ -18,24 +16,23 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
+import orjson
 from celery import Celery
 from marshmallow import ValidationError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from core.publishing import PUBLISH_ERRORS, publish_observations
+from core.publishing import PUBLISH_ERRORS, publish_batch_slices
 from core.storage.batches import (
     Rejection,
-    add_batch_items,
+    StagedItem,
     add_batch_rejections,
     create_batch,
-    find_observations,
     finish_batch,
-    insert_queued_many,
-    iter_batch_queued,
     mark_batch_published,
+    store_batch_chunk,
 )
-from core.storage.records import QueuedObservation, utc_now
+from core.storage.records import BatchSlice, utc_now
 from gateway.errors import validation_fields
 from worker.schemas import RequestSchemas
 
@@ -94,10 +91,6 @@ class AtomicBatchRejected(Exception):
         self.count = count
 
 
-def _fingerprint(observation: dict[str, Any]) -> bytes:
-    return hashlib.blake2b(json.dumps(observation, sort_keys=True).encode(), digest_size=16).digest()
-
-
 def _chunked(items: Iterable[RawItem], size: int) -> Iterator[list[RawItem]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
@@ -111,51 +104,43 @@ def _claimed_id(value: Any) -> str | None:
 
 @dataclass
 class ChunkIntake:
-    """What one chunk of a batch gave: accepted (position, id) pairs and rejected items."""
+    """What one chunk of a batch gave: accepted count, rejections, the positions of the rows it created."""
 
-    positions: list[tuple[int, str]] = field(default_factory=list)
+    accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
+    created: list[int] = field(default_factory=list)
 
 
-def take_chunk(
-    *,
-    conn: Connection,
-    schemas: RequestSchemas,
-    chunk: list[RawItem],
-    seen: dict[str, bytes],
-    batch_id: str,
-    now: datetime,
-) -> ChunkIntake:
-    """Validate a chunk and store its new observations; an id seen before in the batch: replay or conflict."""
-    intake = ChunkIntake()
-    fresh: list[tuple[int, QueuedObservation]] = []
+def validated_items(
+    schemas: RequestSchemas, chunk: list[RawItem]
+) -> tuple[list[StagedItem], list[Rejection]]:
+    """Validate a chunk: the items to store (observations dumped once, as stored) and the rejected ones."""
+    valid: list[StagedItem] = []
+    rejected: list[Rejection] = []
     for item in chunk:
         if item.parse_errors is not None:
-            intake.rejected.append(Rejection(item.index, _claimed_id(item.value), item.parse_errors))
+            rejected.append(Rejection(item.index, _claimed_id(item.value), item.parse_errors))
             continue
         try:
             loaded = schemas.load_prediction(item.value)
         except ValidationError as error:
-            intake.rejected.append(Rejection(item.index, _claimed_id(item.value), validation_fields(error)))
+            rejected.append(Rejection(item.index, _claimed_id(item.value), validation_fields(error)))
             continue
-        observation = QueuedObservation(id=loaded["id"], observation=loaded["observation"])
-        fingerprint = _fingerprint(observation.observation)
-        if observation.id not in seen:
-            seen[observation.id] = fingerprint
-            fresh.append((item.index, observation))
-        elif seen[observation.id] == fingerprint:
-            intake.positions.append((item.index, observation.id))
-        else:
-            intake.rejected.append(Rejection(item.index, observation.id, {"id": [CONFLICT_MESSAGE]}))
-    created = insert_queued_many(conn=conn, observations=[o for _, o in fresh], batch_id=batch_id, now=now)
-    existing = find_observations(conn=conn, observation_ids=[o.id for _, o in fresh if o.id not in created])
-    for index, observation in fresh:
-        if observation.id in created or existing.get(observation.id) == observation.observation:
-            intake.positions.append((index, observation.id))
-        else:
-            intake.rejected.append(Rejection(index, observation.id, {"id": [CONFLICT_MESSAGE]}))
-    intake.rejected.sort(key=lambda r: r.index)
-    return intake
+        observation = loaded["observation"]
+        dumped = orjson.dumps(observation, option=orjson.OPT_SORT_KEYS).decode()
+        valid.append(StagedItem(item.index, loaded["id"], observation, dumped))
+    return valid, rejected
+
+
+def take_chunk(
+    *, conn: Connection, schemas: RequestSchemas, chunk: list[RawItem], batch_id: str, now: datetime
+) -> ChunkIntake:
+    """Validate a chunk and store it; an id stored before (in this batch or not): replay or conflict."""
+    valid, rejected = validated_items(schemas, chunk)
+    stored = store_batch_chunk(conn=conn, batch_id=batch_id, items=valid, now=now)
+    rejected += [Rejection(item.position, item.id, {"id": [CONFLICT_MESSAGE]}) for item in stored.conflicts]
+    rejected.sort(key=lambda r: r.index)
+    return ChunkIntake(accepted=stored.accepted, rejected=rejected, created=stored.created)
 
 
 def submit_batch(
@@ -172,7 +157,7 @@ def submit_batch(
 ) -> BatchReceipt:
     """Validate, store and publish a batch; TooManyItems, EmptyBatch, AtomicBatchRejected store nothing."""
     receipt = BatchReceipt(batch_id=uuid.uuid4().hex, listed=listed)
-    seen: dict[str, bytes] = {}
+    slices = SliceCutter(receipt.batch_id, per_message)
     now = utc_now()
     commit_each_chunk = not atomic and engine.dialect.name == "sqlite"
     with engine.connect() as conn:
@@ -182,14 +167,12 @@ def submit_batch(
         for chunk in _chunked(items, chunk_size):
             receipt.items += len(chunk)
             check_item_count(receipt.items, max_items)
-            intake = take_chunk(
-                conn=conn, schemas=schemas, chunk=chunk, seen=seen, batch_id=receipt.batch_id, now=now
-            )
+            intake = take_chunk(conn=conn, schemas=schemas, chunk=chunk, batch_id=receipt.batch_id, now=now)
             receipt.note_rejections(intake.rejected)
             if not atomic:
                 add_batch_rejections(conn=conn, batch_id=receipt.batch_id, rejections=intake.rejected)
-            add_batch_items(conn=conn, batch_id=receipt.batch_id, positions=intake.positions)
-            receipt.accepted += len(intake.positions)
+            slices.add(intake.created)
+            receipt.accepted += intake.accepted
             if commit_each_chunk:
                 conn.commit()
         check_item_count(receipt.items, max_items)
@@ -203,16 +186,38 @@ def submit_batch(
             rejected=receipt.rejected_count,
         )
         conn.commit()
-    publish_batch(engine=engine, celery=celery, batch_id=receipt.batch_id, per_message=per_message)
+    publish_batch(engine=engine, celery=celery, batch_id=receipt.batch_id, slices=slices.finish())
     return receipt
 
 
-def publish_batch(*, engine: Engine, celery: Celery, batch_id: str, per_message: int) -> bool:
-    """Publish the committed, still-queued rows of a batch, per_message observations per message."""
+@dataclass
+class SliceCutter:
+    """Cut the positions of a batch's new rows, given in ascending order, into slices of per_message rows."""
+
+    batch_id: str
+    per_message: int
+    slices: list[BatchSlice] = field(default_factory=list)
+    _pending: list[int] = field(default_factory=list)
+
+    def add(self, positions: list[int]) -> None:
+        """Take the next positions; each full run of per_message becomes a slice."""
+        self._pending += positions
+        while len(self._pending) >= self.per_message:
+            run, self._pending = self._pending[: self.per_message], self._pending[self.per_message :]
+            self.slices.append(BatchSlice(self.batch_id, run[0], run[-1]))
+
+    def finish(self) -> list[BatchSlice]:
+        """Return every slice, the last one holding what is left."""
+        if self._pending:
+            self.slices.append(BatchSlice(self.batch_id, self._pending[0], self._pending[-1]))
+            self._pending = []
+        return self.slices
+
+
+def publish_batch(*, engine: Engine, celery: Celery, batch_id: str, slices: list[BatchSlice]) -> bool:
+    """Publish the committed rows of a batch: one message per slice, which the workers read themselves."""
     try:
-        with engine.connect() as conn:
-            for chunk in iter_batch_queued(conn=conn, batch_id=batch_id, chunk_size=per_message * 20):
-                publish_observations(celery, chunk, per_message=per_message)
+        publish_batch_slices(celery, slices)
     except PUBLISH_ERRORS:
         log.warning("batch publish failed; left for the redrive", extra={"batch_id": batch_id})
         return False

@@ -12,7 +12,7 @@ import requests
 from core.feature_spec import FeatureSpec, current_version, load_feature_spec
 from core.settings import get_settings
 from devstack.backends import embedded_backend, postgres_backend
-from devstack.stack import ServiceStack
+from devstack.stack import ServiceStack, wait_until
 from worker.bundle import ModelBundle, load_bundle
 from worker.schemas import RequestSchemas, request_schemas
 
@@ -67,7 +67,11 @@ def api(stack: ServiceStack) -> Iterator[requests.Session]:
 
 @pytest.fixture
 def stopped_worker(stack: ServiceStack) -> Iterator[ServiceStack]:
-    """Stop the worker for one test (and the redrive, so nothing moves), then start both again."""
+    """Stop the worker for one test (and the redrive, so nothing moves), then start both again.
+
+    The test starts with an empty queue: what earlier tests left is drained first.
+    """
+    wait_until(lambda: stack.queue_length() == 0, timeout=60, interval=0.1)
     stack.stop("redrive")
     stack.stop("worker")
     try:

@@ -87,3 +87,19 @@ def test_an_observation_that_kills_its_worker_process_fails_alone_and_spares_its
     assert "died" in failed["failure_reason"]
     stack.wait_for_worker()  # the worker itself lives on
     assert seconds_to_result(stack) < 2
+
+
+def test_a_poison_row_in_a_bulk_batch_fails_alone_and_its_slice_is_predicted(stack: ServiceStack) -> None:
+    items = [prediction_request() for _ in range(40)]
+    poison = prediction_request(id=new_id(POISON_PREFIX))
+    items.insert(17, poison)
+    response = requests.post(stack.url("/batches"), json={"observations": items}, timeout=30)
+    assert response.status_code == 202
+
+    neighbours = [item["id"] for item in items if item is not poison]
+    # The slice that held it is split by position until it is alone; every other row is predicted once.
+    wait_until(lambda: predicted_once(stack, neighbours), timeout=60, interval=0.2)
+    failed = poll_until_finished(stack, poison["id"], timeout=60)
+    assert failed["status"] == "failed"
+    assert "died" in failed["failure_reason"]
+    wait_until(lambda: stack.queue_length() == 0, timeout=30, interval=0.2)  # no copy left behind

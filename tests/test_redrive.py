@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -85,3 +87,31 @@ def test_a_bulk_row_counts_as_published_when_its_batch_was_published(stack: Serv
         claimed = {o.id for o in claim_stale_queued(conn=conn, older_than_s=30, limit=10_000)}
         assert {r.id for r in rows} <= claimed
         transaction.rollback()  # nothing of this scenario is left for the running service
+
+
+def test_a_batch_travels_as_references_and_a_lost_one_comes_back_through_the_redrive(
+    stopped_worker: ServiceStack,
+) -> None:
+    stack = stopped_worker
+    items = [prediction_request() for _ in range(1_200)]
+    body = "\n".join(json.dumps(item) for item in items)
+    response = requests.post(
+        stack.url("/batches"), data=body, headers={"Content-Type": "application/x-ndjson"}, timeout=30
+    )
+    assert response.status_code == 202
+    batch_id = response.json()["batch_id"]
+    # Three messages of 500, 500 and 200 rows, referring to the stored rows instead of carrying them.
+    messages = [
+        raw
+        for raw in stack.broker.lrange(stack.backend.queue_name, 0, -1)
+        if batch_id.encode() in base64.b64decode(json.loads(raw)["body"])
+    ]
+    assert len(messages) == 3
+    assert sum(len(raw) for raw in messages) < len(body) / 20
+    assert set(ids_in_queue(stack)) >= {item["id"] for item in items}
+
+    stack.empty_broker()  # the messages are lost; the rows are not
+    stack.start("redrive")
+    stack.start("worker")
+    for item in (items[0], items[-1]):
+        assert poll_until_finished(stack, item["id"], timeout=30)["status"] == "done"

@@ -2,8 +2,9 @@
 
 A pool process can die in native code (a segfault, the kernel's out-of-memory killer) on one observation.
 Requeued as it was, the batch would kill the next process too, for ever, its neighbours with it. Here the
-messages of a lost batch are published again as two halves marked lost; a marked message runs as a batch
-of its own; an observation lost alone is marked lost once more, and at MAX_ATTEMPTS it is failed unpredicted.
+messages of a lost batch are published again as two halves marked lost (by items and batch slices, a lone
+slice by position); a marked message runs as a batch of its own; an observation lost alone is marked lost
+once more, and at MAX_ATTEMPTS it is failed unpredicted.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 
 from celery.worker.request import Request
 
-from core.publishing import PUBLISH_ERRORS, PUBLISH_RETRY_POLICY
+from core.publishing import PUBLISH_ERRORS, message_contents, publish_message
+from core.storage.records import BatchSlice
 from worker.adaptive_batches import AdaptiveBatches
 
 LOST = "lost"
@@ -34,20 +36,26 @@ class IsolatingBatches(AdaptiveBatches):
         return times_lost(request.kwargs) > 0
 
     def on_lost(self, requests: list[Request]) -> None:
-        """Publish the lost batch again in halves (a lone observation: once more), then ack the originals."""
-        items = [item for request in requests for item in request.kwargs.get("observations", [])]
-        if len(items) == 1:
-            groups, lost = [items], times_lost(requests[0].kwargs) + 1
+        """Publish the lost batch again in halves (a lone observation: once more), then ack the originals.
+
+        A batch splits by its messages' items and slices; a lone slice splits by position.
+        """
+        pieces = [piece for request in requests for piece in message_contents(request.kwargs).pieces]
+        lost = 1
+        if len(pieces) >= 2:
+            groups = [pieces[: len(pieces) // 2], pieces[len(pieces) // 2 :]]
+        elif pieces and isinstance(pieces[0], BatchSlice) and pieces[0].first < pieces[0].last:
+            groups = [[half] for half in pieces[0].halves()]
         else:
-            groups, lost = [items[: len(items) // 2], items[len(items) // 2 :]], 1
+            groups, lost = [pieces], times_lost(requests[0].kwargs) + 1
         try:
             for group in groups:
                 if group:
-                    self.app.send_task(
-                        self.name,
-                        kwargs={"observations": group, LOST: lost},
-                        retry=True,
-                        retry_policy=PUBLISH_RETRY_POLICY,
+                    publish_message(
+                        self.app,
+                        items=[piece for piece in group if not isinstance(piece, BatchSlice)],
+                        slices=[piece for piece in group if isinstance(piece, BatchSlice)],
+                        **{LOST: lost},
                     )
         except PUBLISH_ERRORS:
             super().on_lost(requests)  # the broker is down: requeued as they were, the redrive as backstop

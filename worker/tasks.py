@@ -16,10 +16,12 @@ from sqlalchemy.engine import Engine
 from core.celery_app import MONITOR_TASK, PREDICT_TASK, PURGE_TASK, REDRIVE_TASK
 from core.feature_spec import BundleError
 from core.logs import configure_logging
+from core.publishing import message_contents
 from core.result_notices import FinishedNotices
 from core.settings import get_settings
+from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine
-from core.storage.records import QueuedObservation
+from core.storage.records import BatchSlice, QueuedObservation
 from worker.bundle import ModelBundle, limit_native_threads, load_bundle
 from worker.lost_batches import IsolatingBatches, times_lost
 from worker.metrics import serve_worker_metrics
@@ -79,19 +81,34 @@ def _limit_threads_in_pool_process(**_: Any) -> None:
     limit_native_threads(settings.model_threads)
 
 
-def observations_of(requests: list[SimpleRequest]) -> Iterator[QueuedObservation]:
-    """Yield the observations the buffered messages carry; a malformed item is logged and skipped."""
+def _inline_observations(request: SimpleRequest, items: list[Any]) -> Iterator[QueuedObservation]:
+    for item in items:
+        if (
+            isinstance(item, dict)
+            and isinstance(item.get("id"), str)
+            and isinstance(item.get("observation"), dict)
+        ):
+            yield QueuedObservation(id=item["id"], observation=item["observation"])
+        else:
+            # Not from our publishers; the row it meant, if any, is still queued for the redrive.
+            log.error("malformed message item skipped", extra={"task_id": request.id})
+
+
+def observations_of(requests: list[SimpleRequest], engine: Engine) -> list[QueuedObservation]:
+    """Return the observations the buffered messages carry, and the queued ones their batch slices refer to.
+
+    A malformed item is logged and skipped.
+    """
+    observations: list[QueuedObservation] = []
+    slices: list[BatchSlice] = []
     for request in requests:
-        for item in request.kwargs.get("observations", []):
-            if (
-                isinstance(item, dict)
-                and isinstance(item.get("id"), str)
-                and isinstance(item.get("observation"), dict)
-            ):
-                yield QueuedObservation(id=item["id"], observation=item["observation"])
-            else:
-                # Not from our publishers; the row it meant, if any, is still queued for the redrive.
-                log.error("malformed message item skipped", extra={"task_id": request.id})
+        contents = message_contents(request.kwargs)
+        observations += _inline_observations(request, contents.items)
+        slices += contents.slices
+    if slices:
+        with engine.connect() as conn:
+            observations += read_batch_slices(conn=conn, slices=slices)
+    return observations
 
 
 @shared_task(
@@ -112,8 +129,8 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
     outcome = predict_and_store(
         bundle=process_bundle(),
         engine=process_engine(),
-        observations=list(observations_of(others)),
-        abandoned=[o.id for o in observations_of(killers)],
+        observations=observations_of(others, process_engine()),
+        abandoned=[o.id for o in observations_of(killers, process_engine())],
         max_attempts=settings.max_attempts,
     )
     finished_notices().announce(outcome.finished)

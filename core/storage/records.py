@@ -35,6 +35,25 @@ class QueuedObservation:
 
 
 @dataclass(frozen=True)
+class BatchSlice:
+    """A batch's accepted items from position first to last (both included), as messages refer to them."""
+
+    batch_id: str
+    first: int
+    last: int
+
+    def halves(self) -> list[BatchSlice]:
+        """Split in two by position (one slice when it spans a single position)."""
+        if self.first >= self.last:
+            return [self]
+        middle = (self.first + self.last) // 2
+        return [
+            BatchSlice(self.batch_id, self.first, middle),
+            BatchSlice(self.batch_id, middle + 1, self.last),
+        ]
+
+
+@dataclass(frozen=True)
 class PredictionResult:
     """What a worker computed for one observation."""
 
