@@ -33,7 +33,6 @@ predictions = sa.Table(
     sa.Column("batch_id", sa.String(64)),
     sa.CheckConstraint(f"status IN {STATUSES!r}", name="predictions_status_known"),
     sa.Index("predictions_queued_by_publish_time", "status", "published_at"),
-    sa.Index("predictions_by_batch", "batch_id", "status"),
     sa.Index("predictions_by_received_at", "received_at"),
     sa.Index(
         "predictions_labelled_by_version",
