@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,34 +42,72 @@ def observation_body(run: str, n: int) -> dict[str, Any]:
     return {"id": f"{run}-{n}", "observation": {**COURSE_OBSERVATION, "hour": n % 24}}
 
 
-async def _post(session: aiohttp.ClientSession, url: str, body: dict[str, Any], result: LoadResult) -> None:
+@dataclass(frozen=True)
+class RequestShape:
+    """How a system takes the n-th request of a run, and which field of its answer names the result.
+
+    The service's shape by default: the id is the one sent. A peer may want another body (a list of rows)
+    and answer with an id of its own (a task id) to poll the result with.
+    """
+
+    body: Callable[[str, int], dict[str, Any]] = observation_body
+    answer_id: str = ""
+
+
+OURS = RequestShape()
+# Awaited after each accepted request, with the session, the id to poll and the perf_counter() it was sent at.
+FollowUp = Callable[[aiohttp.ClientSession, str, float], Awaitable[None]]
+
+
+async def _post(
+    session: aiohttp.ClientSession,
+    url: str,
+    key: str,
+    body: dict[str, Any],
+    result: LoadResult,
+    shape: RequestShape,
+    follow_up: FollowUp | None,
+) -> None:
     sent = time.perf_counter()
+    answer_id = key
     try:
         async with session.post(url, json=body) as response:
             await response.read()
             ok = response.status in (200, 202)
+            if ok and shape.answer_id:
+                answer_id = str((await response.json(content_type=None))[shape.answer_id])
     except aiohttp.ClientError:
         ok = False
     if ok:
         result.latencies_ms.append((time.perf_counter() - sent) * 1000)
-        result.ids.append(body["id"])
+        result.ids.append(answer_id)
+        if follow_up is not None:
+            await follow_up(session, answer_id, sent)
     else:
         result.errors += 1
 
 
-async def _closed_loop(url: str, concurrency: int, seconds: float) -> LoadResult:
+async def _closed_loop(
+    url: str,
+    concurrency: int,
+    seconds: float,
+    total: int | None,
+    shape: RequestShape,
+    follow_up: FollowUp | None,
+) -> LoadResult:
     run = uuid.uuid4().hex[:8]
-    counter = iter(range(10**9))
+    counter = iter(range(10**9 if total is None else total))
     result = LoadResult(started=time.time())
     deadline = time.perf_counter() + seconds
-    timeout = aiohttp.ClientTimeout(total=30)
+    timeout = aiohttp.ClientTimeout(total=300 if total is not None else 30)
     async with aiohttp.ClientSession(
         timeout=timeout, connector=aiohttp.TCPConnector(limit=concurrency)
     ) as session:
 
         async def user() -> None:
-            while time.perf_counter() < deadline:
-                await _post(session, url, observation_body(run, next(counter)), result)
+            while time.perf_counter() < deadline and (n := next(counter, None)) is not None:
+                key = f"{run}-{n}"
+                await _post(session, url, key, shape.body(run, n), result, shape, follow_up)
 
         start = time.perf_counter()
         await asyncio.gather(*(user() for _ in range(concurrency)))
@@ -76,7 +115,9 @@ async def _closed_loop(url: str, concurrency: int, seconds: float) -> LoadResult
     return result
 
 
-async def _open_loop(url: str, rate: float, seconds: float) -> LoadResult:
+async def _open_loop(
+    url: str, rate: float, seconds: float, shape: RequestShape, follow_up: FollowUp | None
+) -> LoadResult:
     run = uuid.uuid4().hex[:8]
     result = LoadResult(started=time.time())
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -84,17 +125,33 @@ async def _open_loop(url: str, rate: float, seconds: float) -> LoadResult:
         tasks = []
         for n in range(int(rate * seconds)):
             await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(_post(session, url, observation_body(run, n), result)))
+            post = _post(session, url, f"{run}-{n}", shape.body(run, n), result, shape, follow_up)
+            tasks.append(asyncio.create_task(post))
         await asyncio.gather(*tasks)
         result.elapsed = time.perf_counter() - start
     return result
 
 
-def closed_loop(url: str, *, concurrency: int, seconds: float) -> LoadResult:
-    """Keep concurrency requests in flight for seconds; return latencies and accepted ids."""
-    return asyncio.run(_closed_loop(url, concurrency, seconds))
+def closed_loop(
+    url: str,
+    *,
+    concurrency: int,
+    seconds: float = float("inf"),
+    total: int | None = None,
+    shape: RequestShape = OURS,
+    follow_up: FollowUp | None = None,
+) -> LoadResult:
+    """Keep concurrency requests in flight for seconds (or until total are sent); return latencies and ids."""
+    return asyncio.run(_closed_loop(url, concurrency, seconds, total, shape, follow_up))
 
 
-def open_loop(url: str, *, rate: float, seconds: float) -> LoadResult:
-    """Send rate requests per second for seconds, whatever the answers take."""
-    return asyncio.run(_open_loop(url, rate, seconds))
+def open_loop(
+    url: str,
+    *,
+    rate: float,
+    seconds: float,
+    shape: RequestShape = OURS,
+    follow_up: FollowUp | None = None,
+) -> LoadResult:
+    """Send rate requests per second for seconds, whatever the answers take (follow_up awaited after each)."""
+    return asyncio.run(_open_loop(url, rate, seconds, shape, follow_up))

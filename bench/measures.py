@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
 
 from bench.load import closed_loop, open_loop, percentile
 from bench.plan import Plan
-from bench.workers import Layout, set_workers, stop_workers
+from bench.workers import ONE_WORKER, Layout, set_workers, stop_workers
 from core.settings import PROJECT_ROOT, get_settings
 from core.storage.reports import (
     copy_into_scratch_table,
@@ -114,19 +116,41 @@ def run_light(stack: ServiceStack, plan: Plan) -> dict[str, float]:
     return {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99), "count": len(latencies)}
 
 
-def upload_bulk(stack: ServiceStack, plan: Plan) -> str:
-    """Upload bulk_rows observations as NDJSON batches, two at a time; return the prefix of their ids."""
+BULK_FORMATS = ("ndjson", "csv")
+CONTENT_TYPES = {"ndjson": "application/x-ndjson", "csv": "text/csv"}
+CSV_COLUMNS = ["id", *COURSE_OBSERVATION]
+
+
+def bulk_observation(n: int) -> dict[str, Any]:
+    """Return the n-th observation of the bulk uploads (the course's example, its hour varied)."""
+    return {**COURSE_OBSERVATION, "hour": n % 24}
+
+
+def csv_line(observation_id: str, observation: dict[str, Any]) -> str:
+    """Return one CSV row of an upload (booleans as true/false)."""
+    cells = [str(v).lower() if isinstance(v, bool) else str(v) for v in observation.values()]
+    return ",".join([observation_id, *cells])
+
+
+def bulk_body(prefix: str, rows: range, form: str) -> str:
+    """Return an upload of these rows as NDJSON lines or CSV with its header."""
+    if form == "csv":
+        return "\n".join(
+            [",".join(CSV_COLUMNS), *(csv_line(f"{prefix}{n}", bulk_observation(n)) for n in rows)]
+        )
+    return "\n".join(json.dumps({"id": f"{prefix}{n}", "observation": bulk_observation(n)}) for n in rows)
+
+
+def upload_bulk(stack: ServiceStack, plan: Plan, form: str = "ndjson") -> str:
+    """Upload bulk_rows observations as batches (NDJSON or CSV), two at a time; return their ids' prefix."""
     prefix = f"bulk-{uuid.uuid4().hex[:8]}-"
 
     def upload(start: int) -> None:
-        lines = (
-            json.dumps({"id": f"{prefix}{n}", "observation": {**COURSE_OBSERVATION, "hour": n % 24}})
-            for n in range(start, min(start + plan.rows_per_request, plan.bulk_rows))
-        )
+        rows = range(start, min(start + plan.rows_per_request, plan.bulk_rows))
         response = requests.post(
             stack.url("/batches"),
-            data="\n".join(lines),
-            headers={"Content-Type": "application/x-ndjson"},
+            data=bulk_body(prefix, rows, form),
+            headers={"Content-Type": CONTENT_TYPES[form]},
             timeout=600,
         )
         response.raise_for_status()
@@ -136,13 +160,89 @@ def upload_bulk(stack: ServiceStack, plan: Plan) -> str:
     return prefix
 
 
-def run_bulk(stack: ServiceStack, plan: Plan, layout: Layout) -> float:
+def run_bulk(stack: ServiceStack, plan: Plan, layout: Layout, form: str = "ndjson") -> float:
     """Upload bulk_rows observations with the workers running; return obs/s until all predicted."""
     set_workers(stack, layout)
     started = time.time()
-    upload_bulk(stack, plan)
+    upload_bulk(stack, plan, form)
     last = wait_all_predicted(stack)
     return plan.bulk_rows / (last.timestamp() - started)
+
+
+@dataclass(frozen=True)
+class CliBulk:
+    """A large CSV sent with the `contraband submit` command: obs/s end to end, and the gateway's peak RSS."""
+
+    rows: int
+    rate: float
+    gateway_peak_mb: float
+    gateway_start_mb: float
+
+
+@dataclass(frozen=True)
+class Bulk:
+    """Bulk rates in obs/s: NDJSON end to end and the drain of a filled queue per worker layout, CSV end to
+    end with one worker, and a large CSV sent with the CLI."""
+
+    end_to_end: dict[Layout, float]
+    drain: dict[Layout, Drain]
+    csv_end_to_end: float
+    cli: CliBulk
+
+
+def gateway_rss_mb(stack: ServiceStack) -> float:
+    """Return the largest RSS among the gateway's processes (its server and each of its workers), in MB."""
+    main = psutil.Process(stack.processes["gateway"].pid)
+    sizes = []
+    for process in [main, *main.children(recursive=True)]:
+        try:
+            sizes.append(process.memory_info().rss)
+        except psutil.Error:
+            continue
+    return max(sizes) / 2**20
+
+
+def run_cli_bulk(stack: ServiceStack, plan: Plan, work_dir: Path) -> CliBulk:
+    """Send cli_rows observations as one CSV file with the CLI (its default chunking), workers running;
+    sample the gateway's RSS every 50 ms throughout."""
+    prefix = f"cli-{uuid.uuid4().hex[:8]}-"
+    upload = work_dir / "bulk-cli.csv"
+    with upload.open("w") as out:
+        out.write(",".join(CSV_COLUMNS) + "\n")
+        for n in range(plan.cli_rows):
+            out.write(csv_line(f"{prefix}{n}", bulk_observation(n)) + "\n")
+    set_workers(stack, ONE_WORKER)
+    start_mb = gateway_rss_mb(stack)
+    peak = [start_mb]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak.append(gateway_rss_mb(stack))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.time()
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "client.cli", "submit", str(upload), "--url", stack.url(""), "--no-wait"],
+            cwd=PROJECT_ROOT,
+            env=stack.env,
+            check=True,
+            capture_output=True,
+            timeout=3600,
+        )
+        last = wait_all_predicted(stack, timeout=3600)
+    finally:
+        done.set()
+        sampler.join()
+        upload.unlink()
+    return CliBulk(
+        rows=plan.cli_rows,
+        rate=plan.cli_rows / (last.timestamp() - started),
+        gateway_peak_mb=max(peak),
+        gateway_start_mb=start_mb,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,14 +251,6 @@ class Drain:
 
     rate: float
     cpu_busy: float
-
-
-@dataclass(frozen=True)
-class Bulk:
-    """Bulk rates in obs/s per worker layout: end to end, and the drain of a filled queue."""
-
-    end_to_end: dict[Layout, float]
-    drain: dict[Layout, Drain]
 
 
 def run_drain(stack: ServiceStack, plan: Plan, layout: Layout) -> Drain:

@@ -16,10 +16,14 @@ class Plan:
     long_polls: int
     idle_connections: int
     sustained_seconds: float
+    cli_rows: int
     concurrency: int = 16
     light_rate: float = 20
     # Sustained load: this share of the accept rate measured in the same run.
     sustained_share: float = 0.8
+    # Bulk for a peer that takes one request per observation: at its ~100-400 obs/s, bulk_rows would take
+    # many minutes; its rate is steady well before this many.
+    one_by_one_bulk_rows: int = 10_000
 
 
 FULL = Plan(
@@ -30,6 +34,7 @@ FULL = Plan(
     long_polls=1_000,
     idle_connections=500,
     sustained_seconds=60,
+    cli_rows=1_000_000,
 )
 SMOKE = Plan(
     load_seconds=1.5,
@@ -39,4 +44,6 @@ SMOKE = Plan(
     long_polls=50,
     idle_connections=25,
     sustained_seconds=2,
+    one_by_one_bulk_rows=2_000,
+    cli_rows=3_000,
 )

@@ -1,4 +1,5 @@
-"""Benchmark the service against the synchronous baseline on this machine (make bench; --smoke for CI).
+"""Benchmark the service against the synchronous baseline and its peers on this machine (make bench; --smoke
+for CI).
 
 Everything runs on loopback against the local Postgres and Redis, in one run: ratios compare like with like.
 """
@@ -17,12 +18,15 @@ from bench.measures import (
     raw_limit,
     run_baseline,
     run_bulk,
+    run_cli_bulk,
     run_drain,
     run_light,
     run_single,
 )
+from bench.peers.measure import PeerFigures
+from bench.peers.runner import run_peers
 from bench.plan import FULL, SMOKE
-from bench.report import READING_NOTES, RESULTS_FILE, machine, render
+from bench.report import READING_NOTES, RESULTS_FILE, machine, render, render_peers
 from bench.workers import (
     LAYOUTS,
     ONE_WORKER,
@@ -67,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"machine: {machine()}", file=sys.stderr)
             print("baseline: course design, gunicorn 2 sync workers ...", file=sys.stderr)
             baseline = run_baseline(stack, plan, work_dir)
+            # One peer at a time, before the service starts: nothing else of the bench runs beside them.
+            peers = run_peers(plan, work_dir, stack.env, stack.settings())
             stack.start_all()
             print("single submissions ...", file=sys.stderr)
             single = run_single(stack, plan)
@@ -88,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                 memory[layout] = worker_memory_mb(stack)
                 print(f"queue drain, workers {layout.label} ...", file=sys.stderr)
                 drains[layout] = run_drain(stack, plan, layout)
+            print("bulk as CSV, workers 1 node of 1 ...", file=sys.stderr)
+            bulk_csv = run_bulk(stack, plan, ONE_WORKER, "csv")
+            print(f"bulk: {plan.cli_rows:,} rows from the CLI ...", file=sys.stderr)
+            cli = run_cli_bulk(stack, plan, work_dir)
             print("raw limit ...", file=sys.stderr)
             raw = raw_limit(stack, plan)
             floor = libraries_floor_mb()
@@ -101,12 +111,25 @@ def main(argv: list[str] | None = None) -> int:
         light,
         crowd,
         sustained,
-        Bulk(end_to_end=bulk, drain=drains),
+        Bulk(end_to_end=bulk, drain=drains, csv_end_to_end=bulk_csv, cli=cli),
         raw,
         (memory[ONE_WORKER], memory[TWO_PROCESSES]),
         floor,
         args.smoke,
     )
+    ours = PeerFigures(
+        system="ours (gateway + 1 worker process)",
+        accept_rps=single["accept_rps"],
+        accept_p50=single["p50"],
+        accept_p99=single["p99"],
+        e2e_rps=single["e2e_rps"],
+        result_p50=light["p50"],
+        result_p99=light["p99"],
+        bulk_rps=bulk[ONE_WORKER],
+        errors=int(single["errors"]),
+        how=f"NDJSON batches of {plan.rows_per_request:,} rows, 2 in flight",
+    )
+    table += "\n\n" + render_peers(plan, ours, peers)
     print(table)
     if args.record:
         RESULTS_FILE.write_text(table + "\n\n" + READING_NOTES)

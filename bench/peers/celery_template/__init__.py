@@ -1,0 +1,1 @@
+"""The usual Flask + Celery template (Flask's examples/celery): one task per request, results in Redis."""

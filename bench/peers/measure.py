@@ -1,0 +1,161 @@
+"""Measure one peer as the service is measured: single submissions, light load, results polled, bulk.
+
+Results are polled from the client: every POLL_INTERVAL_S after the answer to the submission, until the
+result is in hand. A synchronous endpoint's result is its answer, so its latency is the response time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from bench.load import FollowUp, RequestShape, closed_loop, open_loop, percentile
+from bench.plan import Plan
+
+POLL_INTERVAL_S = 0.005
+# How long one result may take after its submission was answered; a queue of results gets this much more
+# per result in it, at the slowest peer's rate (a result not there by then is lost: the run fails).
+RESULT_TIMEOUT_S = 60.0
+SLOWEST_RATE = 20.0
+# Results checked at once when verifying that every result of a run is there.
+CHECKERS = 8
+# Checks once whether the result with this id is in hand (True) or not yet (False).
+Poll = Callable[[aiohttp.ClientSession, str], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class PeerEndpoint:
+    """Where and how to submit to a peer, poll its results, and send it bulk."""
+
+    label: str
+    submit_url: str
+    shape: RequestShape
+    poll: Poll | None  # None: synchronous, the answer is the result
+    bulk_shape: RequestShape
+    bulk_rows: int
+    bulk_requests: int
+    bulk_concurrency: int
+    bulk_how: str
+
+
+@dataclass(frozen=True)
+class PeerFigures:
+    """One row of the peers table: rates in obs/s, latencies in ms; skipped says why a peer did not run."""
+
+    system: str
+    accept_rps: float = 0.0
+    accept_p50: float = 0.0
+    accept_p99: float = 0.0
+    e2e_rps: float = 0.0
+    result_p50: float = 0.0
+    result_p99: float = 0.0
+    bulk_rps: float = 0.0
+    errors: int = 0
+    how: str = ""
+    skipped: str = ""
+
+
+async def _ready(session: aiohttp.ClientSession, poll: Poll, task_id: str) -> bool:
+    try:
+        return await poll(session, task_id)
+    except aiohttp.ClientError:
+        return False  # a poll that failed is tried again, as a client would
+
+
+async def _wait_one(session: aiohttp.ClientSession, poll: Poll, task_id: str, deadline: float) -> None:
+    while not await _ready(session, poll, task_id):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"result {task_id} not available in time: lost?")
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def _wait_all(poll: Poll, ids: list[str], tail: int) -> float:
+    """Wait for the last submitted results one by one, then check all the others; return when all were in."""
+    deadline = time.monotonic() + RESULT_TIMEOUT_S + len(ids) / SLOWEST_RATE
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        for task_id in ids[-tail:]:
+            await _wait_one(session, poll, task_id, deadline)
+        end = time.time()
+        # The queue is worked in order, so the others are normally done already: then the end stands.
+        pending = iter(ids[:-tail])
+        latest = [end]
+
+        async def checker() -> None:
+            for task_id in pending:
+                if not await _ready(session, poll, task_id):
+                    await _wait_one(session, poll, task_id, deadline)
+                    latest.append(time.time())
+
+        await asyncio.gather(*(checker() for _ in range(CHECKERS)))
+    return max(latest)
+
+
+def wait_all_results(poll: Poll, ids: list[str], tail: int = 16) -> float:
+    """Return the time.time() by which every result of ids was available (polled from the client)."""
+    return asyncio.run(_wait_all(poll, ids, tail)) if ids else time.time()
+
+
+def _waiting_for_results(poll: Poll, latencies_ms: list[float]) -> FollowUp:
+    """Return a follow-up that polls the result right after its submission and notes submit-to-result."""
+
+    async def follow_up(session: aiohttp.ClientSession, task_id: str, sent: float) -> None:
+        await _wait_one(session, poll, task_id, time.monotonic() + RESULT_TIMEOUT_S)
+        latencies_ms.append((time.perf_counter() - sent) * 1000)
+
+    return follow_up
+
+
+def warm_up(peer: PeerEndpoint, plan: Plan) -> None:
+    """Send a few requests and wait for their results: models loaded, pools forked, batchers trained."""
+    result = closed_loop(
+        peer.submit_url, concurrency=plan.concurrency, total=4 * plan.concurrency, shape=peer.shape
+    )
+    if peer.poll is not None:
+        wait_all_results(peer.poll, result.ids)
+    if not result.ids:
+        raise RuntimeError(f"{peer.label}: every warm-up request failed")
+
+
+def measure_peer(peer: PeerEndpoint, plan: Plan) -> PeerFigures:
+    """Measure a started, warmed-up peer: single submissions, submit-to-result at the light rate, bulk."""
+    single = closed_loop(
+        peer.submit_url, concurrency=plan.concurrency, seconds=plan.load_seconds, shape=peer.shape
+    )
+    if peer.poll is None:
+        e2e = single.rate
+    else:
+        e2e = len(single.ids) / (wait_all_results(peer.poll, single.ids) - single.started)
+
+    latencies: list[float] = []
+    follow_up = None if peer.poll is None else _waiting_for_results(peer.poll, latencies)
+    light = open_loop(
+        peer.submit_url,
+        rate=plan.light_rate,
+        seconds=plan.light_seconds,
+        shape=peer.shape,
+        follow_up=follow_up,
+    )
+    if peer.poll is None:
+        latencies = light.latencies_ms
+
+    started = time.time()
+    bulk = closed_loop(
+        peer.submit_url, concurrency=peer.bulk_concurrency, total=peer.bulk_requests, shape=peer.bulk_shape
+    )
+    end = time.time() if peer.poll is None else wait_all_results(peer.poll, bulk.ids)
+    return PeerFigures(
+        system=peer.label,
+        accept_rps=single.rate,
+        accept_p50=percentile(single.latencies_ms, 0.5),
+        accept_p99=percentile(single.latencies_ms, 0.99),
+        e2e_rps=e2e,
+        result_p50=percentile(latencies, 0.5),
+        result_p99=percentile(latencies, 0.99),
+        bulk_rps=peer.bulk_rows * len(bulk.ids) / peer.bulk_requests / (end - started),
+        errors=single.errors + light.errors + bulk.errors,
+        how=peer.bulk_how,
+    )
