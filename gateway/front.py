@@ -4,17 +4,23 @@
   read here, within its size limit (past it, reading stops and Flask answers 413 at once), spooled to disk
   past 1 MiB, and only then does Flask see the request, so no database work starts before the body is in.
 - A long-poll on a queued result waits here for the workers' notice (or its deadline), not in a thread.
+- Flask gets the buffered body as its input and hands back a small answer whole, in one hop from its thread to
+  the loop (a2wsgi's bridge took a hop per receive and per send, half the gateway's CPU per submission); a
+  large answer (a batch's results) is streamed a chunk per hop, with backpressure.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from tempfile import SpooledTemporaryFile
 from typing import Any, BinaryIO
 
-from a2wsgi import WSGIMiddleware
+from a2wsgi.wsgi import build_environ
 
 from core.settings import Settings
 from gateway.finished_listener import FinishedListener
@@ -26,7 +32,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 SPOOL_IN_MEMORY_BYTES = 1 << 20
-REPLAY_CHUNK_BYTES = 1 << 16
+# An answer up to this size goes to the loop in one piece; past it, chunk by chunk.
+WHOLE_RESPONSE_BYTES = 1 << 16
 RESULT_PREFIX = "/predictions/"
 HOLD = HOLD_HEADER.lower().encode()
 
@@ -38,21 +45,6 @@ class BufferedBody:
         # Closed by the front once the response is sent.
         self.file: BinaryIO = SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # type: ignore[assignment]  # noqa: SIM115
         self.over_limit = False
-
-    def replay(self) -> Receive:
-        """Return an ASGI receive that hands the body back in chunks."""
-        self.file.seek(0)
-        done = False
-
-        async def receive() -> Message:
-            nonlocal done
-            if done:
-                return {"type": "http.disconnect"}
-            chunk = self.file.read(REPLAY_CHUNK_BYTES)
-            done = len(chunk) < REPLAY_CHUNK_BYTES
-            return {"type": "http.request", "body": chunk, "more_body": not done}
-
-        return receive
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -91,11 +83,86 @@ class Captured:
             await send(message)
 
 
+class WsgiCall:
+    """One request through Flask in a worker thread: its answer whole if small, else streamed to the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, send: Send) -> None:
+        self._loop = loop
+        self._send = send
+        self._start: Message | None = None
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._streaming = False
+
+    def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        if exc_info is not None and self._streaming:
+            raise exc_info[1].with_traceback(exc_info[2])  # too late to change the answer (PEP 3333)
+        self._start = {
+            "type": "http.response.start",
+            "status": int(status.split(" ", 1)[0]),
+            "headers": [(k.strip().encode("latin1").lower(), v.strip().encode("latin1")) for k, v in headers],
+        }
+        return self._write
+
+    async def _deliver(self, message: Message) -> None:
+        await self._send(message)
+
+    def _send_from_thread(self, message: Message) -> None:
+        asyncio.run_coroutine_threadsafe(self._deliver(message), self._loop).result()
+
+    def _write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        if self._streaming:
+            self._send_from_thread({"type": "http.response.body", "body": chunk, "more_body": True})
+            return
+        self._held.append(chunk)
+        self._held_bytes += len(chunk)
+        if self._held_bytes > WHOLE_RESPONSE_BYTES and self._start is not None:
+            self._streaming = True  # from here on the loop gets each chunk as it comes
+            self._send_from_thread(self._start)
+            self._send_from_thread(
+                {"type": "http.response.body", "body": b"".join(self._held), "more_body": True}
+            )
+            self._held.clear()
+
+    def run(self, app: Any, environ: dict[str, Any]) -> list[Message]:
+        """Call the WSGI app; return what is left for the loop to send."""
+        iterable = app(environ, self._start_response)
+        try:
+            for chunk in iterable:
+                self._write(chunk)
+        finally:
+            getattr(iterable, "close", lambda: None)()
+        if self._start is None:
+            raise RuntimeError("the WSGI app returned without starting a response")
+        last = {"type": "http.response.body", "body": b"".join(self._held), "more_body": False}
+        return [last] if self._streaming else [self._start, last]
+
+
+class BufferedWsgi:
+    """Run a WSGI app on requests whose body is already read, in a pool of threads."""
+
+    def __init__(self, app: Any, *, threads: int) -> None:
+        self._app = app
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="WSGI")
+
+    async def __call__(self, scope: Scope, body: BufferedBody, send: Send) -> None:
+        body.file.seek(0)
+        # The body file reads as a2wsgi's Body does: without a hop to the loop for each read.
+        environ: dict[str, Any] = build_environ(scope, body.file)  # type: ignore[arg-type,assignment]
+        loop = asyncio.get_running_loop()
+        call = WsgiCall(loop, send)
+        run = functools.partial(contextvars.copy_context().run, call.run, self._app, environ)
+        for message in await loop.run_in_executor(self._executor, run):
+            await send(message)
+
+
 class GatewayFront:
     """Wrap the Flask app: read bodies within limits, hold long-polls, run Flask in a thread pool."""
 
     def __init__(self, wsgi_app: Any, settings: Settings, listener: FinishedListener) -> None:
-        self._flask: Any = WSGIMiddleware(wsgi_app, workers=settings.gateway_threads)  # ASGI in, WSGI out
+        self._flask = BufferedWsgi(wsgi_app, threads=settings.gateway_threads)
         self._settings = settings
         self._listener = listener
 
@@ -115,11 +182,11 @@ class GatewayFront:
     async def _answer(self, scope: Scope, body: BufferedBody, send: Send) -> None:
         observation_id = _long_poll_id(scope)
         if observation_id is None:
-            await self._flask(scope, body.replay(), send)
+            await self._flask(scope, body, send)
             return
         with self._listener.expect(observation_id) as finished:
             first = Captured()
-            await self._flask(scope, body.replay(), first)
+            await self._flask(scope, body, first)
             hold = first.hold_seconds()
             if hold is None:
                 await first.send_to(send)
@@ -127,7 +194,7 @@ class GatewayFront:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(finished.wait(), timeout=hold)
         # Asked again, not held this time: the route answers with the state it finds now.
-        await self._flask({**scope, THROUGH_FRONT: False}, body.replay(), send)
+        await self._flask({**scope, THROUGH_FRONT: False}, body, send)
 
     def _limit(self, scope: Scope) -> int:
         if scope["path"] == "/batches":

@@ -7,7 +7,9 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from celery import Celery
 
@@ -15,14 +17,34 @@ from core.publishing import PUBLISH_ERRORS, publish_observations
 from core.storage.records import QueuedObservation
 
 log = logging.getLogger(__name__)
+# How long a message waits for observations whose requests are still on their way to the commit. Only then:
+# alone, an observation goes out at once.
+LINGER_S = 0.002
+
+
+class Expected:
+    """A submission on its way to the commit, which the publisher may wait a moment for."""
+
+    def __init__(self, submit: Callable[[QueuedObservation], None], arrived: Callable[[], None]) -> None:
+        self._submit = submit
+        self._arrived = arrived
+        self.delivered = False
+
+    def deliver(self, observation: QueuedObservation) -> None:
+        """Queue the committed observation for publishing (no longer expected from then on)."""
+        if not self.delivered:
+            self.delivered = True
+            self._arrived()
+        self._submit(observation)
 
 
 class BackgroundPublisher:
     """Publish from a thread of its own, as many waiting observations per message as there are.
 
     A request only enqueues after its commit. Under load the waiting observations share messages (fewer
-    messages, the cost the workers pay per message); alone, an observation goes out at once. What a dying
-    process had not published is still queued in the database, and the redrive publishes it.
+    messages, the cost the workers pay per message), and a message waits up to LINGER_S for the requests
+    this process is still handling; alone, an observation goes out at once. What a dying process had not
+    published is still queued in the database, and the redrive publishes it.
     """
 
     def __init__(
@@ -31,19 +53,41 @@ class BackgroundPublisher:
         *,
         max_per_message: int = 100,
         on_failure: Callable[[int], None] | None = None,
+        linger_s: float = LINGER_S,
     ) -> None:
         self._celery = celery
         self._max = max_per_message
         self._on_failure = on_failure
+        self._linger_s = linger_s
         self._lock = threading.Lock()
+        self._expected_lock = threading.Lock()
+        self._expected = 0
         self._pid = -1
-        self._waiting: queue.SimpleQueue[QueuedObservation] = queue.SimpleQueue()
+        # None wakes the publisher when a request it may be waiting for stored nothing.
+        self._waiting: queue.SimpleQueue[QueuedObservation | None] = queue.SimpleQueue()
 
     def submit(self, observation: QueuedObservation) -> None:
         """Queue one committed observation for publishing."""
         if self._pid != os.getpid():
             self._start()  # first use in this process (gunicorn forks after the app is built)
         self._waiting.put(observation)
+
+    @contextmanager
+    def expecting(self) -> Iterator[Expected]:
+        """Tell the publisher a submission is on its way to the commit while the block runs."""
+        with self._expected_lock:
+            self._expected += 1
+        expected = Expected(self.submit, self._arrived)
+        try:
+            yield expected
+        finally:
+            if not expected.delivered:
+                self._arrived()
+                self._waiting.put(None)
+
+    def _arrived(self) -> None:
+        with self._expected_lock:
+            self._expected -= 1
 
     def _start(self) -> None:
         with self._lock:
@@ -56,11 +100,24 @@ class BackgroundPublisher:
 
     def _take(self, first: QueuedObservation) -> list[QueuedObservation]:
         batch = [first]
+        deadline: float | None = None
         while len(batch) < self._max:
             try:
-                batch.append(self._waiting.get_nowait())
+                taken = self._waiting.get_nowait()
             except queue.Empty:
-                break
+                if self._expected <= 0:
+                    break  # nothing on its way: waiting would only delay this message
+                if deadline is None:
+                    deadline = time.monotonic() + self._linger_s
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    taken = self._waiting.get(timeout=left)
+                except queue.Empty:
+                    break
+            if taken is not None:
+                batch.append(taken)
         return batch
 
     def _publish(self, batch: list[QueuedObservation]) -> None:
@@ -73,11 +130,15 @@ class BackgroundPublisher:
 
     def _run(self) -> None:
         while True:
-            self._publish(self._take(self._waiting.get()))
+            first = self._waiting.get()
+            if first is not None:
+                self._publish(self._take(first))
 
     def _publish_waiting(self) -> None:
-        try:
-            first = self._waiting.get_nowait()
-        except queue.Empty:
-            return
-        self._publish(self._take(first))
+        while True:
+            try:
+                first = self._waiting.get_nowait()
+            except queue.Empty:
+                return
+            if first is not None:
+                self._publish(self._take(first))

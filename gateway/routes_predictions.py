@@ -40,14 +40,16 @@ def _with_polling_headers(response: Response, record: PredictionRecord) -> Respo
 def submit_prediction() -> Response:
     """Validate and store one observation, queue it, answer 202 with the URL to poll."""
     context = gateway_context()
-    request_body = context.schemas.load_prediction(read_json_body())
-    refuse_if_shedding(context.backlog_guard)
-    submission = submit_observation(
-        engine=context.engine,
-        publish=context.publisher.submit,
-        observation_id=request_body["id"],
-        observation=request_body["observation"],
-    )
+    # From here to its commit, the publisher may hold a message a moment for this observation.
+    with context.publisher.expecting() as expected:
+        request_body = context.schemas.load_prediction(read_json_body())
+        refuse_if_shedding(context.backlog_guard)
+        submission = submit_observation(
+            engine=context.engine,
+            publish=expected.deliver,
+            observation_id=request_body["id"],
+            observation=request_body["observation"],
+        )
     record = submission.record
     OBSERVATIONS_SUBMITTED.labels(outcome=submission.outcome.value).inc()
     if submission.outcome is Outcome.CONFLICT:
