@@ -20,7 +20,7 @@ from typing import Any
 
 from core.monitoring import measure, serving_model
 from core.settings import get_settings
-from core.storage.batches import insert_queued_many
+from core.storage.bulk_rows import insert_queued_many
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
 from core.storage.monitoring import feature_value_counts

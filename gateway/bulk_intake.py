@@ -25,13 +25,12 @@ from sqlalchemy.exc import OperationalError
 from core.publishing import PUBLISH_ERRORS, publish_batch_slices
 from core.storage.batches import (
     Rejection,
-    StagedItem,
     add_batch_rejections,
     create_batch,
     finish_batch,
     mark_batch_published,
-    store_batch_chunk,
 )
+from core.storage.bulk_rows import StagedItem, store_batch_chunk
 from core.storage.records import BatchSlice, utc_now
 from gateway.errors import validation_fields
 from worker.schemas import RequestSchemas

@@ -17,7 +17,8 @@ from flask.testing import FlaskClient
 
 from core.feature_spec import BundleError
 from core.settings import Settings
-from core.storage.batches import add_batch_items, create_batch, finish_batch, insert_queued_many
+from core.storage.batches import create_batch, finish_batch
+from core.storage.bulk_rows import add_batch_items, insert_queued_many
 from core.storage.migrate import upgrade_to_head
 from core.storage.observations import mark_failed, save_predictions
 from core.storage.records import PredictionResult, QueuedObservation, utc_now

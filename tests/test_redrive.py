@@ -11,7 +11,8 @@ import requests
 from celery import Celery
 
 from core.celery_app import create_celery_app
-from core.storage.batches import create_batch, finish_batch, insert_queued_many, mark_batch_published
+from core.storage.batches import create_batch, finish_batch, mark_batch_published
+from core.storage.bulk_rows import insert_queued_many
 from core.storage.observations import claim_stale_queued, insert_queued
 from core.storage.records import QueuedObservation, utc_now
 from devstack.stack import ServiceStack, wait_until
