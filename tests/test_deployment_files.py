@@ -54,7 +54,7 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {
-        "postgres", "redis", "migrate", "gateway", "worker", "redrive", "prometheus", "grafana",
+        "postgres", "redis", "migrate", "gateway", "worker", "redrive", "prometheus", "grafana", "flower",
     }  # fmt: skip
 
 
