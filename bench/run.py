@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from bench.capacity import measure_capacity, render_capacity
 from bench.crowds import run_crowd, run_sustained
 from bench.measures import (
     Bulk,
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             print("raw limit ...", file=sys.stderr)
             raw = raw_limit(stack, plan)
             floor = libraries_floor_mb()
+            print("capacity model: CPU per 1,000 observations per layout ...", file=sys.stderr)
+            capacity = measure_capacity(stack, plan)
         finally:
             stack.close()
             backend.close()
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         errors=int(single["errors"]),
         how=f"NDJSON batches of {plan.rows_per_request:,} rows, 2 in flight",
     )
-    table += "\n\n" + render_peers(plan, ours, peers)
+    table += "\n\n" + render_peers(plan, ours, peers) + "\n\n" + render_capacity(capacity)
     print(table)
     if args.record:
         RESULTS_FILE.write_text(table + "\n\n" + READING_NOTES)

@@ -1,0 +1,181 @@
+"""The capacity model: CPU per 1,000 observations in each process group, per worker layout, projected.
+
+One machine cannot show 8 workers going 8x faster. It can show what scaling depends on: whether the workers'
+CPU per observation stays flat as nodes are added (they do not get in each other's way), and what each
+observation costs Postgres, Redis and the gateway, so the ceiling each sets is known. CPU is read with psutil
+from every process of a group (user + system seconds) before and after a run; Postgres counts every server
+process, so the machine should run nothing else meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psutil
+
+from bench.load import closed_loop
+from bench.measures import upload_bulk, wait_all_predicted
+from bench.plan import Plan
+from bench.workers import Layout, set_workers, stop_workers, worker_names
+from devstack.stack import ServiceStack
+
+GROUPS = ("gateway", "worker", "postgres", "redis")
+CAPACITY_LAYOUTS = (Layout(1, 1), Layout(2, 1), Layout(4, 1))
+PROJECTED_WORKER_CORES = (1, 2, 4, 8, 16)
+
+
+def _tree(pid: int) -> Iterator[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        yield root
+        yield from root.children(recursive=True)
+    except psutil.Error:
+        return
+
+
+def _group_processes(stack: ServiceStack) -> dict[str, list[psutil.Process]]:
+    groups: dict[str, list[psutil.Process]] = {name: [] for name in GROUPS}
+    groups["gateway"] = list(_tree(stack.processes["gateway"].pid))
+    groups["worker"] = [p for name in worker_names(stack) for p in _tree(stack.processes[name].pid)]
+    for process in psutil.process_iter(["name", "username"]):
+        if process.info["username"] == "postgres":
+            groups["postgres"].append(process)
+        elif process.info["name"] == "redis-server":
+            groups["redis"].append(process)
+    return groups
+
+
+Reading = dict[str, dict[int, float]]  # group -> process id -> CPU seconds used so far
+
+
+def cpu_seconds(stack: ServiceStack) -> Reading:
+    """Return the CPU seconds (user + system) each process of each group has used so far."""
+    used: Reading = {group: {} for group in GROUPS}
+    for group, processes in _group_processes(stack).items():
+        for process in processes:
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue  # exited meanwhile
+            used[group][process.pid] = times.user + times.system
+    return used
+
+
+def per_thousand(before: Reading, after: Reading, observations: int) -> dict[str, float]:
+    """Return each group's CPU milliseconds per 1,000 observations between two readings.
+
+    Counted per process: one started meanwhile counts whole; one that exited meanwhile (a pooled connection's
+    server process closed, say) is left out, so a figure can only be low, never negative.
+    """
+    return {
+        group: sum(seconds - before[group].get(pid, 0.0) for pid, seconds in after[group].items())
+        * 1e6
+        / max(observations, 1)
+        for group in GROUPS
+    }
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """One measured run: what it was, its rate, each group's CPU ms per 1,000 observations, machine load."""
+
+    label: str
+    rate: float
+    cost: dict[str, float]
+    machine_busy: float
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The runs the model rests on: bulk intake alone, bulk per worker layout, single submissions."""
+
+    intake: RunCost
+    layouts: list[RunCost]
+    single: RunCost
+
+
+class CpuWindow:
+    """A reading of every group's CPU and of the machine's load, to close with the observations it saw."""
+
+    def __init__(self, stack: ServiceStack) -> None:
+        self._stack = stack
+        self._before = cpu_seconds(stack)
+        psutil.cpu_percent()  # starts the machine-wide window
+
+    def close(self, label: str, observations: int, seconds: float) -> RunCost:
+        """Return the run's rate, each group's CPU per 1,000 observations, and the machine's busy share."""
+        return RunCost(
+            label=label,
+            rate=observations / max(seconds, 1e-3),
+            cost=per_thousand(self._before, cpu_seconds(self._stack), observations),
+            machine_busy=psutil.cpu_percent() / 100,
+        )
+
+
+def measure_capacity(stack: ServiceStack, plan: Plan) -> Capacity:
+    """Measure bulk intake alone, bulk end to end per layout (workers started idle), single submissions."""
+    stop_workers(stack)
+    window, started = CpuWindow(stack), time.time()
+    upload_bulk(stack, plan)
+    intake = window.close("bulk intake alone (workers stopped)", plan.bulk_rows, time.time() - started)
+    layouts = []
+    for layout in CAPACITY_LAYOUTS:
+        set_workers(stack, layout)
+        wait_all_predicted(stack)  # what waits (the intake's rows, the last layout's) drains uncounted
+        window, started = CpuWindow(stack), time.time()
+        upload_bulk(stack, plan)
+        last = wait_all_predicted(stack)
+        label = f"bulk end to end, workers {layout.label}"
+        layouts.append(window.close(label, plan.bulk_rows, last.timestamp() - started))
+    set_workers(stack, CAPACITY_LAYOUTS[0])
+    window = CpuWindow(stack)
+    result = closed_loop(stack.url("/predict"), concurrency=plan.concurrency, seconds=plan.load_seconds)
+    last = wait_all_predicted(stack)
+    single = window.close(
+        "single submissions, workers 1 node of 1", len(result.ids), last.timestamp() - result.started
+    )
+    return Capacity(intake=intake, layouts=layouts, single=single)
+
+
+def render_capacity(capacity: Capacity) -> str:
+    """Return the measured table and its projection: worker cores -> obs/s, and the cores the others need."""
+    measured = [
+        "### Capacity model: CPU per 1,000 observations",
+        "",
+        "| run | obs/s | gateway | workers | Postgres | Redis | machine busy |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in [capacity.intake, *capacity.layouts, capacity.single]:
+        cells = " | ".join(f"{run.cost[group]:,.0f} ms" for group in GROUPS)
+        measured.append(f"| {run.label} | {run.rate:,.0f} | {cells} | {run.machine_busy:.0%} |")
+    one = capacity.layouts[0].cost
+    # The workers' side of Postgres: an end-to-end run's Postgres CPU less what the intake alone cost it.
+    pg_worker = max(one["postgres"] - capacity.intake.cost["postgres"], 0.0)
+    per_worker_core = 1e6 / max(one["worker"], 1e-9)
+    projection = [
+        "",
+        f"Bulk, from the 1-node run: a worker core predicts {per_worker_core:,.0f} obs/s; 1,000 observations "
+        f"cost Postgres {one['postgres']:,.0f} ms ({capacity.intake.cost['postgres']:,.0f} at intake, "
+        f"{pg_worker:,.0f} for the workers' reads and writes), the gateway {one['gateway']:,.0f} ms, Redis "
+        f"{one['redis']:,.0f} ms. Rows: worker cores, the rate they give, the cores the others need then.",
+        "",
+        "| worker cores | bulk obs/s | Postgres cores needed | gateway cores needed |",
+        "| --- | --- | --- | --- |",
+    ]
+    for cores in PROJECTED_WORKER_CORES:
+        rate = cores * per_worker_core
+        projection.append(
+            f"| {cores} | {rate:,.0f} | {rate * one['postgres'] / 1e6:.1f} "
+            f"| {rate * one['gateway'] / 1e6:.1f} |"
+        )
+    single = capacity.single.cost
+    gateway_rate, worker_rate = (1e6 / max(single[group], 1e-9) for group in ("gateway", "worker"))
+    projection += [
+        "",
+        f"Single submissions: a gateway core accepts {gateway_rate:,.0f} obs/s and a worker core predicts "
+        f"{worker_rate:,.0f} (micro-batches are small at this rate); Postgres takes "
+        f"{single['postgres']:,.0f} ms per 1,000, Redis {single['redis']:,.0f} ms.",
+    ]
+    return "\n".join(measured + projection)
