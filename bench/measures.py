@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 import requests
+from threadpoolctl import threadpool_limits
 
 from bench.load import closed_loop, open_loop, percentile
 from bench.plan import Plan
@@ -272,11 +273,18 @@ def run_drain(stack: ServiceStack, plan: Plan, layout: Layout) -> Drain:
 
 
 def raw_limit(stack: ServiceStack, plan: Plan) -> float:
-    """One prediction call over the rows (as the worker predicts) plus a COPY of them into Postgres."""
-    bundle = load_bundle(get_settings().artifacts_dir)
+    """One prediction call over the rows (as a worker predicts: MODEL_THREADS native threads) plus a COPY of
+    them into Postgres.
+
+    Unlimited, OpenMP's busy-waiting threads made this figure swing fivefold between runs (16k to 85k obs/s)
+    with whatever else shared the two cores.
+    """
+    settings = get_settings()
+    bundle = load_bundle(settings.artifacts_dir)
     observations = [{**COURSE_OBSERVATION, "hour": n % 24} for n in range(plan.bulk_rows)]
     start = time.perf_counter()
-    probas = bundle.predict_observations(observations)
+    with threadpool_limits(limits=settings.model_threads):
+        probas = bundle.predict_observations(observations)
     rows = (
         (f"raw-{n}", observation, float(proba))
         for n, (observation, proba) in enumerate(zip(observations, probas, strict=True))
