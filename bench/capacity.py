@@ -10,7 +10,6 @@ process, so the machine should run nothing else meanwhile.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import psutil
@@ -18,7 +17,7 @@ import psutil
 from bench.load import closed_loop
 from bench.measures import upload_bulk, wait_all_predicted
 from bench.plan import Plan
-from bench.workers import Layout, set_workers, stop_workers, worker_names
+from bench.workers import Layout, process_tree, set_workers, stop_workers, worker_names
 from devstack.stack import ServiceStack
 
 GROUPS = ("gateway", "worker", "postgres", "redis")
@@ -26,19 +25,10 @@ CAPACITY_LAYOUTS = (Layout(1, 1), Layout(2, 1), Layout(4, 1))
 PROJECTED_WORKER_CORES = (1, 2, 4, 8, 16)
 
 
-def _tree(pid: int) -> Iterator[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        yield root
-        yield from root.children(recursive=True)
-    except psutil.Error:
-        return
-
-
 def _group_processes(stack: ServiceStack) -> dict[str, list[psutil.Process]]:
     groups: dict[str, list[psutil.Process]] = {name: [] for name in GROUPS}
-    groups["gateway"] = list(_tree(stack.processes["gateway"].pid))
-    groups["worker"] = [p for name in worker_names(stack) for p in _tree(stack.processes[name].pid)]
+    groups["gateway"] = process_tree(stack.processes["gateway"].pid)
+    groups["worker"] = [p for name in worker_names(stack) for p in process_tree(stack.processes[name].pid)]
     for process in psutil.process_iter(["name", "username"]):
         if process.info["username"] == "postgres":
             groups["postgres"].append(process)

@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.load import closed_loop, open_loop, percentile
 from bench.plan import Plan
-from bench.workers import ONE_WORKER, Layout, set_workers, stop_workers
+from bench.workers import ONE_WORKER, Layout, process_tree, set_workers, stop_workers
 from core.settings import PROJECT_ROOT, get_settings
 from core.storage.reports import (
     copy_into_scratch_table,
@@ -193,9 +193,8 @@ class Bulk:
 
 def gateway_rss_mb(stack: ServiceStack) -> float:
     """Return the largest RSS among the gateway's processes (its server and each of its workers), in MB."""
-    main = psutil.Process(stack.processes["gateway"].pid)
     sizes = []
-    for process in [main, *main.children(recursive=True)]:
+    for process in process_tree(stack.processes["gateway"].pid):
         try:
             sizes.append(process.memory_info().rss)
         except psutil.Error:

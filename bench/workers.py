@@ -67,12 +67,20 @@ class ProcessMemory:
     unique: float
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """Return a process and all its descendants (none if it has exited)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def worker_memory_mb(stack: ServiceStack) -> list[ProcessMemory]:
     """Return the memory of the worker's main process and each pool process."""
-    main = psutil.Process(stack.processes["worker"].pid)
     return [
         ProcessMemory(rss=info.rss / 2**20, unique=info.uss / 2**20)
-        for info in (p.memory_full_info() for p in [main, *main.children(recursive=True)])
+        for info in (p.memory_full_info() for p in process_tree(stack.processes["worker"].pid))
     ]
 
 

@@ -180,9 +180,10 @@ class ServiceStack:
             _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
             contents = message_contents(kwargs)
             items += contents.items
-            with self.engine.connect() as conn:
-                referred = read_batch_slices(conn=conn, slices=contents.slices)
-            items += [{"id": o.id, "observation": o.observation} for o in referred]
+            if contents.slices:
+                with self.engine.connect() as conn:
+                    referred = read_batch_slices(conn=conn, slices=contents.slices)
+                items += [{"id": o.id, "observation": o.observation} for o in referred]
         return items
 
     def queued_observations(self) -> int:

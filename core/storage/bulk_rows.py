@@ -206,6 +206,8 @@ def find_observations(*, conn: Connection, observation_ids: Sequence[str]) -> di
 
 def add_batch_items(*, conn: Connection, batch_id: str, positions: Sequence[tuple[int, str]]) -> None:
     """Record accepted items (position in the submission, observation id): COPY, or multi-row INSERTs."""
+    if not positions:
+        return  # most chunks repeat no id: no COPY round trip for nothing
     if conn.dialect.name == "postgresql":
         pg_copy(
             conn=conn,
