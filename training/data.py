@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import train_test_split
 
 from core.settings import PROJECT_ROOT
 
@@ -100,3 +101,17 @@ def build_training_table(
         "positive_rate": round(float(stops[TARGET].mean()), 4),
     }
     return stops[FEATURES], stops[TARGET].astype(bool), provenance
+
+
+def held_out_split(
+    features: pd.DataFrame, target: pd.Series, *, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    """Return training features, held-out features, training target, held-out target, stratified on target.
+
+    Training and the promotion gate both split here: with a bundle's recorded fraction and seed (and the
+    table built with that seed) the gate finds exactly the rows the bundle was held out from.
+    """
+    x_train, x_test, y_train, y_test = train_test_split(
+        features, target, test_size=fraction, random_state=seed, stratify=target
+    )
+    return x_train, x_test, y_train, y_test

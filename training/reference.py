@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from sklearn.model_selection import train_test_split
 
 from core.feature_spec import (
     METADATA_FILE,
@@ -32,7 +31,7 @@ from core.model_reference import (
     ModelReference,
 )
 from core.settings import get_settings
-from training.data import DATA_DIR, build_training_table
+from training.data import DATA_DIR, build_training_table, held_out_split
 
 # The positive-share range: how far the share of positive calls of SAMPLE_ROWS held-out rows strays.
 SAMPLE_ROWS = 500
@@ -147,9 +146,7 @@ def backfill(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR) -> Mo
     bundle = load_bundle(artifacts_dir, version)
     raw, target, _ = build_training_table(data_dir, seed=SEED)
     frame = build_frame(raw.to_dict("records"), bundle.spec)  # type: ignore[arg-type]
-    x_train, x_test, _, _ = train_test_split(
-        frame, target, test_size=HOLD_OUT, random_state=SEED, stratify=target
-    )
+    x_train, x_test, _, _ = held_out_split(frame, target, fraction=HOLD_OUT, seed=SEED)
     metadata: dict[str, Any] = read_metadata(directory)
     recorded = (metadata.get("data", {}).get("rows"), metadata.get("held_out", {}).get("rows"))
     if recorded != (len(frame), len(x_test)):

@@ -18,7 +18,7 @@ import sklearn
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_predict, train_test_split
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
@@ -37,7 +37,7 @@ from core.feature_spec import (
 )
 from core.frames import build_frame
 from core.settings import get_settings
-from training.data import DATA_DIR, TARGET, build_training_table
+from training.data import DATA_DIR, TARGET, build_training_table, held_out_split
 from training.evaluation import PRECISION_BAR, choose_threshold, held_out_metrics
 from training.reference import build_reference, write_reference
 
@@ -125,9 +125,7 @@ def train(artifacts_dir: Path, version: str, data_dir: Path = DATA_DIR, make_cur
     features, target, provenance = build_training_table(data_dir, seed=SEED)
     spec = feature_spec_from(features)
     features = build_frame(features.to_dict("records"), spec)  # type: ignore[arg-type]
-    x_train, x_test, y_train, y_test = train_test_split(
-        features, target, test_size=HOLD_OUT, random_state=SEED, stratify=target
-    )
+    x_train, x_test, y_train, y_test = held_out_split(features, target, fraction=HOLD_OUT, seed=SEED)
 
     candidates: dict[str, dict[str, Any]] = {}
     for name, make in (

@@ -7,5 +7,6 @@
 - batches: bulk intake, batch progress and results
 - api_keys: who may call the API (keys stored as digests, with their scopes)
 - reports: what operators and the bench read (backlog, live outcomes, drain timings)
+- labels: labelled outcomes read back whole, to judge a candidate model on
 - migrate, migrations: the Alembic schema history
 """
