@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from celery import Celery
 
@@ -28,15 +29,11 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         task_reject_on_worker_lost=True,
         # Prefetch must exceed the batch size, or a batch could never fill.
         worker_prefetch_multiplier=max(2 * settings.batch_size, 4),
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
-            # A broker that stops answering fails a publish in seconds instead of hanging a request.
-            "socket_timeout": 5,
-            "socket_connect_timeout": 2,
-        },
+        broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
         worker_hijack_root_logger=False,
+        **_rabbitmq_queues(settings),
         # The redrive has a queue and a process of its own (worker.redrive_main): a backlog of predictions
         # never holds it back, and workers never spend a pool process on it.
         task_routes={
@@ -63,3 +60,32 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         },
     )
     return app
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.broker_is_amqp:
+        # Each publish waits for RabbitMQ's confirm: a message the broker refused or lost before storing it
+        # raises, so the request is answered knowing whether its row was handed over.
+        return {"confirm_publish": True}
+    return {
+        "visibility_timeout": settings.visibility_timeout_s,
+        # A broker that stops answering fails a publish in seconds instead of hanging a request.
+        "socket_timeout": 5,
+        "socket_connect_timeout": 2,
+    }
+
+
+def _rabbitmq_queues(settings: Settings) -> dict[str, Any]:
+    """On RabbitMQ, declare every queue as a quorum queue: replicated, durable, and what the Celery and
+    RabbitMQ docs advise for work that must not be lost (classic mirrored queues are gone in RabbitMQ 4).
+    Celery sees the quorum type and uses per-consumer prefetch, which quorum queues require. The queues are
+    not listed in task_queues: a worker started without --queues would then consume the redrive's too."""
+    if not settings.broker_is_amqp:
+        return {}
+    return {
+        "task_default_queue_type": "quorum",
+        "task_create_missing_queue_type": "quorum",
+        # Celery binds quorum queues' native delayed delivery to topic exchanges only (no countdown or ETA is
+        # used here; a direct exchange would only log a warning at every start).
+        "task_default_exchange_type": "topic",
+    }

@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+import requests
+from amqp.exceptions import AMQPError
 from celery import Celery
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
@@ -19,7 +22,9 @@ from core.celery_app import PREDICT_TASK
 from core.storage.records import BatchSlice, QueuedObservation
 
 # What a failed publish raises: the broker is down or unreachable.
-PUBLISH_ERRORS = (KombuError, RedisError, OSError)
+PUBLISH_ERRORS = (KombuError, RedisError, AMQPError, OSError)
+# RabbitMQ's management API answers in milliseconds; past this the redrive takes the count as unknown.
+MANAGEMENT_TIMEOUT_S = 3.0
 
 # Fail fast when the broker is down: the row is committed and the redrive will publish it later.
 PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0.05, "interval_step": 0.1, "interval_max": 0.2}
@@ -109,15 +114,27 @@ def waiting_messages(celery: Celery, queue_name: str) -> int:
     return int(declared.message_count)
 
 
-def held_messages(celery: Celery) -> int:
-    """Return how many messages workers hold delivered but unacknowledged (Redis; 0 on other brokers).
+def held_messages(celery: Celery, queue_name: str, management_url: str = "") -> int | None:
+    """Return how many messages workers hold delivered but unacknowledged; None when the broker does not say.
 
-    Redis keeps them in one hash per database, whatever their queue; another broker gives them back to the
-    queue itself when their consumer dies.
+    Redis keeps them in one hash per database, whatever their queue. RabbitMQ counts them per queue but tells
+    only its management API (management_url), not AMQP clients; without it, or when it does not answer, the
+    count is unknown.
     """
     with celery.connection_for_write() as connection:
         channel = connection.default_channel
         client, key = getattr(channel, "client", None), getattr(channel, "unacked_key", None)
-        if client is None or key is None:
-            return 0
-        return int(client.hlen(key))
+        if client is not None and key is not None:
+            return int(client.hlen(key))
+        virtual_host = connection.virtual_host
+    if not management_url:
+        return None
+    url = f"{management_url}/api/queues/{quote(virtual_host, safe='')}/{quote(queue_name, safe='')}"
+    try:
+        answer = requests.get(url, timeout=MANAGEMENT_TIMEOUT_S)
+        if answer.status_code == 404:
+            return 0  # never declared (a broker restarted empty): nobody holds anything of it
+        answer.raise_for_status()
+        return int(answer.json().get("messages_unacknowledged", 0))
+    except (requests.RequestException, ValueError):
+        return None

@@ -1,7 +1,9 @@
 """Tell the gateways which observations are finished, so long-polls answer at once: Redis pub/sub.
 
-Best effort: a notice lost (Redis restarting, another broker) only makes a long-poll answer at its deadline,
-from the database as always. Batches larger than MAX_IDS_PER_NOTICE (bulk work, polled by batch) send none.
+Redis carries them whatever the broker: REDIS_URL, or the broker when it is Redis (shared_redis_url).
+Best effort: a notice lost (Redis restarting, or no Redis configured) only makes a long-poll answer at its
+deadline, from the database as always. Batches larger than MAX_IDS_PER_NOTICE (bulk work, polled by
+batch) send none.
 """
 
 from __future__ import annotations
@@ -23,17 +25,13 @@ def notices_channel(queue_name: str) -> str:
     return f"{queue_name}.finished"
 
 
-def redis_url_of(broker_url: str) -> str | None:
-    """Return the broker URL if the broker is Redis (which carries the notices), else None."""
-    return broker_url if broker_url.startswith(("redis://", "rediss://", "unix://")) else None
-
-
 class FinishedNotices:
     """The workers' side: publish the ids of a batch once its results are committed."""
 
-    def __init__(self, broker_url: str, queue_name: str) -> None:
-        url = redis_url_of(broker_url)
-        self._client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1) if url else None
+    def __init__(self, redis_url: str | None, queue_name: str) -> None:
+        self._client = (
+            redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1) if redis_url else None
+        )
         self._channel = notices_channel(queue_name)
 
     def announce(self, observation_ids: Sequence[str]) -> None:

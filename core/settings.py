@@ -18,6 +18,8 @@ from core.feature_spec import VERSION_RULE, is_version_name
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DATABASE_URL = f"sqlite:///{PROJECT_ROOT / 'var' / 'predictions.db'}"
 LOCAL_BROKER_URL = "redis://127.0.0.1:6379/0"
+REDIS_SCHEMES = ("redis://", "rediss://")
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 
 
 class Settings(BaseSettings):
@@ -27,7 +29,15 @@ class Settings(BaseSettings):
 
     app_env: Literal["local", "production"] = "local"
     database_url: str = LOCAL_DATABASE_URL
+    # Redis (redis://) or RabbitMQ (amqp://); see README, "RabbitMQ".
     broker_url: str = LOCAL_BROKER_URL
+    # Redis for what is not a queue: the workers' notices that wake long-polls, and the rate-limit counters
+    # every gateway process shares. Empty: the broker, when the broker is Redis.
+    redis_url: str = ""
+    # RabbitMQ's management API (http://user:password@host:15672), read by the redrive for the messages
+    # workers hold unacknowledged, which AMQP does not tell. Empty with RabbitMQ: the redrive takes connected
+    # workers as holding some, and publishes rows again only past REDRIVE_BACKLOG_CAP_S.
+    broker_management_url: str = ""
     artifacts_dir: Path = PROJECT_ROOT / "artifacts"
     # Empty: the version named in artifacts/current.
     model_version: str = ""
@@ -100,6 +110,18 @@ class Settings(BaseSettings):
         """Return the queue of the redrive task: its own, so that no backlog of predictions delays it."""
         return f"{self.queue_name}.redrive"
 
+    @property
+    def broker_is_amqp(self) -> bool:
+        """Return whether the broker is RabbitMQ (AMQP) rather than Redis."""
+        return self.broker_url.startswith(AMQP_SCHEMES)
+
+    @property
+    def shared_redis_url(self) -> str | None:
+        """Return the Redis that carries finished notices and rate-limit counters, if there is one."""
+        if self.redis_url:
+            return self.redis_url
+        return self.broker_url if self.broker_url.startswith(REDIS_SCHEMES) else None
+
     @model_validator(mode="before")
     @classmethod
     def _auth_default_follows_app_env(cls, data: Any) -> Any:
@@ -118,6 +140,20 @@ class Settings(BaseSettings):
                     f"{limit!r} is not a rate limit: write it as 100/second, 1000/minute or 5 per hour"
                 ) from None
         return limit.strip()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_is_redis(cls, url: str) -> str:
+        if url and not url.startswith(REDIS_SCHEMES):
+            raise ValueError("REDIS_URL must be empty or a redis:// (rediss://) URL")
+        return url
+
+    @field_validator("broker_management_url")
+    @classmethod
+    def _management_url_is_http(cls, url: str) -> str:
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("BROKER_MANAGEMENT_URL must be empty or RabbitMQ's management API, http(s)://…")
+        return url.rstrip("/")
 
     @field_validator("model_version")
     @classmethod
@@ -162,6 +198,11 @@ class Settings(BaseSettings):
             ]
             if missing:
                 raise ValueError(f"APP_ENV=production needs {', '.join(missing)} set explicitly")
+            if self.shared_redis_url is None:
+                raise ValueError(
+                    "APP_ENV=production with a broker that is not Redis needs REDIS_URL: long-polls are "
+                    "woken and rate limits counted there"
+                )
             if not self.auth_required:
                 raise ValueError("APP_ENV=production needs AUTH_REQUIRED on: API keys guard every endpoint")
         return self

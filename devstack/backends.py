@@ -1,18 +1,22 @@
-"""The servers a suite or bench run talks to: a Postgres database and Redis, or the embedded pair."""
+"""The servers a suite or bench run talks to: Postgres with Redis or with RabbitMQ, or the embedded pair."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+import requests
 
 from devstack.embedded_redis import free_port, start_embedded_redis
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SYSTEM_REDIS_DB = 9
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+RABBITMQ_MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
 
 
 @dataclass
@@ -23,13 +27,20 @@ class Backend:
     database_url: str
     broker_url: str
     queue_name: str
+    # Redis beside a broker that is not Redis (REDIS_URL), and RabbitMQ's management API.
+    redis_url: str = ""
+    management_url: str = ""
     teardown: list[Callable[[], None]] = field(default_factory=list)
     stop_broker: Callable[[], None] | None = None
     start_broker: Callable[[], None] | None = None
+    # Restart the broker with nothing in it, when a plain restart keeps its queues (RabbitMQ).
+    wipe_broker: Callable[[], None] | None = None
 
     @property
     def restart_broker(self) -> Callable[[], None] | None:
         """Restart the broker empty, when this backend owns it."""
+        if self.wipe_broker is not None:
+            return self.wipe_broker
         if self.stop_broker is None or self.start_broker is None:
             return None
         stop, start = self.stop_broker, self.start_broker
@@ -47,6 +58,19 @@ class Backend:
 
 def postgres_backend() -> Backend:
     """A fresh Postgres database on the local server, and a queue of its own on the local Redis."""
+    database_url, drop = _fresh_postgres_database()
+    backend = Backend(
+        name="postgres",
+        database_url=database_url,
+        broker_url=f"redis://127.0.0.1:6379/{SYSTEM_REDIS_DB}",
+        queue_name=f"predictions-{uuid.uuid4().hex[:8]}",
+        teardown=[drop],
+    )
+    return backend
+
+
+def _fresh_postgres_database() -> tuple[str, Callable[[], None]]:
+    """Create a database of its own on the local Postgres; return its URL and how to drop it."""
     name = f"contraband_test_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -55,14 +79,41 @@ def postgres_backend() -> Backend:
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    backend = Backend(
-        name="postgres",
-        database_url=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
-        broker_url=f"redis://127.0.0.1:6379/{SYSTEM_REDIS_DB}",
-        queue_name=f"predictions-{uuid.uuid4().hex[:8]}",
-        teardown=[drop],
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", drop
+
+
+def rabbitmq_backend() -> Backend:
+    """A fresh Postgres database, queues of its own on the local RabbitMQ, and the local Redis for notices."""
+    database_url, drop = _fresh_postgres_database()
+    queue_name = f"predictions-{uuid.uuid4().hex[:8]}"
+
+    def delete_queues() -> None:
+        for queue in (queue_name, f"{queue_name}.redrive"):
+            requests.delete(f"{RABBITMQ_MANAGEMENT_URL}/api/queues/%2F/{queue}", timeout=10)
+
+    return Backend(
+        name="rabbitmq",
+        database_url=database_url,
+        broker_url=RABBITMQ_URL,
+        queue_name=queue_name,
+        redis_url=f"redis://127.0.0.1:6379/{SYSTEM_REDIS_DB}",
+        management_url=RABBITMQ_MANAGEMENT_URL,
+        teardown=[drop, delete_queues],
+        # The local RabbitMQ's application stops and starts; its node (and its stored queues) stays.
+        stop_broker=lambda: _rabbitmqctl("stop_app"),
+        start_broker=lambda: _rabbitmqctl("start_app", "await_startup"),
+        # Every connection dropped (what consumers held goes back to the queue), then the queue purged: what
+        # the service's processes see of a broker that came back without its messages.
+        wipe_broker=lambda: _rabbitmqctl(
+            ["close_all_connections", "broker emptied by a test"], ["purge_queue", queue_name]
+        ),
     )
-    return backend
+
+
+def _rabbitmqctl(*commands: str | list[str]) -> None:
+    for command in commands:
+        arguments = [command] if isinstance(command, str) else command
+        subprocess.run(["rabbitmqctl", "-q", *arguments], check=True, capture_output=True, timeout=120)
 
 
 def embedded_backend(work_dir: Path) -> Backend:

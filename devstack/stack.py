@@ -19,7 +19,7 @@ import requests
 from sqlalchemy.engine import Engine
 
 from core.celery_app import MONITOR_TASK, create_celery_app
-from core.publishing import message_contents
+from core.publishing import PUBLISH_ERRORS, held_messages, message_contents, waiting_messages
 from core.settings import PROJECT_ROOT, Settings, child_environment
 from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine
@@ -74,6 +74,8 @@ class ServiceStack:
                 "BULK_ROWS_PER_MESSAGE": "500",
                 "LOG_LEVEL": "INFO",
                 "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(work_dir / "prometheus")),
+                "REDIS_URL": backend.redis_url,
+                "BROKER_MANAGEMENT_URL": backend.management_url,
             }
         )
         self.commands = service_commands("127.0.0.1", self.port, work_dir, self.settings())
@@ -91,7 +93,11 @@ class ServiceStack:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         upgrade_to_head(backend.database_url)
         self.engine: Engine = make_engine(backend.database_url)
-        self.broker = redis.Redis.from_url(backend.broker_url)
+        # The broker as a client sees it (queue lengths, held messages), and its Redis when it is Redis.
+        self.celery = create_celery_app(self.settings())
+        self.broker_redis = (
+            None if self.settings().broker_is_amqp else redis.Redis.from_url(backend.broker_url)
+        )
 
     def start(self, name: str) -> None:
         """Start one of gateway, worker, redrive (its output goes to a log file in the work dir)."""
@@ -155,7 +161,7 @@ class ServiceStack:
         def pong() -> bool:
             try:
                 return len(app.control.ping(destination=destination, timeout=0.5)) == len(destination)
-            except (redis.RedisError, OSError):  # a broker that was just restarted
+            except PUBLISH_ERRORS:  # a broker that was just restarted
                 return False
 
         try:
@@ -167,17 +173,39 @@ class ServiceStack:
         for name in list(self.processes):
             self.stop(name)
         self.engine.dispose()
+        self.celery.close()
 
     def queue_length(self) -> int:
         """Return how many messages wait in the queue."""
-        return int(self.broker.llen(self.backend.queue_name))
+        return waiting_messages(self.celery, self.backend.queue_name)
+
+    def waiting_bodies(self) -> list[bytes]:
+        """Return the bodies of the messages waiting in the queue, in queue order, leaving them there."""
+        if self.broker_redis is not None:
+            waiting = self.broker_redis.lrange(self.backend.queue_name, 0, -1)
+            # Workers take from the right.
+            return [base64.b64decode(json.loads(raw)["body"]) for raw in reversed(waiting)]
+        # RabbitMQ: take each one unacknowledged, then close the channel, which gives them all back.
+        bodies: list[bytes] = []
+        with self.celery.connection_for_read() as connection:
+            channel = connection.channel()
+            try:
+                while (message := channel.basic_get(self.backend.queue_name, no_ack=False)) is not None:
+                    body = message.body
+                    bodies.append(body if isinstance(body, bytes) else body.encode())
+            except connection.channel_errors:
+                return []  # not declared (deleted, or nothing published since): nothing waits
+            finally:
+                if channel.is_open:
+                    channel.close()
+        return bodies
 
     def queued_items(self) -> list[dict[str, Any]]:
         """Return the observation items ({id, observation}) the waiting messages carry or refer to (the rows
         of batch slices still queued), in queue order."""
         items: list[dict[str, Any]] = []
-        for raw in reversed(self.broker.lrange(self.backend.queue_name, 0, -1)):  # consumed from the right
-            _args, kwargs, _embed = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        for body in self.waiting_bodies():
+            _args, kwargs, _embed = json.loads(body)
             contents = message_contents(kwargs)
             items += contents.items
             if contents.slices:
@@ -192,7 +220,7 @@ class ServiceStack:
 
     def held_message_count(self) -> int | None:
         """Return how many messages consumers hold unacknowledged (None: this broker does not say)."""
-        return int(self.broker.hlen("unacked"))
+        return held_messages(self.celery, self.backend.queue_name, self.backend.management_url)
 
     @contextmanager
     def hold_one_message(self) -> Iterator[None]:
@@ -200,7 +228,8 @@ class ServiceStack:
         app = create_celery_app(self.settings())
         try:
             with app.connection_for_read() as connection:
-                queue = connection.SimpleQueue(self.backend.queue_name)
+                # The queue as the service declares it (RabbitMQ refuses a quorum queue declared as classic).
+                queue = connection.SimpleQueue(app.amqp.queues[self.backend.queue_name])
                 message = queue.get(block=True, timeout=5)
                 try:
                     yield
@@ -211,18 +240,21 @@ class ServiceStack:
             app.close()
 
     def empty_broker(self) -> None:
-        """Lose every message, waiting or unacknowledged, as a Redis restarted without persistence would."""
+        """Lose every message, waiting or unacknowledged, as a broker restarted with nothing kept would."""
         if self.backend.restart_broker is not None:
             self.backend.restart_broker()
             return
         # The shared system Redis is not restarted: its database is emptied and every connection to it is
         # dropped, which is what the service's processes see of a restart.
-        self.broker.flushdb()
-        database = self.broker.connection_pool.connection_kwargs.get("db", 0)
-        own = self.broker.client_id()
-        for client in self.broker.client_list():
+        broker = self.broker_redis
+        if broker is None:
+            raise RuntimeError(f"the {self.backend.name} backend cannot empty its broker")
+        broker.flushdb()
+        database = broker.connection_pool.connection_kwargs.get("db", 0)
+        own = broker.client_id()
+        for client in broker.client_list():
             if int(client["db"]) == database and int(client["id"]) != own:
-                self.broker.client_kill_filter(_id=client["id"])
+                broker.client_kill_filter(_id=client["id"])
 
     def settings(self) -> Settings:
         """Return the settings the stack's processes run with (its database, broker, queue and timings)."""

@@ -12,4 +12,4 @@ settings = get_settings()
 configure_logging(settings.log_level)
 for handler in logging.getLogger().handlers:
     handler.addFilter(RequestIdFilter())
-app = GatewayFront(create_app(), settings, FinishedListener(settings.broker_url, settings.queue_name))
+app = GatewayFront(create_app(), settings, FinishedListener(settings.shared_redis_url, settings.queue_name))

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from core.result_notices import notices_channel, redis_url_of
+from core.result_notices import notices_channel
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_AFTER_S = 1.0
@@ -20,8 +20,8 @@ RESUBSCRIBE_AFTER_S = 1.0
 class FinishedListener:
     """One subscription per gateway process; long-polls register the id they wait for and get an event."""
 
-    def __init__(self, broker_url: str, queue_name: str) -> None:
-        self._url = redis_url_of(broker_url)
+    def __init__(self, redis_url: str | None, queue_name: str) -> None:
+        self._url = redis_url
         self._channel = notices_channel(queue_name)
         self._waiting: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None

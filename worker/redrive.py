@@ -22,8 +22,10 @@ def republish_stale(*, engine: Engine, celery: Celery, settings: Settings) -> in
     are published again, so a lost message never waits longer than that behind a backlog of any length.
     """
     waiting = waiting_messages(celery, settings.queue_name)
-    held = held_messages(celery)
-    older_than_s = settings.redrive_backlog_cap_s if waiting or held else settings.redrive_after_s
+    held = held_messages(celery, settings.queue_name, settings.broker_management_url)
+    # A count the broker does not give (RabbitMQ without its management API) is taken as some held.
+    behind = bool(waiting) or held is None or held > 0
+    older_than_s = settings.redrive_backlog_cap_s if behind else settings.redrive_after_s
     with engine.begin() as conn:
         stale = claim_stale_queued(conn=conn, older_than_s=older_than_s, limit=settings.redrive_limit)
         # Publishing inside the transaction: if it fails, published_at rolls back and the next
@@ -34,6 +36,6 @@ def republish_stale(*, engine: Engine, celery: Celery, settings: Settings) -> in
             "redrove stale observations",
             extra={"count": len(stale), "waiting": waiting, "held": held, "older_than_s": older_than_s},
         )
-    elif waiting or held:
-        log.info("redrive: workers are behind, nothing over the backlog cap", extra={"waiting": waiting})
+    elif behind:
+        log.info("redrive: workers behind, nothing over the cap", extra={"waiting": waiting, "held": held})
     return len(stale)

@@ -43,7 +43,7 @@ def process_bundle() -> ModelBundle:
 @lru_cache(maxsize=1)
 def finished_notices() -> FinishedNotices:
     """Return this process's publisher of finished-observation notices (for the gateways' long-polls)."""
-    return FinishedNotices(settings.broker_url, settings.queue_name)
+    return FinishedNotices(settings.shared_redis_url, settings.queue_name)
 
 
 @lru_cache(maxsize=1)
