@@ -1,4 +1,4 @@
-"""The tables of the service: predictions (one row per observation), batches and their items, API keys."""
+"""The service's tables: predictions, batches and their items, API keys, monitor snapshots, model rollout."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
+
+from core.rollout import ROLLOUT_ACTIONS
 
 QUEUED, DONE, FAILED = "queued", "done", "failed"
 STATUSES = (QUEUED, DONE, FAILED)
@@ -22,6 +24,9 @@ predictions = sa.Table(
     sa.Column("proba", sa.Float),
     sa.Column("prediction", sa.Boolean),
     sa.Column("model_version", sa.String(64)),
+    # The bundle version whose feature spec accepted the row (none on rows stored before rollouts existed);
+    # model_version is the one that predicted it.
+    sa.Column("accepted_version", sa.String(64)),
     sa.Column("failure_reason", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("true_class", sa.Boolean),
@@ -106,6 +111,42 @@ monitor_snapshots = sa.Table(
     sa.Column("value", sa.Float, nullable=False),
     sa.Column("observations", sa.Integer, nullable=False),
     sa.Index("monitor_snapshots_by_time", "taken_at"),
+)
+
+
+# What serves (core.rollout.Rollout): a single row, id 1. The checks keep every stored row a valid Rollout.
+model_rollout = sa.Table(
+    "model_rollout",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("stable_version", sa.String(64), nullable=False),
+    sa.Column("canary_version", sa.String(64)),
+    sa.Column("canary_percent", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # The name of the API key that made the last change, if a key made it.
+    sa.Column("updated_by", sa.String(64)),
+    sa.CheckConstraint("id = 1", name="model_rollout_single_row"),
+    sa.CheckConstraint("canary_percent BETWEEN 0 AND 100", name="model_rollout_percent_range"),
+    sa.CheckConstraint(
+        "canary_percent = 0 OR canary_version IS NOT NULL", name="model_rollout_share_has_canary"
+    ),
+    sa.CheckConstraint(
+        "canary_version IS NULL OR canary_version <> stable_version", name="model_rollout_canary_not_stable"
+    ),
+)
+
+# Every change of the rollout, oldest first: what was done, by whom, and the rollout it left.
+model_rollout_events = sa.Table(
+    "model_rollout_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("stable_version", sa.String(64), nullable=False),
+    sa.Column("canary_version", sa.String(64)),
+    sa.Column("canary_percent", sa.Integer, nullable=False),
+    sa.Column("by", sa.String(64)),
+    sa.CheckConstraint(f"action IN {ROLLOUT_ACTIONS!r}", name="model_rollout_events_action_known"),
 )
 
 
