@@ -2,25 +2,35 @@
 
 One machine cannot show 8 workers going 8x faster. It can show what scaling depends on: whether the workers'
 CPU per observation stays flat as nodes are added (they do not get in each other's way), and what each
-observation costs Postgres, Redis and the gateway, so the ceiling each sets is known. CPU is read with psutil
-from every process of a group (user + system seconds) before and after a run; Postgres counts every server
-process, so the machine should run nothing else meanwhile.
+observation costs Postgres, the broker (Redis or RabbitMQ) and the gateway, so the ceiling each sets is
+known. CPU is read with psutil from every process of a group (user + system seconds) before and after a run;
+Postgres, Redis and RabbitMQ count every server process, so the machine should run nothing else meanwhile.
+
+    python -m bench.capacity --broker rabbitmq     # the capacity model alone, on one broker
 """
 
 from __future__ import annotations
 
+import argparse
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import psutil
 
 from bench.load import closed_loop
 from bench.measures import upload_bulk, wait_all_predicted
-from bench.plan import Plan
+from bench.plan import BENCH_ENV, FULL, SMOKE, Plan
 from bench.workers import Layout, process_tree, set_workers, stop_workers, worker_names
+from devstack.backends import Backend, postgres_backend, rabbitmq_backend
 from devstack.stack import ServiceStack
 
-GROUPS = ("gateway", "worker", "postgres", "redis")
+GROUPS = ("gateway", "worker", "postgres", "redis", "rabbitmq")
+# The brokers the model is measured on, and the servers each stack runs on (Redis carries the long-poll
+# notices beside RabbitMQ: its column is shown there too).
+BROKERS: dict[str, Callable[[], Backend]] = {"Redis": postgres_backend, "RabbitMQ": rabbitmq_backend}
 CAPACITY_LAYOUTS = (Layout(1, 1), Layout(2, 1), Layout(4, 1))
 PROJECTED_WORKER_CORES = (1, 2, 4, 8, 16)
 
@@ -34,6 +44,8 @@ def _group_processes(stack: ServiceStack) -> dict[str, list[psutil.Process]]:
             groups["postgres"].append(process)
         elif process.info["name"] == "redis-server":
             groups["redis"].append(process)
+        elif process.info["username"] == "rabbitmq":
+            groups["rabbitmq"].append(process)
     return groups
 
 
@@ -81,6 +93,7 @@ class RunCost:
 class Capacity:
     """The runs the model rests on: bulk intake alone, bulk per worker layout, single submissions."""
 
+    broker: str
     intake: RunCost
     layouts: list[RunCost]
     single: RunCost
@@ -104,7 +117,22 @@ class CpuWindow:
         )
 
 
-def measure_capacity(stack: ServiceStack, plan: Plan) -> Capacity:
+def measure_capacity_on_fresh_stack(plan: Plan, broker: str) -> Capacity:
+    """Measure the capacity model on a database of its own, with this broker (a key of BROKERS): the bench's
+    run before leaves over a million rows behind, whose vacuum would count as the workers' Postgres cost."""
+    backend = BROKERS[broker]()
+    with TemporaryDirectory() as scratch:
+        stack = ServiceStack(backend, Path(scratch))
+        stack.env.update(BENCH_ENV)
+        try:
+            stack.start_all()
+            return measure_capacity(stack, plan, broker)
+        finally:
+            stack.close()
+            backend.close()
+
+
+def measure_capacity(stack: ServiceStack, plan: Plan, broker: str) -> Capacity:
     """Measure bulk intake alone, bulk end to end per layout (workers started idle), single submissions."""
     stop_workers(stack)
     window, started = CpuWindow(stack), time.time()
@@ -126,19 +154,23 @@ def measure_capacity(stack: ServiceStack, plan: Plan) -> Capacity:
     single = window.close(
         "single submissions, workers 1 node of 1", len(result.ids), last.timestamp() - result.started
     )
-    return Capacity(intake=intake, layouts=layouts, single=single)
+    return Capacity(broker=broker, intake=intake, layouts=layouts, single=single)
 
 
 def render_capacity(capacity: Capacity) -> str:
     """Return the measured table and its projection: worker cores -> obs/s, and the cores the others need."""
+    groups = GROUPS if capacity.broker == "RabbitMQ" else GROUPS[:-1]
+    titles = {"gateway": "gateway", "worker": "workers", "postgres": "Postgres", "redis": "Redis"}
+    titles["rabbitmq"] = "RabbitMQ"
+    broker = capacity.broker.lower()
     measured = [
-        "### Capacity model: CPU per 1,000 observations",
+        f"### Capacity model on {capacity.broker}: CPU per 1,000 observations",
         "",
-        "| run | obs/s | gateway | workers | Postgres | Redis | machine busy |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| run | obs/s | {' | '.join(titles[group] for group in groups)} | machine busy |",
+        f"| --- | --- | {' | '.join('---' for _ in groups)} | --- |",
     ]
     for run in [capacity.intake, *capacity.layouts, capacity.single]:
-        cells = " | ".join(f"{run.cost[group]:,.0f} ms" for group in GROUPS)
+        cells = " | ".join(f"{run.cost[group]:,.0f} ms" for group in groups)
         measured.append(f"| {run.label} | {run.rate:,.0f} | {cells} | {run.machine_busy:.0%} |")
     one = capacity.layouts[0].cost
     # The workers' side of Postgres: an end-to-end run's Postgres CPU less what the intake alone cost it.
@@ -148,8 +180,9 @@ def render_capacity(capacity: Capacity) -> str:
         "",
         f"Bulk, from the 1-node run: a worker core predicts {per_worker_core:,.0f} obs/s; 1,000 observations "
         f"cost Postgres {one['postgres']:,.0f} ms ({capacity.intake.cost['postgres']:,.0f} at intake, "
-        f"{pg_worker:,.0f} for the workers' reads and writes), the gateway {one['gateway']:,.0f} ms, Redis "
-        f"{one['redis']:,.0f} ms. Rows: worker cores, the rate they give, the cores the others need then.",
+        f"{pg_worker:,.0f} for the workers' reads and writes), the gateway {one['gateway']:,.0f} ms, "
+        f"{capacity.broker} {one[broker]:,.0f} ms. Rows: worker cores, the rate they give, the cores the "
+        "others need then.",
         "",
         "| worker cores | bulk obs/s | Postgres cores needed | gateway cores needed |",
         "| --- | --- | --- | --- |",
@@ -166,6 +199,21 @@ def render_capacity(capacity: Capacity) -> str:
         "",
         f"Single submissions: a gateway core accepts {gateway_rate:,.0f} obs/s and a worker core predicts "
         f"{worker_rate:,.0f} (micro-batches are small at this rate); Postgres takes "
-        f"{single['postgres']:,.0f} ms per 1,000, Redis {single['redis']:,.0f} ms.",
+        f"{single['postgres']:,.0f} ms per 1,000, {capacity.broker} {single[broker]:,.0f} ms.",
     ]
     return "\n".join(measured + projection)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the capacity model alone on one broker and print it."""
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
+    parser.add_argument("--broker", choices=[b.lower() for b in BROKERS], default="redis")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks it still runs")
+    args = parser.parse_args(argv)
+    broker = next(name for name in BROKERS if name.lower() == args.broker)
+    print(render_capacity(measure_capacity_on_fresh_stack(SMOKE if args.smoke else FULL, broker)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

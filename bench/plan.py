@@ -1,4 +1,5 @@
-"""How long and how big each measurement is: the full run and the CI smoke run."""
+"""How long and how big each measurement is (the full run and the CI smoke run), and the settings of
+the stacks the bench measures."""
 
 from __future__ import annotations
 
@@ -47,3 +48,17 @@ SMOKE = Plan(
     one_by_one_bulk_rows=2_000,
     cli_rows=3_000,
 )
+
+
+# The service's settings in every stack the bench starts.
+BENCH_ENV = {
+    "LOG_LEVEL": "WARNING",
+    # The redrive stays out of the measurement: nothing republished before 300 s, backlog or not.
+    "REDRIVE_AFTER_S": "300",
+    "REDRIVE_BACKLOG_CAP_S": "300",
+    "MAX_BODY_BYTES": "1048576",
+    "MAX_WAIT_S": "60",  # long-polls held through the crowd measure
+    "BULK_MAX_ITEMS": "1000000",
+    "BULK_CHUNK_ROWS": "2000",
+    "BULK_ROWS_PER_MESSAGE": "500",
+}

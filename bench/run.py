@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from bench.capacity import Capacity, measure_capacity, render_capacity
+from bench.capacity import BROKERS, measure_capacity_on_fresh_stack, render_capacity
 from bench.crowds import run_crowd, run_sustained
 from bench.measures import (
     Bulk,
@@ -26,7 +26,7 @@ from bench.measures import (
 )
 from bench.peers.measure import PeerFigures
 from bench.peers.runner import run_peers
-from bench.plan import FULL, SMOKE, Plan
+from bench.plan import BENCH_ENV, FULL, SMOKE
 from bench.report import READING_NOTES, RESULTS_FILE, machine, render, render_peers
 from bench.workers import (
     LAYOUTS,
@@ -39,34 +39,6 @@ from bench.workers import (
 )
 from devstack.backends import postgres_backend
 from devstack.stack import ServiceStack
-
-# The service's settings in every stack the bench starts.
-BENCH_ENV = {
-    "LOG_LEVEL": "WARNING",
-    # The redrive stays out of the measurement: nothing republished before 300 s, backlog or not.
-    "REDRIVE_AFTER_S": "300",
-    "REDRIVE_BACKLOG_CAP_S": "300",
-    "MAX_BODY_BYTES": "1048576",
-    "MAX_WAIT_S": "60",  # long-polls held through the crowd measure
-    "BULK_MAX_ITEMS": "1000000",
-    "BULK_CHUNK_ROWS": "2000",
-    "BULK_ROWS_PER_MESSAGE": "500",
-}
-
-
-def measure_capacity_on_fresh_stack(plan: Plan) -> Capacity:
-    """Measure the capacity model on a database of its own: the run before leaves over a million rows behind,
-    whose vacuum and checkpoints would be counted as the workers' Postgres cost."""
-    backend = postgres_backend()
-    with TemporaryDirectory() as scratch:
-        stack = ServiceStack(backend, Path(scratch))
-        stack.env.update(BENCH_ENV)
-        try:
-            stack.start_all()
-            return measure_capacity(stack, plan)
-        finally:
-            stack.close()
-            backend.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stack.close()
             backend.close()
-    print("capacity model: CPU per 1,000 observations per layout, on a fresh database ...", file=sys.stderr)
-    capacity = measure_capacity_on_fresh_stack(plan)
+    capacities = []
+    for broker in BROKERS:
+        print(f"capacity model on {broker}, on a fresh database ...", file=sys.stderr)
+        capacities.append(measure_capacity_on_fresh_stack(plan, broker))
     table = render(
         plan,
         baseline,
@@ -148,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         errors=int(single["errors"]),
         how=f"NDJSON batches of {plan.rows_per_request:,} rows, 2 in flight",
     )
-    table += "\n\n" + render_peers(plan, ours, peers) + "\n\n" + render_capacity(capacity)
+    table += "\n\n" + render_peers(plan, ours, peers)
+    table += "".join("\n\n" + render_capacity(capacity) for capacity in capacities)
     print(table)
     if args.record:
         RESULTS_FILE.write_text(table + "\n\n" + READING_NOTES)
