@@ -28,6 +28,8 @@ from devstack.backends import Backend, postgres_backend, rabbitmq_backend
 from devstack.stack import ServiceStack
 
 GROUPS = ("gateway", "worker", "postgres", "redis", "rabbitmq")
+# Each group's column title in the rendered table.
+TITLES = dict(zip(GROUPS, ("gateway", "workers", "Postgres", "Redis", "RabbitMQ"), strict=True))
 # The brokers the model is measured on, and the servers each stack runs on (Redis carries the long-poll
 # notices beside RabbitMQ: its column is shown there too).
 BROKERS: dict[str, Callable[[], Backend]] = {"Redis": postgres_backend, "RabbitMQ": rabbitmq_backend}
@@ -160,13 +162,11 @@ def measure_capacity(stack: ServiceStack, plan: Plan, broker: str) -> Capacity:
 def render_capacity(capacity: Capacity) -> str:
     """Return the measured table and its projection: worker cores -> obs/s, and the cores the others need."""
     groups = GROUPS if capacity.broker == "RabbitMQ" else GROUPS[:-1]
-    titles = {"gateway": "gateway", "worker": "workers", "postgres": "Postgres", "redis": "Redis"}
-    titles["rabbitmq"] = "RabbitMQ"
     broker = capacity.broker.lower()
     measured = [
         f"### Capacity model on {capacity.broker}: CPU per 1,000 observations",
         "",
-        f"| run | obs/s | {' | '.join(titles[group] for group in groups)} | machine busy |",
+        f"| run | obs/s | {' | '.join(TITLES[group] for group in groups)} | machine busy |",
         f"| --- | --- | {' | '.join('---' for _ in groups)} | --- |",
     ]
     for run in [capacity.intake, *capacity.layouts, capacity.single]:

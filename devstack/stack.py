@@ -214,6 +214,10 @@ class ServiceStack:
                 items += [{"id": o.id, "observation": o.observation} for o in referred]
         return items
 
+    def queued_ids(self) -> list[str]:
+        """Return the ids of the observations the waiting messages carry or refer to, in queue order."""
+        return [item["id"] for item in self.queued_items()]
+
     def queued_observations(self) -> int:
         """Return how many observations the waiting messages carry (a message may carry several)."""
         return len(self.queued_items())

@@ -17,10 +17,6 @@ from tests.service_steps import poll_until_finished
 from worker.redrive import republish_stale
 
 
-def ids_waiting(stack: ServiceStack) -> list[str]:
-    return [item["id"] for item in stack.queued_items()]
-
-
 @pytest.mark.parametrize("stack", ["rabbitmq"], indirect=True)
 def test_messages_waiting_in_rabbitmq_survive_its_restart_without_the_redrive(
     stopped_worker: ServiceStack,
@@ -30,14 +26,14 @@ def test_messages_waiting_in_rabbitmq_survive_its_restart_without_the_redrive(
     for body in bodies:
         assert requests.post(stack.url("/predict"), json=body, timeout=5).status_code == 202
     # What the stopped worker had prefetched went back to the queue too.
-    wait_until(lambda: {b["id"] for b in bodies} <= set(ids_waiting(stack)), timeout=30, interval=0.5)
-    waiting = sorted(ids_waiting(stack))
+    wait_until(lambda: {b["id"] for b in bodies} <= set(stack.queued_ids()), timeout=30, interval=0.5)
+    waiting = sorted(stack.queued_ids())
     assert stack.backend.stop_broker is not None and stack.backend.start_broker is not None
 
     stack.backend.stop_broker()
     stack.backend.start_broker()
 
-    wait_until(lambda: sorted(ids_waiting(stack)) == waiting, timeout=30, interval=0.5)
+    wait_until(lambda: sorted(stack.queued_ids()) == waiting, timeout=30, interval=0.5)
     stack.start("worker")
     for body in bodies:
         assert poll_until_finished(stack, body["id"], timeout=60)["status"] == "done"
@@ -76,4 +72,4 @@ def test_without_the_management_api_the_redrive_republishes_only_past_its_cap(
         assert republish_stale(engine=stack.engine, celery=celery, settings=blind) == 1
     finally:
         celery.close()
-    assert lost.id in ids_waiting(stack)
+    assert lost.id in stack.queued_ids()

@@ -30,10 +30,6 @@ def celery(stack: ServiceStack) -> Iterator[Celery]:
         app.close()
 
 
-def ids_in_queue(stack: ServiceStack) -> list[str]:
-    return [item["id"] for item in stack.queued_items()]
-
-
 def test_lost_row_is_republished_behind_a_backlog_that_never_drains(stopped_worker: ServiceStack) -> None:
     stack = stopped_worker
     waiting = [prediction_request() for _ in range(20)]
@@ -44,11 +40,11 @@ def test_lost_row_is_republished_behind_a_backlog_that_never_drains(stopped_work
         insert_queued(conn=conn, observation_id=lost.id, observation=lost.observation, now=utc_now())
         # Its message vanished a while ago, longer than REDRIVE_BACKLOG_CAP_S (6 s here).
         backdate_publish_times(conn=conn, seconds=60, observation_ids=[lost.id])
-    wait_until(lambda: len(ids_in_queue(stack)) >= len(waiting), timeout=10)
+    wait_until(lambda: len(stack.queued_ids()) >= len(waiting), timeout=10)
 
     stack.start("redrive")  # the workers stay stopped: the backlog cannot drain
-    wait_until(lambda: lost.id in ids_in_queue(stack), timeout=20, interval=0.2)
-    queued = ids_in_queue(stack)
+    wait_until(lambda: lost.id in stack.queued_ids(), timeout=20, interval=0.2)
+    queued = stack.queued_ids()
     assert all(queued.count(body["id"]) == 1 for body in waiting)  # waiting rows are not copied
 
 
@@ -60,7 +56,7 @@ def test_rows_a_worker_holds_unacknowledged_are_not_republished(
         pytest.skip("only Redis keeps held messages where the redrive can count them")
     body = prediction_request()
     assert requests.post(stack.url("/predict"), json=body, timeout=5).status_code == 202
-    wait_until(lambda: body["id"] in ids_in_queue(stack), timeout=10)
+    wait_until(lambda: body["id"] in stack.queued_ids(), timeout=10)
     with stack.hold_one_message():  # taken by a consumer, not acknowledged: what a busy worker's prefetch is
         assert stack.queue_length() == 0
         # RabbitMQ's management API counts every few seconds; Redis at once.
@@ -107,7 +103,7 @@ def test_a_batch_travels_as_references_and_a_lost_one_comes_back_through_the_red
     messages = [raw for raw in stack.waiting_bodies() if batch_id.encode() in raw]
     assert len(messages) == 3
     assert sum(len(raw) for raw in messages) < len(body) / 20
-    assert set(ids_in_queue(stack)) >= {item["id"] for item in items}
+    assert set(stack.queued_ids()) >= {item["id"] for item in items}
 
     stack.empty_broker()  # the messages are lost; the rows are not
     stack.start("redrive")
