@@ -36,7 +36,10 @@ OBSERVATIONS, SLICES = "observations", "slices"
 
 @dataclass(frozen=True)
 class MessageContents:
-    """What one prediction message carries: observation items ({id, observation}) and batch slices."""
+    """What one prediction message carries: observation items ({id, observation, version}) and batch slices.
+
+    An item's version is the bundle version that accepted it; items published before rollouts have none.
+    """
 
     items: list[Any]
     slices: list[BatchSlice]
@@ -92,10 +95,18 @@ def publish_message(
 def publish_observations(
     celery: Celery, observations: Sequence[QueuedObservation], *, per_message: int = 1
 ) -> None:
-    """Publish observations for prediction, per_message of them in each message."""
+    """Publish observations for prediction, per_message of them in each message, each with its version."""
     for start in range(0, len(observations), per_message):
         chunk = observations[start : start + per_message]
-        publish_message(celery, items=[{"id": o.id, "observation": o.observation} for o in chunk])
+        publish_message(celery, items=[observation_item(o) for o in chunk])
+
+
+def observation_item(observation: QueuedObservation) -> dict[str, Any]:
+    """Return the message item of one observation: {id, observation} and its version when it has one."""
+    item: dict[str, Any] = {"id": observation.id, "observation": observation.observation}
+    if observation.version is not None:
+        item["version"] = observation.version
+    return item
 
 
 def publish_batch_slices(celery: Celery, slices: Sequence[BatchSlice]) -> None:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=100, ge=1, le=10_000)
     batch_flush_ms: int = Field(default=5, ge=1, le=10_000)
     max_attempts: int = Field(default=3, ge=1, le=20)
+    # A model version that failed to load in a worker process is not tried again for this long; its rows stay
+    # queued meanwhile (the redrive publishes them again), and the other versions keep serving.
+    bundle_retry_s: float = Field(default=30.0, gt=0, le=3600)
     # Longer than the slowest batch; a message not acked by then is redelivered to another worker.
     visibility_timeout_s: int = Field(default=300, ge=10)
 
@@ -82,6 +85,9 @@ class Settings(BaseSettings):
     backlog_max_queued: int = Field(default=2_000_000, ge=1)
     backlog_max_age_s: int = Field(default=3600, ge=1)
     backlog_check_s: float = Field(default=2.0, gt=0, le=60)
+    # Each gateway process reads the model rollout (which version serves which ids) this often, in a thread
+    # of its own; workers read it as often for rows that name no version. A change reaches all within it.
+    rollout_check_s: float = Field(default=2.0, gt=0, le=60)
     poll_retry_after_s: int = Field(default=1, ge=1)
     max_wait_s: int = Field(default=30, ge=0, le=300)
 

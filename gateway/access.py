@@ -43,6 +43,11 @@ SCOPE_OF_ENDPOINT = {
     "predictions.update_true_class": LABEL,
     "predictions.live_performance": ADMIN,
     "monitoring.model_monitoring": ADMIN,
+    "models.list_models": ADMIN,
+    "models.start_canary": ADMIN,
+    "models.promote_canary": ADMIN,
+    "models.roll_back_canary": ADMIN,
+    "models.set_stable_version": ADMIN,
 }
 # Pages opened in a browser, which cannot send a bearer token: they also take the key as a Basic password.
 BROWSER_PAGES = frozenset({"dashboard.dashboard_page", "dashboard.dashboard_stylesheet"})

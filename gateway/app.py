@@ -15,12 +15,14 @@ from werkzeug.routing import PathConverter
 from core.celery_app import create_celery_app
 from core.feature_spec import load_feature_spec
 from core.monitoring import serving_model
+from core.serving_versions import settings_version
 from core.settings import Settings, get_settings
 from core.storage.engine import make_engine
 from gateway import (
     routes_batches,
     routes_dashboard,
     routes_docs,
+    routes_models,
     routes_monitoring,
     routes_ops,
     routes_predictions,
@@ -32,6 +34,7 @@ from gateway.errors import ApiError, register_error_handlers
 from gateway.long_polls import BODY_OVER_LIMIT, HOLD_HEADER, scope_of
 from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS
 from gateway.publisher import BackgroundPublisher
+from gateway.rollout_view import RolloutView, VersionSchemas
 from gateway.security_headers import add_security_headers
 from worker.schemas import request_schemas
 
@@ -70,9 +73,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.url_map.merge_slashes = False
     app.url_map.converters["observation_id"] = ObservationIdConverter
 
-    spec = load_feature_spec(
-        settings.artifacts_dir, settings.model_version, pinned_sha256=settings.model_sha256
-    )
+    version = settings_version(settings)
+    spec = load_feature_spec(settings.artifacts_dir, version, pinned_sha256=settings.model_sha256)
+    default = VersionSchemas(version=version, spec=spec, schemas=request_schemas(spec))
     celery = create_celery_app(settings)
     engine = make_engine(settings.database_url)
     app.extensions[EXTENSION] = GatewayContext(
@@ -80,9 +83,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         engine=engine,
         celery=celery,
         publisher=BackgroundPublisher(celery, on_failure=PUBLISH_FAILURES.inc),
-        spec=spec,
-        schemas=request_schemas(spec),
+        schemas=default.schemas,
         backlog_guard=BacklogGuard(engine, settings),
+        rollout=RolloutView(engine, settings, default),
         model=serving_model(settings),
     )
     app.register_blueprint(routes_predictions.blueprint)
@@ -90,6 +93,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(routes_ops.blueprint)
     app.register_blueprint(routes_docs.blueprint)
     app.register_blueprint(routes_monitoring.blueprint)
+    app.register_blueprint(routes_models.blueprint)
     app.register_blueprint(routes_dashboard.blueprint)
     register_error_handlers(app)
     app.before_request(_start_request)

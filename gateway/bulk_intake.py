@@ -65,6 +65,11 @@ class BatchReceipt:
         self.rejected += rejections[: max(self.listed - len(self.rejected), 0)]
 
 
+def new_batch_id() -> str:
+    """Return a fresh batch id (it also decides which model version accepts the batch)."""
+    return uuid.uuid4().hex
+
+
 class TooManyItems(Exception):
     """The upload holds more items than the configured limit; nothing was stored."""
 
@@ -132,11 +137,20 @@ def validated_items(
 
 
 def take_chunk(
-    *, conn: Connection, schemas: RequestSchemas, chunk: list[RawItem], batch_id: str, now: datetime
+    *,
+    conn: Connection,
+    schemas: RequestSchemas,
+    chunk: list[RawItem],
+    batch_id: str,
+    now: datetime,
+    version: str | None = None,
 ) -> ChunkIntake:
-    """Validate a chunk and store it; an id stored before (in this batch or not): replay or conflict."""
+    """Validate a chunk and store it; an id stored before (in this batch or not): replay or conflict.
+
+    version: the model version whose schemas these are, recorded on the new rows as their accepting one.
+    """
     valid, rejected = validated_items(schemas, chunk)
-    stored = store_batch_chunk(conn=conn, batch_id=batch_id, items=valid, now=now)
+    stored = store_batch_chunk(conn=conn, batch_id=batch_id, items=valid, now=now, accepted_version=version)
     rejected += [Rejection(item.position, item.id, {"id": [CONFLICT_MESSAGE]}) for item in stored.conflicts]
     rejected.sort(key=lambda r: r.index)
     return ChunkIntake(accepted=stored.accepted, rejected=rejected, created=stored.created)
@@ -153,9 +167,14 @@ def submit_batch(
     chunk_size: int,
     per_message: int,
     listed: int,
+    batch_id: str | None = None,
+    version: str | None = None,
 ) -> BatchReceipt:
-    """Validate, store and publish a batch; TooManyItems, EmptyBatch, AtomicBatchRejected store nothing."""
-    receipt = BatchReceipt(batch_id=uuid.uuid4().hex, listed=listed)
+    """Validate, store and publish a batch; TooManyItems, EmptyBatch, AtomicBatchRejected store nothing.
+
+    One model version accepts the whole batch: the schemas are its, and version is recorded on its rows.
+    """
+    receipt = BatchReceipt(batch_id=batch_id or new_batch_id(), listed=listed)
     slices = SliceCutter(receipt.batch_id, per_message)
     now = utc_now()
     commit_each_chunk = not atomic and engine.dialect.name == "sqlite"
@@ -166,7 +185,9 @@ def submit_batch(
         for chunk in _chunked(items, chunk_size):
             receipt.items += len(chunk)
             check_item_count(receipt.items, max_items)
-            intake = take_chunk(conn=conn, schemas=schemas, chunk=chunk, batch_id=receipt.batch_id, now=now)
+            intake = take_chunk(
+                conn=conn, schemas=schemas, chunk=chunk, batch_id=receipt.batch_id, now=now, version=version
+            )
             receipt.note_rejections(intake.rejected)
             if not atomic:
                 add_batch_rejections(conn=conn, batch_id=receipt.batch_id, rejections=intake.rejected)

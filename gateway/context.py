@@ -1,4 +1,4 @@
-"""What the gateway's routes share: settings, database engine, Celery publisher, feature spec, schemas."""
+"""What the gateway's routes share: settings, database engine, Celery publisher, rollout and schemas."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from celery import Celery
 from flask import current_app
 from sqlalchemy.engine import Engine
 
-from core.feature_spec import FeatureSpec
 from core.monitoring import ServingModel
 from core.settings import Settings
 from gateway.backlog_guard import BacklogGuard
 from gateway.publisher import BackgroundPublisher
+from gateway.rollout_view import RolloutView
 from worker.schemas import RequestSchemas
 
 EXTENSION = "predictions"
@@ -26,9 +26,11 @@ class GatewayContext:
     engine: Engine
     celery: Celery
     publisher: BackgroundPublisher
-    spec: FeatureSpec
+    # The settings' version's (MODEL_VERSION or artifacts/current), for feedback bodies, which every version
+    # reads alike. Submissions are validated by the version the rollout gives them: rollout.accepting.
     schemas: RequestSchemas
     backlog_guard: BacklogGuard
+    rollout: RolloutView
     # The serving bundle's reference distributions and precision bar, for the model's monitoring.
     model: ServingModel
 

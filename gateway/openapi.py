@@ -10,9 +10,10 @@ from marshmallow import fields
 
 from gateway import responses
 from gateway.monitoring_responses import MonitoringSchema
+from gateway.openapi_answers import access_errors, answer, errors, json_answer, ndjson, ref
+from gateway.openapi_models import MODEL_REQUESTS, MODEL_RESPONSES, model_operations
 from gateway.openapi_parts import (
     BATCH_UPLOADS,
-    ERROR_REASONS,
     HEADERS,
     ID_DESCRIPTION,
     ID_FORMAT,
@@ -36,50 +37,6 @@ RESPONSE_SCHEMAS = {
     "Performance": responses.PerformanceSchema,
     "Monitoring": MonitoringSchema,
 }
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _answer(description: str, content: dict[str, Any] | None = None, *headers: str) -> dict[str, Any]:
-    names = ("X-Request-ID", *headers)
-    answer = {
-        "description": description,
-        "headers": {n: {"$ref": f"#/components/headers/{n}"} for n in names},
-    }
-    return answer | ({"content": content} if content is not None else {})
-
-
-def _json(schema: dict[str, Any], description: str, *headers: str) -> dict[str, Any]:
-    return _answer(description, {"application/json": {"schema": schema}}, *headers)
-
-
-def _ndjson(item: dict[str, Any]) -> dict[str, Any]:
-    """Return NDJSON content: one item per line, its schema that of the lines read as an array."""
-    lines = {"type": "array", "items": item, "description": "The lines, each one JSON item, as an array"}
-    return {"application/x-ndjson": {"schema": lines}}
-
-
-def _errors(*statuses: int, reasons: dict[int, str] | None = None) -> dict[str, Any]:
-    """Return the error answers of an operation; 413 and 500 can answer any request."""
-    headers = {415: ("Accept-Encoding",), 503: ("Retry-After",)}
-    reason = ERROR_REASONS | (reasons or {})
-    return {
-        str(status): _json(_ref("Error"), reason[status], *headers.get(status, ()))
-        for status in sorted({*statuses, 413, 500})
-    }
-
-
-def _access_errors(*, with_rate_limit: bool) -> dict[str, Any]:
-    """Return the answers of a guarded operation to a request without the right key (or over its limit)."""
-    answers = {
-        "401": _json(_ref("Error"), ERROR_REASONS[401], "WWW-Authenticate"),
-        "403": _json(_ref("Error"), ERROR_REASONS[403], "WWW-Authenticate"),
-    }
-    if with_rate_limit:
-        answers["429"] = _json(_ref("Error"), ERROR_REASONS[429], "Retry-After")
-    return answers
 
 
 def _path_parameter(name: str, **schema: Any) -> dict[str, Any]:
@@ -119,21 +76,25 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
     for name, scheme in SECURITY_SCHEMES.items():
         spec.components.security_scheme(name, scheme)
     # The answers of no listed operation: a path not listed, a method a path lacks.
-    spec.components.response("NotFound", _json(_ref("Error"), "No such path"))
-    spec.components.response("MethodNotAllowed", _json(_ref("Error"), "Not a method of the path", "Allow"))
+    spec.components.response("NotFound", json_answer(ref("Error"), "No such path"))
+    spec.components.response(
+        "MethodNotAllowed", json_answer(ref("Error"), "Not a method of the path", "Allow")
+    )
     for name, schema in RESPONSE_SCHEMAS.items():
         spec.components.schema(name, schema=schema)
     spec.components.schema("PredictionRequest", schema=schemas.prediction)
     spec.components.schema("FeedbackRequest", schema=schemas.feedback)
+    for name, schema in (MODEL_RESPONSES | MODEL_REQUESTS).items():
+        spec.components.schema(name, schema=schema)
     _add_operations(spec)
     return spec.to_dict()
 
 
 def _add_operations(spec: APISpec) -> None:
     """Add every operation, with every status it answers."""
-    prediction, queued_prediction = _ref("Prediction"), {"oneOf": [_ref("Accepted"), _ref("Prediction")]}
+    prediction, queued_prediction = ref("Prediction"), {"oneOf": [ref("Accepted"), ref("Prediction")]}
     observation_id, batch_id = _path_parameter("observation_id", minLength=1), _path_parameter("batch_id")
-    results = {**_ndjson(_ref("BatchResult")), "text/csv": {"schema": {"type": "string"}}}
+    results = {**ndjson(ref("BatchResult")), "text/csv": {"schema": {"type": "string"}}}
 
     def add(method: str, path: str, summary: str, answers: dict[str, Any], **more: Any) -> None:
         scope = SCOPES.get((method, path))
@@ -141,7 +102,7 @@ def _add_operations(spec: APISpec) -> None:
             more["security"] = []  # open to anyone
         else:
             more |= {"security": [{"bearerAuth": []}], "x-required-scope": scope}
-            answers = answers | _access_errors(with_rate_limit=scope == "submit")
+            answers = answers | access_errors(with_rate_limit=scope == "submit")
         spec.path(path=path, operations={method: {"summary": summary, **more, "responses": answers}})
 
     def json_body(name: str) -> dict[str, Any]:
@@ -152,14 +113,14 @@ def _add_operations(spec: APISpec) -> None:
         "/predict",
         "Submit one observation; poll the result URL",
         {
-            "202": _json(
+            "202": json_answer(
                 queued_prediction,
                 "Accepted; a queued one resent gets its Prediction",
                 "Location",
                 "Retry-After",
             ),
-            "200": _json(prediction, "Resent after its prediction finished: the result", "Location"),
-            **_errors(400, 409, 415, 422, 503),
+            "200": json_answer(prediction, "Resent after its prediction finished: the result", "Location"),
+            **errors(400, 409, 415, 422, 503),
         },
         requestBody=json_body("PredictionRequest"),
     )
@@ -168,8 +129,8 @@ def _add_operations(spec: APISpec) -> None:
         "/predictions/{observation_id}",
         "Status and result of one observation; Retry-After while it is queued",
         {
-            "200": _json(prediction, "Queued, done or failed", "Location", "Retry-After"),
-            **_errors(404, 422, 503, reasons={422: "The wait argument is not a number, 0 or more"}),
+            "200": json_answer(prediction, "Queued, done or failed", "Location", "Retry-After"),
+            **errors(404, 422, 503, reasons={422: "The wait argument is not a number, 0 or more"}),
         },
         parameters=[observation_id, {"in": "query", "schema": WaitArgs}],
     )
@@ -177,7 +138,7 @@ def _add_operations(spec: APISpec) -> None:
         "post",
         "/update",
         "Send the true outcome of an observation (before or after its prediction)",
-        {"200": _json(prediction, "Stored"), **_errors(400, 404, 415, 422, 503)},
+        {"200": json_answer(prediction, "Stored"), **errors(400, 404, 415, 422, 503)},
         requestBody=json_body("FeedbackRequest"),
     )
     add(
@@ -185,8 +146,8 @@ def _add_operations(spec: APISpec) -> None:
         "/batches",
         "Submit many observations: valid items are accepted even when others are not",
         {
-            "202": _json(_ref("BatchReceipt"), "Valid items queued; the others listed", "Location"),
-            **_errors(
+            "202": json_answer(ref("BatchReceipt"), "Valid items queued; the others listed", "Location"),
+            **errors(
                 400,
                 415,
                 422,
@@ -205,8 +166,8 @@ def _add_operations(spec: APISpec) -> None:
         "/batches/{batch_id}",
         "Counts by status, progress, start and end of a batch",
         {
-            "200": _json(_ref("BatchProgress"), "Progress; Retry-After while running", "Retry-After"),
-            **_errors(404, 503),
+            "200": json_answer(ref("BatchProgress"), "Progress; Retry-After while running", "Retry-After"),
+            **errors(404, 503),
         },
         parameters=[batch_id],
     )
@@ -215,8 +176,8 @@ def _add_operations(spec: APISpec) -> None:
         "/batches/{batch_id}/results",
         "Every accepted item's result in submission order, streamed",
         {
-            "200": _answer("One BatchResult per line (NDJSON), or as CSV with a header row", results),
-            **_errors(404, 422, 503, reasons={422: "The format argument is not ndjson or csv"}),
+            "200": answer("One BatchResult per line (NDJSON), or as CSV with a header row", results),
+            **errors(404, 422, 503, reasons={422: "The format argument is not ndjson or csv"}),
         },
         parameters=[batch_id, {"in": "query", "schema": ResultFormatArgs}],
     )
@@ -224,24 +185,24 @@ def _add_operations(spec: APISpec) -> None:
         "get",
         "/batches/{batch_id}/rejections",
         "Every rejected item of a batch, in submission order, streamed",
-        {"200": _answer("One Rejection per line", _ndjson(_ref("Rejection"))), **_errors(404, 503)},
+        {"200": answer("One Rejection per line", ndjson(ref("Rejection"))), **errors(404, 503)},
         parameters=[batch_id],
     )
-    add("get", "/health", "The process is alive", {"200": _json(_ref("Health"), "Alive"), **_errors()})
+    add("get", "/health", "The process is alive", {"200": json_answer(ref("Health"), "Alive"), **errors()})
     add(
         "get",
         "/ready",
         "Database, broker and model bundle reachable",
         {
-            "200": _json(_ref("Ready"), "Ready"),
-            **_errors(503, reasons={503: "Not ready: error.checks says which check is down"}),
+            "200": json_answer(ref("Ready"), "Ready"),
+            **errors(503, reasons={503: "Not ready: error.checks says which check is down"}),
         },
     )
     add(
         "get",
         "/performance",
         "Live precision and recall on the true outcomes received, per model version",
-        {"200": _json(_ref("Performance"), "Per model version"), **_errors(503)},
+        {"200": json_answer(ref("Performance"), "Per model version"), **errors(503)},
     )
     add(
         "get",
@@ -249,8 +210,8 @@ def _add_operations(spec: APISpec) -> None:
         "The model over a window: drift per feature, probabilities and positive calls against training, live "
         "precision and recall per model version",
         {
-            "200": _json(_ref("Monitoring"), "Every figure beside its training side"),
-            **_errors(422, 503, reasons={422: "The window argument is not a duration such as 1h"}),
+            "200": json_answer(ref("Monitoring"), "Every figure beside its training side"),
+            **errors(422, 503, reasons={422: "The window argument is not a duration such as 1h"}),
         },
         parameters=[{"in": "query", "schema": WindowArgs}],
     )
@@ -259,7 +220,9 @@ def _add_operations(spec: APISpec) -> None:
         "/metrics",
         "Prometheus metrics, with the backlog read at scrape time",
         {
-            "200": _answer("Prometheus text", {"text/plain": {"schema": {"type": "string"}}}),
-            **_errors(),
+            "200": answer("Prometheus text", {"text/plain": {"schema": {"type": "string"}}}),
+            **errors(),
         },
     )
+    for method, path, summary, answers, more in model_operations():
+        add(method, path, summary, answers, **more)

@@ -13,7 +13,8 @@ ID_DESCRIPTION = (
     "unassigned or separator character but the space), with no '.' or '..' path segment (as in 'x/../b')."
 )
 OVERVIEW = (
-    "Asynchronous predictions; model bundle {version}. Every error is the Error envelope "
+    "Asynchronous predictions; the request schema of model bundle {version}, the stable version (during a "
+    "canary, the ids it takes are validated by the canary's schema). Every error is the Error envelope "
     '{{"error": {{"code", "message", ...}}}}: a path not listed here (but /openapi.json and /docs) '
     "answers 404, a method not listed for a path 405 with an Allow header (HEAD is answered wherever GET "
     "is, OPTIONS with 204 and Allow), any request whose body is over the size limit 413, and a request "
@@ -98,4 +99,9 @@ SCOPES = {
     ("post", "/update"): "label",
     ("get", "/performance"): "admin",
     ("get", "/monitoring"): "admin",
+    ("get", "/models"): "admin",
+    ("post", "/models/canary"): "admin",
+    ("post", "/models/promote"): "admin",
+    ("post", "/models/rollback"): "admin",
+    ("post", "/models/stable"): "admin",
 }

@@ -75,6 +75,11 @@ class PredictionSchema(Schema):
     prediction = fields.Boolean(allow_none=True, required=True)
     proba = fields.Float(allow_none=True, required=True)
     model_version = fields.String(allow_none=True, required=True)
+    accepted_version = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The model version whose input schema accepted it, which predicts it"},
+    )
     received_at = fields.DateTime(required=True)
     predicted_at = fields.DateTime(allow_none=True, required=True)
     true_class = fields.Boolean(allow_none=True, required=True)
@@ -165,6 +170,7 @@ class BatchResultSchema(Schema):
     prediction = fields.Boolean(allow_none=True, required=True)
     proba = fields.Float(allow_none=True, required=True)
     model_version = fields.String(allow_none=True, required=True)
+    accepted_version = fields.String(allow_none=True, required=True)
     predicted_at = fields.DateTime(allow_none=True, required=True)
     failure_reason = fields.String(allow_none=True, required=True)
 

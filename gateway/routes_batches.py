@@ -10,6 +10,7 @@ from typing import IO, Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
+from core.feature_spec import FeatureSpec
 from core.storage.batches import batch_progress, iter_batch_rejections, iter_batch_results
 from gateway.access import charge_batch_items
 from gateway.backlog_guard import refuse_if_shedding
@@ -30,6 +31,7 @@ from gateway.bulk_intake import (
     RawItem,
     TooManyItems,
     check_item_count,
+    new_batch_id,
     submit_batch,
 )
 from gateway.context import gateway_context
@@ -51,13 +53,15 @@ RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _counted_items(body: IO[bytes]) -> tuple[int, Iterator[RawItem]]:
-    """Return how many items the upload holds (counted and checked first) and an iterator over them."""
+def _counted_items(body: IO[bytes], spec: FeatureSpec) -> tuple[int, Iterator[RawItem]]:
+    """Return how many items the upload holds (counted and checked first) and an iterator over them.
+
+    spec: the feature spec of the version accepting the batch, which types CSV cells.
+    """
     mimetype = request.mimetype
     if mimetype in NDJSON_TYPES:
         return count_ndjson(body), iter_ndjson(_rewound(body))
     if mimetype in CSV_TYPES:
-        spec = gateway_context().spec
         return count_csv(body, spec), iter_csv(_rewound(body), spec)
     if mimetype == "application/json":
         return count_json_document(body), iter_json_document(_rewound(body))
@@ -77,8 +81,11 @@ def submit_batch_request() -> Response:
     atomic: bool = load_query(batch_args)["atomic"]
     refuse_encoded_body()
     refuse_if_shedding(context.backlog_guard)
+    # One version accepts the whole batch: the one its id lands on.
+    batch_id = new_batch_id()
+    accepting = context.rollout.accepting(batch_id)
     with request_body_file(settings.bulk_max_body_bytes) as body:
-        count, items = _counted_items(body)
+        count, items = _counted_items(body, accepting.spec)
         try:
             # Known before anything is stored: the upload has arrived whole and been counted.
             check_item_count(count, settings.bulk_max_items)
@@ -86,13 +93,15 @@ def submit_batch_request() -> Response:
             receipt = submit_batch(
                 engine=context.engine,
                 celery=context.celery,
-                schemas=context.schemas,
+                schemas=accepting.schemas,
                 items=items,
                 atomic=atomic,
                 max_items=settings.bulk_max_items,
                 chunk_size=settings.bulk_chunk_rows,
                 per_message=settings.bulk_rows_per_message,
                 listed=settings.bulk_rejections_listed,
+                batch_id=batch_id,
+                version=accepting.version,
             )
         except TooManyItems as exc:
             raise ApiError(413, str(exc)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, Response, jsonify
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.feature_spec import verify_bundle
 from core.storage.engine import ping
@@ -36,8 +37,15 @@ def _check_broker() -> None:
 
 
 def _check_model_bundle() -> None:
-    settings = gateway_context().settings
-    verify_bundle(settings.artifacts_dir, settings.model_version, pinned_sha256=settings.model_sha256)
+    """Verify the checksums of the stable version (the settings' one while no rollout is stored).
+
+    Not the canary's: a broken canary only delays the ids it took (GET /models says why); taking every
+    gateway out of its load balancer for it would stop them all.
+    """
+    context = gateway_context()
+    stable = context.rollout.current().stable_version
+    pinned = context.rollout.pinned_sha256(stable)
+    verify_bundle(context.settings.artifacts_dir, stable, pinned_sha256=pinned)
 
 
 @blueprint.get("/ready")
@@ -82,4 +90,9 @@ def metrics() -> Response:
 def openapi() -> Response:
     """Return the OpenAPI document."""
     context = gateway_context()
-    return jsonify(build_openapi(context.schemas, context.settings.model_version or "current"))
+    try:
+        version = context.rollout.current().stable_version
+    except SQLAlchemyError:  # never read yet, the database down: the description is still served
+        version = context.rollout.default_version
+    stable = context.rollout.contract(version)
+    return jsonify(build_openapi(stable.schemas, stable.version))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
+from marshmallow import ValidationError
 
 from core.monitoring import version_quality
 from core.storage.monitoring import labelled_outcomes
@@ -23,7 +26,7 @@ from gateway.responses import (
     prediction_schema,
     result_url,
 )
-from gateway.submissions import Outcome, submit_observation
+from gateway.submissions import Outcome, Submission, stored_replay, submit_observation
 from worker.schemas import valid_observation_id
 
 blueprint = Blueprint("predictions", __name__)
@@ -42,14 +45,26 @@ def submit_prediction() -> Response:
     context = gateway_context()
     # From here to its commit, the publisher may hold a message a moment for this observation.
     with context.publisher.expecting() as expected:
-        request_body = context.schemas.load_prediction(read_json_body())
-        refuse_if_shedding(context.backlog_guard)
-        submission = submit_observation(
-            engine=context.engine,
-            publish=expected.deliver,
-            observation_id=request_body["id"],
-            observation=request_body["observation"],
-        )
+        body = read_json_body()
+        # The version the id lands on decides which schema accepts it; the same id always lands there
+        # while the rollout stays as it is.
+        accepting = context.rollout.accepting(_claimed_id(body))
+        try:
+            request_body = accepting.schemas.load_prediction(body)
+        except ValidationError:
+            replayed = stored_replay(engine=context.engine, body=body)
+            if replayed is None:
+                raise
+            submission = Submission(outcome=Outcome.REPLAYED, record=replayed)
+        else:
+            refuse_if_shedding(context.backlog_guard)
+            submission = submit_observation(
+                engine=context.engine,
+                publish=expected.deliver,
+                observation_id=request_body["id"],
+                observation=request_body["observation"],
+                version=accepting.version,
+            )
     record = submission.record
     OBSERVATIONS_SUBMITTED.labels(outcome=submission.outcome.value).inc()
     if submission.outcome is Outcome.CONFLICT:
@@ -65,6 +80,12 @@ def submit_prediction() -> Response:
         response = jsonify(prediction_schema.dump(record))
         response.status_code = 202 if record.status == QUEUED else 200
     return _with_polling_headers(response, record)
+
+
+def _claimed_id(body: Any) -> str:
+    """Return the id a body claims, or "" (its validation fails whichever version checks it)."""
+    claimed = body.get("id") if isinstance(body, dict) else None
+    return claimed if isinstance(claimed, str) else ""
 
 
 def _wait_seconds() -> float:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 
 from core.feature_spec import METADATA_FILE, PIPELINE_FILE, current_version
+from tests.bundles import add_version, flip_one_byte
 from tests.factories import observation
 from worker.bundle import ModelBundle, load_bundle
 from worker.bundle_shelf import BundleShelf, BundleUnavailable
@@ -22,25 +21,6 @@ OBSERVATIONS = [
     observation(SubjectAge=67, hour=23, day_of_week="Saturday", SearchAuthorizationCode="C"),
     observation(SubjectSexCode="F", ResidentIndicator=False, InterventionReasonCode="E"),
 ]
-
-
-def add_version(artifacts: Path, version: str, *, metadata_version: str | None = None) -> Path:
-    """Copy the current bundle to a folder named version, its metadata naming metadata_version (default:
-    version); metadata.json is outside the checksums it records, so the files still verify."""
-    directory = artifacts / version
-    shutil.copytree(artifacts / current_version(artifacts), directory)
-    metadata = json.loads((directory / METADATA_FILE).read_text())
-    metadata["version"] = metadata_version or version
-    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-    return directory
-
-
-def flip_one_byte(path: Path) -> bytes:
-    """Change one byte in the middle of path; return the original contents."""
-    original = path.read_bytes()
-    middle = len(original) // 2
-    path.write_bytes(original[:middle] + bytes([original[middle] ^ 0xFF]) + original[middle + 1 :])
-    return original
 
 
 class Clock:

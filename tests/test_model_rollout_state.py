@@ -29,7 +29,7 @@ from core.rollout import (
 )
 from core.storage.engine import make_engine
 from core.storage.migrate import MIGRATIONS_DIR, upgrade_to_head
-from core.storage.observations import find_prediction, insert_queued
+from core.storage.observations import find_prediction
 from core.storage.records import as_utc
 from core.storage.rollouts import read_rollout, rollout_history, write_rollout
 from core.storage.tables import model_rollout, predictions
@@ -272,7 +272,13 @@ def test_rows_stored_before_the_migration_have_no_accepted_version(blank_databas
     engine = make_engine(blank_database_url)
     try:
         with engine.begin() as conn:
-            insert_queued(conn=conn, observation_id="before", observation={"hour": 0}, now=T0)
+            # As the code of that revision wrote it: without the column, which today's insert_queued sets.
+            conn.execute(
+                predictions.insert().values(
+                    id="before", observation={"hour": 0}, status="queued", attempts=0, received_at=T0,
+                    published_at=T0,
+                )
+            )  # fmt: skip
         migrate(blank_database_url, "head")
         with engine.begin() as conn:
             stored = conn.execute(sa.select(predictions.c.id, predictions.c.accepted_version)).all()

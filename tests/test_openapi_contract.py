@@ -53,6 +53,11 @@ OPERATIONS = [
     ("GET", "/ready"),
     ("GET", "/performance"),
     ("GET", "/monitoring"),
+    ("GET", "/models"),
+    ("POST", "/models/canary"),
+    ("POST", "/models/promote"),
+    ("POST", "/models/rollback"),
+    ("POST", "/models/stable"),
     # Its Prometheus text is not checked against a schema (schemathesis reads no text/plain body): its
     # status, headers and content type are.
     ("GET", "/metrics"),
@@ -65,6 +70,8 @@ NEGATABLE = {
     ("POST", "/batches"),
     ("GET", "/batches/{batch_id}/results"),
     ("GET", "/monitoring"),
+    ("POST", "/models/canary"),
+    ("POST", "/models/stable"),
 }
 PATH_VALUES = {"observation_id": "some-id", "batch_id": "some-batch"}
 # Not part of the API the document describes: its own page and Swagger UI's files.

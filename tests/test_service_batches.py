@@ -140,6 +140,8 @@ def test_batch_larger_than_one_chunk_is_predicted_and_downloaded_in_order(stack:
     rows = [json.loads(line) for line in lines]
     assert [r["id"] for r in rows] == [i["id"] for i in items]
     assert all(r["status"] == "done" and 0 <= r["proba"] <= 1 for r in rows)
+    # One version accepted the whole batch (no rollout stored: the settings' one), and it predicted each row.
+    assert {(r["accepted_version"], r["model_version"]) for r in rows} == {(rows[0]["model_version"],) * 2}
 
     table = list(
         csv.DictReader(

@@ -34,6 +34,7 @@ def test_course_example_is_accepted_at_once_then_predicted(
     assert 0.0 <= result["proba"] <= 1.0
     assert result["prediction"] == (result["proba"] >= bundle.threshold)
     assert result["model_version"] == bundle.version
+    assert result["accepted_version"] == bundle.version  # no rollout stored: the settings' version serves
     assert result["true_class"] is None
     assert datetime.fromisoformat(result["received_at"]) <= datetime.fromisoformat(result["predicted_at"])
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from core.feature_spec import BundleError
 from core.storage.observations import mark_failed, record_failed_attempts, save_predictions
 from core.storage.records import PredictionResult, QueuedObservation, utc_now
 from worker.bundle import ModelBundle
@@ -75,25 +76,55 @@ def unique_by_id(observations: Sequence[QueuedObservation]) -> list[QueuedObserv
 KILLED_ITS_WORKER = "Its worker process died predicting it, {times} times; it is not tried again."
 
 
+def by_version(
+    observations: Sequence[QueuedObservation], stable_version: str
+) -> dict[str, list[QueuedObservation]]:
+    """Group observations by the version to predict them: the one that accepted them, else the stable one."""
+    groups: dict[str, list[QueuedObservation]] = {}
+    for observation in observations:
+        groups.setdefault(observation.version or stable_version, []).append(observation)
+    return groups
+
+
 def predict_and_store(
     *,
-    bundle: ModelBundle,
+    bundle_for: Callable[[str], ModelBundle],
+    stable_version: str,
     engine: Engine,
     observations: Sequence[QueuedObservation],
     max_attempts: int,
     abandoned: Sequence[str] = (),
 ) -> BatchOutcome:
-    """Predict a batch and write it; rows that fail are retried by the redrive until max_attempts.
+    """Predict a batch, each row with the bundle of its version, and write it in one transaction.
 
+    Rows that fail are retried by the redrive until max_attempts. Rows whose version cannot load (bundle_for
+    raises BundleError) are left queued, unattempted, for the redrive: a bundle put right serves them then.
     abandoned: ids whose prediction killed the worker's process max_attempts times, marked failed unpredicted.
     """
     batch = unique_by_id(observations)
-    results, failures = predict_observations(bundle, batch)
+    predicted: dict[str, list[PredictionResult]] = {}
+    failures: dict[str, str] = {}
+    waiting: list[QueuedObservation] = []
+    for version, rows in by_version(batch, stable_version).items():
+        try:
+            bundle = bundle_for(version)
+        except BundleError as exc:
+            log.error(
+                "model version unavailable; its rows stay queued for the redrive",
+                extra={"model_version": version, "rows": len(rows), "reason": str(exc)},
+            )
+            waiting += rows
+            continue
+        results, version_failures = predict_observations(bundle, rows)
+        predicted[bundle.version] = results  # the version asked for: the shelf refuses any other
+        failures.update(version_failures)
     killed = KILLED_ITS_WORKER.format(times=max_attempts)
     now = utc_now()
     failed: list[str] = []
+    written = 0
     with engine.begin() as conn:
-        written = save_predictions(conn=conn, results=results, model_version=bundle.version, now=now)
+        for version, results in predicted.items():
+            written += save_predictions(conn=conn, results=results, model_version=version, now=now)
         failed += mark_failed(conn=conn, observation_ids=abandoned, reason=killed, now=now)
         for observation_id, reason in failures.items():
             failed += record_failed_attempts(
@@ -110,8 +141,10 @@ def predict_and_store(
             "rows": len(batch),
             "written": written,
             "failures": len(failures) + len(abandoned),
-            "model_version": bundle.version,
+            "left_queued": len(waiting),
+            "model_versions": sorted(predicted),
         },
     )
-    finished = [o.id for o in batch if o.id not in failures] + failed
+    unfinished = failures.keys() | {o.id for o in waiting}
+    finished = [o.id for o in batch if o.id not in unfinished] + failed
     return BatchOutcome(predicted=written, failed=failed, finished=finished)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 from collections.abc import Iterator
@@ -12,17 +13,21 @@ from celery import current_app, shared_task
 from celery.signals import setup_logging, worker_init, worker_process_init
 from celery_batches import SimpleRequest
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.celery_app import MONITOR_TASK, PREDICT_TASK, PURGE_TASK, REDRIVE_TASK
 from core.feature_spec import BundleError
 from core.logs import configure_logging
 from core.publishing import message_contents
 from core.result_notices import FinishedNotices
+from core.rollout import Rollout
+from core.serving_versions import RolloutReader, pinned_versions, serving_rollout, settings_version
 from core.settings import get_settings
 from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine
 from core.storage.records import BatchSlice, QueuedObservation
-from worker.bundle import ModelBundle, limit_native_threads, load_bundle
+from worker.bundle import ModelBundle, limit_native_threads
+from worker.bundle_shelf import BundleShelf
 from worker.lost_batches import IsolatingBatches, times_lost
 from worker.metrics import serve_worker_metrics
 from worker.monitor import take_snapshot
@@ -35,9 +40,30 @@ settings = get_settings()
 
 
 @lru_cache(maxsize=1)
+def default_version() -> str:
+    """Return the version the settings name (MODEL_VERSION or artifacts/current), read once per worker."""
+    return settings_version(settings)
+
+
+@lru_cache(maxsize=1)
+def process_shelf() -> BundleShelf:
+    """Return this process's bundles: each version loaded and checksum-verified on first use, then kept.
+
+    Built in the main process before the pool forks (worker_init): what it holds then is shared.
+    """
+    pinned = pinned_versions(settings, default_version())
+    return BundleShelf(settings.artifacts_dir, pinned=pinned, backoff_s=settings.bundle_retry_s)
+
+
 def process_bundle() -> ModelBundle:
-    """Return this process's model bundle, loaded and checksum-verified once."""
-    return load_bundle(settings.artifacts_dir, settings.model_version, pinned_sha256=settings.model_sha256)
+    """Return the bundle of the settings' version (what a worker served before rollouts)."""
+    return process_shelf().get(default_version())
+
+
+@lru_cache(maxsize=1)
+def process_rollout() -> RolloutReader:
+    """Return this process's reading of the rollout, for rows that name no version (re-read every few s)."""
+    return RolloutReader(process_engine(), default_version(), interval_s=settings.rollout_check_s)
 
 
 @lru_cache(maxsize=1)
@@ -65,15 +91,32 @@ def _load_model_at_worker_start(sender: Any, **_: Any) -> None:
     # pipeline (copy-on-write), the first batch does not pay for it, and a bad bundle stops the worker.
     limit_native_threads(settings.model_threads)
     try:
-        process_bundle()
+        serving = _rollout_at_start()
+        process_shelf().get(serving.stable_version)
     except BundleError:
         log.critical("model bundle refused; worker stopping", exc_info=True)
         raise SystemExit(1) from None  # Celery's signal dispatch swallows ordinary exceptions
+    if serving.canary_version is not None:
+        # Shared too when it loads; when it does not, its rows wait for the redrive and the stable serves.
+        with contextlib.suppress(BundleError):
+            process_shelf().get(serving.canary_version)
     if settings.worker_metrics_port:
         serve_worker_metrics(settings.worker_metrics_port, settings.prometheus_multiproc_dir)
     # What is loaded so far (libraries, pipeline) is never collected: the pool processes' garbage collector
     # leaves those pages alone, so they stay shared with this process instead of being copied on write.
     gc.freeze()
+
+
+def _rollout_at_start() -> Rollout:
+    """Read what serves with an engine of its own (the pool processes must not inherit a connection)."""
+    engine = make_engine(settings.database_url)
+    try:
+        return serving_rollout(engine=engine, default_version=default_version())
+    except SQLAlchemyError:
+        log.warning("rollout unreadable at worker start; loading the settings' version", exc_info=True)
+        return Rollout(stable_version=default_version())
+    finally:
+        engine.dispose()
 
 
 @worker_process_init.connect
@@ -88,7 +131,12 @@ def _inline_observations(request: SimpleRequest, items: list[Any]) -> Iterator[Q
             and isinstance(item.get("id"), str)
             and isinstance(item.get("observation"), dict)
         ):
-            yield QueuedObservation(id=item["id"], observation=item["observation"])
+            version = item.get("version")
+            yield QueuedObservation(
+                id=item["id"],
+                observation=item["observation"],
+                version=version if isinstance(version, str) else None,
+            )
         else:
             # Not from our publishers; the row it meant, if any, is still queued for the redrive.
             log.error("malformed message item skipped", extra={"task_id": request.id})
@@ -120,16 +168,20 @@ def observations_of(requests: list[SimpleRequest], engine: Engine) -> list[Queue
     reject_on_worker_lost=True,
 )
 def predict_batch(requests: list[SimpleRequest]) -> int:
-    """Predict every observation of the buffered messages with one predict_proba; return rows written.
+    """Predict the observations of the buffered messages, one predict_proba per version; return rows written.
 
     An observation that went down with its pool process MAX_ATTEMPTS times is failed, not predicted again.
     """
     killers = [r for r in requests if times_lost(r.kwargs) >= settings.max_attempts]
     others = [r for r in requests if times_lost(r.kwargs) < settings.max_attempts]
+    observations = observations_of(others, process_engine())
+    # Each row is predicted by the version that accepted it; one that names none, by the stable one now.
+    unversioned = any(o.version is None for o in observations)
     outcome = predict_and_store(
-        bundle=process_bundle(),
+        bundle_for=process_shelf().get,
+        stable_version=process_rollout().current().stable_version if unversioned else default_version(),
         engine=process_engine(),
-        observations=observations_of(others, process_engine()),
+        observations=observations,
         abandoned=[o.id for o in observations_of(killers, process_engine())],
         max_attempts=settings.max_attempts,
     )

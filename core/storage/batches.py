@@ -101,7 +101,7 @@ def read_batch_slices(*, conn: Connection, slices: Sequence[BatchSlice]) -> list
     if not slices:
         return []
     query = (
-        sa.select(predictions.c.id, predictions.c.observation)
+        sa.select(predictions.c.id, predictions.c.observation, predictions.c.accepted_version)
         .select_from(batch_items.join(predictions, predictions.c.id == batch_items.c.observation_id))
         .where(
             predictions.c.status == QUEUED,
@@ -117,7 +117,10 @@ def read_batch_slices(*, conn: Connection, slices: Sequence[BatchSlice]) -> list
         )
         .order_by(batch_items.c.batch_id, batch_items.c.position)
     )
-    return [QueuedObservation(id=row.id, observation=row.observation) for row in conn.execute(query)]
+    return [
+        QueuedObservation(id=row.id, observation=row.observation, version=row.accepted_version)
+        for row in conn.execute(query)
+    ]
 
 
 def batch_progress(*, conn: Connection, batch_id: str) -> BatchProgress | None:

@@ -24,15 +24,18 @@ ROWS_PER_STATEMENT = 500
 # faster than any INSERT), then moved into predictions by one statement that skips ids already stored.
 _PG_CREATE_STAGING = sa.text(
     """
-    CREATE TEMPORARY TABLE IF NOT EXISTS staged_observations (id text, observation text)
-    ON COMMIT DELETE ROWS
+    CREATE TEMPORARY TABLE IF NOT EXISTS staged_observations (
+        id text, observation text, accepted_version text
+    ) ON COMMIT DELETE ROWS
     """
 )
 _PG_INSERT_STAGED = sa.text(
     """
-    WITH staged AS (DELETE FROM staged_observations RETURNING id, observation)
-    INSERT INTO predictions (id, observation, status, attempts, received_at, published_at, batch_id)
-    SELECT staged.id, CAST(staged.observation AS jsonb), 'queued', 0, :now, statement_timestamp(), :batch_id
+    WITH staged AS (DELETE FROM staged_observations RETURNING id, observation, accepted_version)
+    INSERT INTO predictions
+        (id, observation, status, attempts, received_at, published_at, batch_id, accepted_version)
+    SELECT staged.id, CAST(staged.observation AS jsonb), 'queued', 0, :now, statement_timestamp(), :batch_id,
+        staged.accepted_version
     FROM staged
     ON CONFLICT (id) DO NOTHING
     RETURNING id
@@ -53,8 +56,10 @@ _PG_CREATE_STAGED_ITEMS = sa.text(
 _PG_STORE_STAGED_ITEMS = sa.text(
     """
     WITH inserted AS (
-        INSERT INTO predictions (id, observation, status, attempts, received_at, published_at, batch_id)
-        SELECT id, CAST(observation AS jsonb), 'queued', 0, :now, statement_timestamp(), :batch_id
+        INSERT INTO predictions
+            (id, observation, status, attempts, received_at, published_at, batch_id, accepted_version)
+        SELECT id, CAST(observation AS jsonb), 'queued', 0, :now, statement_timestamp(), :batch_id,
+            :accepted_version
         FROM staged_batch_items
         ON CONFLICT (id) DO NOTHING
         RETURNING id
@@ -96,7 +101,7 @@ class StoredChunk:
 
 
 def _stored_positions(
-    conn: Connection, batch_id: str, items: Sequence[StagedItem], now: datetime
+    conn: Connection, batch_id: str, items: Sequence[StagedItem], now: datetime, accepted_version: str | None
 ) -> tuple[set[int], set[int]]:
     """Store the new ones of distinct-id items, record the accepted; return (accepted, created) positions."""
     if conn.dialect.name == "postgresql":
@@ -106,12 +111,16 @@ def _stored_positions(
             target="staged_batch_items (position, id, observation)",
             rows=((item.position, item.id, item.json) for item in items),
         )
-        rows = conn.execute(_PG_STORE_STAGED_ITEMS, {"now": now, "batch_id": batch_id}).all()
+        params = {"now": now, "batch_id": batch_id, "accepted_version": accepted_version}
+        rows = conn.execute(_PG_STORE_STAGED_ITEMS, params).all()
         conn.execute(_PG_CLEAR_STAGED_ITEMS)
         return {row.position for row in rows}, {row.position for row in rows if row.created}
     created_ids = insert_queued_many(
         conn=conn,
-        observations=[QueuedObservation(id=item.id, observation=item.observation) for item in items],
+        observations=[
+            QueuedObservation(id=item.id, observation=item.observation, version=accepted_version)
+            for item in items
+        ],
         batch_id=batch_id,
         now=now,
     )
@@ -122,9 +131,16 @@ def _stored_positions(
 
 
 def store_batch_chunk(
-    *, conn: Connection, batch_id: str, items: Sequence[StagedItem], now: datetime
+    *,
+    conn: Connection,
+    batch_id: str,
+    items: Sequence[StagedItem],
+    now: datetime,
+    accepted_version: str | None = None,
 ) -> StoredChunk:
     """Store a chunk's new observations as queued and record its accepted items (items in position order).
+
+    accepted_version: the bundle version whose feature spec accepted the batch, recorded on its new rows.
 
     An id already stored (by an earlier batch, a single submission, or earlier in this batch) is accepted when
     its observation is the stored one: a replay. An id repeated within the chunk shares its first item's fate
@@ -135,7 +151,7 @@ def store_batch_chunk(
     for item in items:
         if first.setdefault(item.id, item) is not item:
             repeats.append(item)
-    accepted, created = _stored_positions(conn, batch_id, list(first.values()), now)
+    accepted, created = _stored_positions(conn, batch_id, list(first.values()), now, accepted_version)
     replays = [r for r in repeats if first[r.id].position in accepted and r.json == first[r.id].json]
     add_batch_items(conn=conn, batch_id=batch_id, positions=[(r.position, r.id) for r in replays])
     accepted.update(r.position for r in replays)
@@ -159,13 +175,16 @@ def insert_queued_many(
     batch_id: str | None,
     now: datetime,
 ) -> set[str]:
-    """Store many observations as queued (COPY on Postgres, multi-row INSERTs); return the ids created."""
+    """Store many observations as queued (COPY on Postgres, multi-row INSERTs); return the ids created.
+
+    Each row records its observation's version as the one that accepted it.
+    """
     if conn.dialect.name == "postgresql":
         conn.execute(_PG_CREATE_STAGING)
         pg_copy(
             conn=conn,
-            target="staged_observations (id, observation)",
-            rows=((o.id, json.dumps(o.observation)) for o in observations),
+            target="staged_observations (id, observation, accepted_version)",
+            rows=((o.id, json.dumps(o.observation), o.version) for o in observations),
         )
         return set(conn.execute(_PG_INSERT_STAGED, {"now": now, "batch_id": batch_id}).scalars())
     created: set[str] = set()
@@ -180,6 +199,7 @@ def insert_queued_many(
                 "received_at": now,
                 "published_at": published_at,
                 "batch_id": batch_id,
+                "accepted_version": o.version,
             }
             for o in chunk
         ]

@@ -17,8 +17,8 @@ from core.storage.tables import DONE, FAILED, QUEUED, batches, insert_prediction
 # than running it. The observation goes through the column's own type, so it is stored exactly as before.
 _PG_INSERT_QUEUED = sa.text(
     """
-    INSERT INTO predictions (id, observation, status, attempts, received_at, published_at)
-    VALUES (:id, :observation, 'queued', 0, :received_at, statement_timestamp())
+    INSERT INTO predictions (id, observation, status, attempts, received_at, published_at, accepted_version)
+    VALUES (:id, :observation, 'queued', 0, :received_at, statement_timestamp(), :accepted_version)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
     """
@@ -29,11 +29,24 @@ _PG_INSERT_QUEUED = sa.text(
 
 
 def insert_queued(
-    *, conn: Connection, observation_id: str, observation: dict[str, Any], now: datetime
+    *,
+    conn: Connection,
+    observation_id: str,
+    observation: dict[str, Any],
+    now: datetime,
+    accepted_version: str | None = None,
 ) -> bool:
-    """Store a new observation as queued; return False when the id already exists (nothing written)."""
+    """Store a new observation as queued; return False when the id already exists (nothing written).
+
+    accepted_version: the bundle version whose feature spec accepted it, and which is to predict it.
+    """
     if conn.dialect.name == "postgresql":
-        params = {"id": observation_id, "observation": observation, "received_at": now}
+        params = {
+            "id": observation_id,
+            "observation": observation,
+            "received_at": now,
+            "accepted_version": accepted_version,
+        }
         return conn.execute(_PG_INSERT_QUEUED, params).first() is not None
     statement = (
         insert_predictions(conn=conn)
@@ -44,6 +57,7 @@ def insert_queued(
             attempts=0,
             received_at=now,
             published_at=database_now(conn=conn),
+            accepted_version=accepted_version,
         )
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(predictions.c.id)
@@ -195,7 +209,7 @@ def claim_stale_queued(*, conn: Connection, older_than_s: float, limit: int) -> 
     """
     cutoff = database_time_ago(conn=conn, seconds=older_than_s)
     stale = (
-        sa.select(predictions.c.id, predictions.c.observation)
+        sa.select(predictions.c.id, predictions.c.observation, predictions.c.accepted_version)
         .select_from(predictions.outerjoin(batches, batches.c.id == predictions.c.batch_id))
         .where(
             predictions.c.status == QUEUED,
@@ -208,7 +222,10 @@ def claim_stale_queued(*, conn: Connection, older_than_s: float, limit: int) -> 
     if conn.dialect.name == "postgresql":
         # Two redrive processes never republish the same rows.
         stale = stale.with_for_update(of=predictions, skip_locked=True)
-    claimed = [QueuedObservation(id=row.id, observation=row.observation) for row in conn.execute(stale)]
+    claimed = [
+        QueuedObservation(id=row.id, observation=row.observation, version=row.accepted_version)
+        for row in conn.execute(stale)
+    ]
     if claimed:
         conn.execute(
             predictions.update()

@@ -28,10 +28,15 @@ def as_utc_or_none(value: datetime | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class QueuedObservation:
-    """An observation still waiting for a prediction, as carried in a task message."""
+    """An observation still waiting for a prediction, as carried in a task message.
+
+    version: the bundle version whose feature spec accepted it, which must predict it (None on rows stored
+    before rollouts existed: the stable version predicts those).
+    """
 
     id: str
     observation: dict[str, Any]
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class PredictionRecord:
     proba: float | None
     prediction: bool | None
     model_version: str | None
+    accepted_version: str | None
     failure_reason: str | None
     attempts: int
     true_class: bool | None
@@ -84,7 +90,8 @@ class PredictionRecord:
         """Return the record of an observation stored as queued a moment ago (as insert_queued writes it)."""
         return cls(
             id=observation.id, observation=observation.observation, status=QUEUED, proba=None,
-            prediction=None, model_version=None, failure_reason=None, attempts=0, true_class=None,
+            prediction=None, model_version=None, accepted_version=observation.version, failure_reason=None,
+            attempts=0, true_class=None,
             received_at=received_at, predicted_at=None, labelled_at=None,
         )  # fmt: skip
 
@@ -98,6 +105,7 @@ class PredictionRecord:
             proba=row.proba,
             prediction=row.prediction,
             model_version=row.model_version,
+            accepted_version=row.accepted_version,
             failure_reason=row.failure_reason,
             attempts=row.attempts,
             true_class=row.true_class,

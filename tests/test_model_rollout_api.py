@@ -1,0 +1,256 @@
+"""Model rollout through the admin API: checked bundles only, admin keys only; the schema follows the model.
+
+The gateway app on a migrated SQLite file and a scratch artifacts directory holding the committed bundle and
+copies of it under new version names.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from core.feature_spec import PIPELINE_FILE, current_version
+from core.rollout import canary_bucket
+from core.settings import PROJECT_ROOT, Settings
+from core.storage.migrate import upgrade_to_head
+from core.storage.observations import find_prediction
+from gateway.app import create_app
+from gateway.context import EXTENSION
+from tests.bundles import add_version, change_spec_column, flip_one_byte, scratch_artifacts
+from tests.factories import new_id, prediction_request
+from tests.test_api_keys import bearer, engine_of, make_key
+
+CANDIDATE = "2026.12.01"
+OLDER = 110  # a SubjectAge the committed spec refuses (at most 100) and the candidate's accepts (at most 120)
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    """The committed bundle (current) and a candidate version beside it that accepts ages up to 120."""
+    folder = scratch_artifacts(tmp_path / "artifacts")
+    change_spec_column(add_version(folder, CANDIDATE), "SubjectAge", maximum=120)
+    return folder
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Callable[..., Flask]]:
+    database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    upgrade_to_head(database_url)
+    apps: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        chosen = {"broker_url": "memory://", "artifacts_dir": artifacts, **settings}
+        apps.append(create_app({"SETTINGS": Settings(database_url=database_url, **chosen)}))
+        return apps[-1]
+
+    yield build
+    for app in apps:
+        engine_of(app).dispose()
+
+
+@pytest.fixture
+def gateway(make_gateway: Callable[..., Flask]) -> Flask:
+    return make_gateway()
+
+
+@pytest.fixture
+def client(gateway: Flask) -> FlaskClient:
+    return gateway.test_client()
+
+
+def followed(gateway: Flask) -> None:
+    """Make the gateway read the rollout now, as its thread does every ROLLOUT_CHECK_S."""
+    gateway.extensions[EXTENSION].rollout.check_now()
+
+
+def served(client: FlaskClient) -> dict[str, Any]:
+    answer: dict[str, Any] = client.get("/models").get_json()
+    return answer
+
+
+def test_before_any_change_the_settings_version_serves_and_every_bundle_is_listed(
+    client: FlaskClient, artifacts: Path
+) -> None:
+    models = served(client)
+    committed = current_version(artifacts)
+    assert models["rollout"] == {"stable_version": committed, "canary_version": None, "canary_percent": 0}
+    assert models["stored"] is False
+    assert models["history"] == []
+    listed = {bundle["version"]: bundle for bundle in models["versions"]}
+    assert set(listed) == {committed, CANDIDATE}
+    assert listed[committed]["role"] == "stable"
+    assert listed[CANDIDATE] | {"role": None, "problem": None} == listed[CANDIDATE]
+    assert listed[CANDIDATE]["held_out_precision"] >= listed[CANDIDATE]["precision_bar"]
+
+
+def test_a_canary_of_a_tampered_bundle_is_refused_naming_the_checksum(
+    client: FlaskClient, artifacts: Path
+) -> None:
+    flip_one_byte(artifacts / CANDIDATE / PIPELINE_FILE)
+    refused = client.post("/models/canary", json={"version": CANDIDATE, "percent": 10})
+    assert refused.status_code == 409
+    message = refused.get_json()["error"]["message"]
+    assert "checksum verification failed" in message and PIPELINE_FILE in message
+    assert str(artifacts) not in message  # the server's paths stay on the server
+    assert served(client)["stored"] is False and served(client)["history"] == []
+    problem = {b["version"]: b["problem"] for b in served(client)["versions"]}[CANDIDATE]
+    assert "checksum" in problem
+
+
+def test_a_canary_below_its_precision_bar_is_refused_naming_both(
+    client: FlaskClient, artifacts: Path
+) -> None:
+    add_version(artifacts, "2026.12.02", precision_bar=0.99)
+    refused = client.post("/models/canary", json={"version": "2026.12.02", "percent": 10})
+    assert refused.status_code == 409
+    assert (
+        "held-out precision 0.5206 is below its precision bar 0.9900"
+        in refused.get_json()["error"]["message"]
+    )
+    promoted_anyway = client.post("/models/stable", json={"version": "2026.12.02"})
+    assert promoted_anyway.status_code == 409
+    assert served(client)["history"] == []
+
+
+def test_a_version_with_no_bundle_is_404_and_a_bad_body_422(client: FlaskClient) -> None:
+    assert client.post("/models/canary", json={"version": "2099.01.01", "percent": 5}).status_code == 404
+    assert client.post("/models/stable", json={"version": "../artifacts"}).status_code == 404
+    for body in (
+        {"version": CANDIDATE},
+        {"version": CANDIDATE, "percent": 101},
+        {"version": CANDIDATE, "percent": True},
+        {"version": 7, "percent": 5},
+    ):
+        bad = client.post("/models/canary", json=body)
+        assert bad.status_code == 422, body
+        assert bad.get_json()["error"]["code"] == "validation_error"
+
+
+def test_promote_or_rollback_without_a_canary_is_a_409_saying_so(client: FlaskClient) -> None:
+    for action in ("promote", "rollback"):
+        refused = client.post(f"/models/{action}")
+        assert refused.status_code == 409
+        assert "no canary to" in refused.get_json()["error"]["message"]
+
+
+def test_without_the_admin_scope_the_models_endpoints_are_403(make_gateway: Callable[..., Flask]) -> None:
+    gateway = make_gateway(auth_required=True)
+    client = gateway.test_client()
+    uploader = bearer(make_key(engine_of(gateway), "submit", "read", name="uploader"))
+    for method, path, body in (
+        ("GET", "/models", None),
+        ("POST", "/models/canary", {"version": CANDIDATE, "percent": 10}),
+        ("POST", "/models/promote", None),
+        ("POST", "/models/rollback", None),
+        ("POST", "/models/stable", {"version": CANDIDATE}),
+    ):
+        answer = client.open(path, method=method, json=body, headers=uploader)
+        assert answer.status_code == 403, path
+        assert "needs the 'admin' scope" in answer.get_json()["error"]["message"]
+        assert client.open(path, method=method, json=body).status_code == 401
+    admin = bearer(make_key(engine_of(gateway), "admin"))
+    assert client.get("/models", headers=admin).get_json()["history"] == []  # nothing changed
+
+
+def test_each_change_is_recorded_with_the_admin_key_that_made_it(make_gateway: Callable[..., Flask]) -> None:
+    gateway = make_gateway(auth_required=True)
+    client = gateway.test_client()
+    ops = bearer(make_key(engine_of(gateway), "admin", name="ops-on-call"))
+    started = client.post("/models/canary", json={"version": CANDIDATE, "percent": 25}, headers=ops)
+    assert started.status_code == 200
+    assert started.get_json() == {
+        "action": "canary",
+        "by": "ops-on-call",
+        "rollout": {"stable_version": current_version(gateway.extensions[EXTENSION].settings.artifacts_dir),
+                    "canary_version": CANDIDATE, "canary_percent": 25},
+        "effective_within_s": 2.0,
+    }  # fmt: skip
+    assert client.post("/models/promote", headers=ops).status_code == 200
+    models = client.get("/models", headers=ops).get_json()
+    assert models["rollout"] == {"stable_version": CANDIDATE, "canary_version": None, "canary_percent": 0}
+    assert [(e["action"], e["by"]) for e in models["history"]] == [
+        ("promote", "ops-on-call"),
+        ("canary", "ops-on-call"),
+    ]
+
+
+def id_on_canary(percent: int, *, on: bool) -> str:
+    """Return a new observation id whose bucket is (on=True) or is not under percent."""
+    while (canary_bucket(candidate := new_id("rollout")) < percent) != on:
+        pass
+    return candidate
+
+
+def test_the_schema_follows_the_version_an_id_lands_on_and_a_replay_stays_accepted(
+    gateway: Flask, client: FlaskClient
+) -> None:
+    committed = current_version(gateway.extensions[EXTENSION].settings.artifacts_dir)
+    assert client.post("/models/canary", json={"version": CANDIDATE, "percent": 50}).status_code == 200
+    followed(gateway)
+    on_canary, on_stable = id_on_canary(50, on=True), id_on_canary(50, on=False)
+
+    accepted = client.post("/predict", json=prediction_request(id=on_canary, SubjectAge=OLDER))
+    assert accepted.status_code == 202
+    refused = client.post("/predict", json=prediction_request(id=on_stable, SubjectAge=OLDER))
+    assert refused.status_code == 422
+    assert "SubjectAge" in refused.get_json()["error"]["fields"]["observation"]
+    assert client.post("/predict", json=prediction_request(id=on_stable)).status_code == 202
+    with engine_of(gateway).connect() as conn:
+        assert find_prediction(conn=conn, observation_id=on_canary).accepted_version == CANDIDATE  # type: ignore[union-attr]
+        assert find_prediction(conn=conn, observation_id=on_stable).accepted_version == committed  # type: ignore[union-attr]
+    assert client.get(f"/predictions/{on_canary}").get_json()["accepted_version"] == CANDIDATE
+
+    assert client.post("/models/rollback").status_code == 200
+    followed(gateway)
+    # Its id now lands on the stable version, which refuses age 110: a replay is still answered as one.
+    replay = client.post("/predict", json=prediction_request(id=on_canary, SubjectAge=OLDER))
+    assert replay.status_code == 202
+    assert replay.get_json()["accepted_version"] == CANDIDATE
+    other = client.post("/predict", json=prediction_request(id=on_canary, SubjectAge=OLDER, hour=3))
+    assert other.status_code == 422  # not the stored observation: validated as any new one
+    assert client.post("/predict", json=prediction_request(SubjectAge=OLDER)).status_code == 422
+
+
+def test_a_batch_is_accepted_whole_by_the_version_its_id_lands_on(
+    gateway: Flask, client: FlaskClient
+) -> None:
+    older = [prediction_request(SubjectAge=OLDER) for _ in range(3)]
+    assert client.post("/models/canary", json={"version": CANDIDATE, "percent": 100}).status_code == 200
+    followed(gateway)
+    on_canary = client.post("/batches", json={"observations": older}).get_json()
+    assert (on_canary["accepted"], on_canary["rejected_count"]) == (3, 0)
+    results = client.get(f"/batches/{on_canary['batch_id']}/results").get_data(as_text=True)
+    assert results.count(f'"accepted_version": "{CANDIDATE}"') == 3
+
+    assert client.post("/models/rollback").status_code == 200
+    followed(gateway)
+    on_stable = client.post("/batches", json={"observations": [prediction_request(SubjectAge=OLDER)]})
+    assert on_stable.get_json()["rejected_count"] == 1
+
+
+def test_the_command_line_shows_and_changes_the_rollout(tmp_path: Path, artifacts: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'cli.db'}"
+    upgrade_to_head(database_url)
+    env = {**os.environ, "DATABASE_URL": database_url, "ARTIFACTS_DIR": str(artifacts)}
+
+    def models(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "gateway.models", *argv]
+        return subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+
+    assert models("canary", CANDIDATE, "--percent", "10").returncode == 0
+    status = models("status")
+    assert status.returncode == 0
+    assert f"canary {CANDIDATE} on 10 % of ids" in status.stdout
+    assert "\tcanary\tcli\t" in status.stdout
+    again = models("canary", "2099.01.01", "--percent", "10")
+    assert again.returncode == 1 and "no bundle of that version" in again.stderr
+    assert models("rollback").returncode == 0
+    assert "\trollback\tcli\t" in models("status").stdout
