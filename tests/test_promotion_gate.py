@@ -12,10 +12,12 @@ from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 from core.feature_spec import METADATA_FILE, PIPELINE_FILE, current_version, read_metadata
 from core.frames import build_frame
+from core.rollout import Rollout
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
 from core.storage.observations import insert_queued, save_true_class
 from core.storage.records import utc_now
+from core.storage.rollouts import write_rollout
 from training.data import build_training_table
 from training.promotion import compare_bundles, main
 from training.train import SEED
@@ -226,3 +228,22 @@ def test_command_line_exits_2_for_a_candidate_that_is_not_a_bundle(
 
     assert exited.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_the_serving_bundle_is_the_stable_version_of_the_stored_rollout_not_artifacts_current(
+    bundle_copy: Path, tmp_path: Path
+) -> None:
+    promoted = candidate_copy(bundle_copy, "2026.12.01")  # promoted earlier; artifacts/current still older
+    candidate = candidate_copy(bundle_copy, "2026.12.08")
+    url = labelled_database(tmp_path, [])
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        write_rollout(
+            conn=conn, rollout=Rollout(stable_version=promoted), action="set", by="cli", now=utc_now()
+        )
+    engine.dispose()
+
+    report = compare_bundles(bundle_copy, candidate, database_url=url)
+
+    assert current_version(bundle_copy) != promoted
+    assert report.serving_version == promoted

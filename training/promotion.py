@@ -10,6 +10,7 @@ import argparse
 import json
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from core.frames import build_frame
 from core.settings import get_settings
 from core.storage.engine import make_engine
 from core.storage.labels import LabelledObservation, labelled_observations
+from core.storage.rollouts import read_rollout
 from training.data import DATA_DIR, build_training_table, held_out_split
 from training.evaluation import PRECISION_BAR
 from training.promotion_report import (
@@ -54,27 +56,38 @@ def score(y_true: Sequence[bool] | pd.Series, proba: np.ndarray, threshold: floa
     )
 
 
-def read_labelled(database_url: str, limit: int = LABELLED_LIMIT) -> tuple[list[LabelledObservation], str]:
-    """Return the labelled outcomes stored so far, and a note when there are none or none could be read."""
+@dataclass(frozen=True)
+class ServiceRecords:
+    """What the service's database tells the gate: the labelled outcomes and the version serving now."""
+
+    labelled: list[LabelledObservation]
+    stable_version: str | None  # the stored rollout's stable version; None before one was set
+    note: str  # why there are no labels, or ""
+
+
+def read_service_records(database_url: str, limit: int = LABELLED_LIMIT) -> ServiceRecords:
+    """Return the labelled outcomes stored so far and the stored rollout's stable version."""
     only_held_out = "judged on held-out data only"
     try:
         shown = make_url(database_url).render_as_string(hide_password=True)
     except SQLAlchemyError:
-        return [], f"the database URL is not one SQLAlchemy reads: {only_held_out}"
+        return ServiceRecords([], None, f"the database URL is not one SQLAlchemy reads: {only_held_out}")
     if database_url.startswith("sqlite:///") and not Path(database_url.removeprefix("sqlite:///")).exists():
-        return [], f"no database at {shown}: {only_held_out}"  # connecting would create an empty one
+        return ServiceRecords([], None, f"no database at {shown}: {only_held_out}")  # would create one
     try:
         engine = make_engine(database_url)
         try:
             with engine.connect() as conn:
                 rows = labelled_observations(conn=conn, limit=limit)
+                rollout = read_rollout(conn=conn)
         finally:
             engine.dispose()
     except SQLAlchemyError as error:
         # An operator's tool: the driver's first line (refused, unknown host, no such table) says what to fix.
         cause = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
-        return [], f"database {shown} could not be read ({cause}): {only_held_out}"
-    return rows, "" if rows else f"no labelled outcomes in {shown} yet: {only_held_out}"
+        return ServiceRecords([], None, f"database {shown} could not be read ({cause}): {only_held_out}")
+    note = "" if rows else f"no labelled outcomes in {shown} yet: {only_held_out}"
+    return ServiceRecords(rows, rollout.stable_version if rollout is not None else None, note)
 
 
 def compare_bundles(
@@ -86,7 +99,10 @@ def compare_bundles(
     data_dir: Path = DATA_DIR,
     min_labelled: int = MIN_LABELLED,
 ) -> PromotionReport:
-    """Score the candidate beside the serving bundle (artifacts/current unless named) and judge it.
+    """Score the candidate beside the serving bundle and judge it.
+
+    The serving bundle: serving_version if named, else the stable version of the rollout stored in the
+    database, else the one artifacts/current names.
 
     Without database_url only the held-out rows are scored. The candidate is refused when it fails its
     checksum verification, when its held-out precision at its threshold is below its precision bar, or when
@@ -109,7 +125,8 @@ def compare_bundles(
             reasons=reasons,
             notes=notes,
         )
-    serving = _serving(artifacts_dir, serving_version, notes)
+    records = ServiceRecords([], None, "") if database_url is None else read_service_records(database_url)
+    serving = _serving(artifacts_dir, serving_version or records.stable_version or "", notes)
 
     split = candidate.metadata.get("held_out", {})
     fraction, seed = split.get("fraction"), split.get("seed")
@@ -127,10 +144,8 @@ def compare_bundles(
                     "include rows the serving bundle was trained on"
                 )
 
-    labelled: list[LabelledObservation] = []
-    if database_url is not None:
-        labelled, note = read_labelled(database_url)
-        notes.extend([note] if note else [])
+    labelled = records.labelled
+    notes.extend([records.note] if records.note else [])
     bundles = [b for b in (candidate, serving) if b is not None]
     usable = [r for r in labelled if all(name in r.observation for b in bundles for name in b.spec.names)]
     if len(usable) < len(labelled):
