@@ -20,6 +20,7 @@ from core.model_reference import (
     proba_bin_counts,
     psi,
 )
+from core.serving_versions import pinned_versions, settings_version
 from core.settings import Settings
 from core.storage.monitoring import (
     SnapshotRow,
@@ -267,10 +268,15 @@ class ServingModel:
     precision_bar: float
 
 
-def serving_model(settings: Settings) -> ServingModel:
-    """Read the serving bundle's metadata and reference (checksum-verified); no model code is loaded."""
-    directory = bundle_path(settings.artifacts_dir, settings.model_version)
-    metadata = read_metadata(directory, pinned_sha256=settings.model_sha256)
+def serving_model(settings: Settings, version: str = "") -> ServingModel:
+    """Read a bundle's metadata and reference (checksum-verified; no model code is loaded).
+
+    version: default the settings' (MODEL_VERSION or artifacts/current), which MODEL_SHA256 pins.
+    """
+    version = version or settings_version(settings)
+    pinned = pinned_versions(settings, settings_version(settings)).get(version, "")
+    directory = bundle_path(settings.artifacts_dir, version)
+    metadata = read_metadata(directory, pinned_sha256=pinned)
     return ServingModel(
         version=str(metadata["version"]),
         reference=load_reference(directory, metadata),

@@ -14,7 +14,7 @@ from werkzeug.routing import PathConverter
 
 from core.celery_app import create_celery_app
 from core.feature_spec import load_feature_spec
-from core.monitoring import serving_model
+from core.monitored_model import ServingModels
 from core.serving_versions import settings_version
 from core.settings import Settings, get_settings
 from core.storage.engine import make_engine
@@ -86,7 +86,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         schemas=default.schemas,
         backlog_guard=BacklogGuard(engine, settings),
         rollout=RolloutView(engine, settings, default),
-        model=serving_model(settings),
+        models=ServingModels(settings),
     )
     app.register_blueprint(routes_predictions.blueprint)
     app.register_blueprint(routes_batches.blueprint)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from celery import Celery
 from flask import current_app
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from core.monitored_model import ServingModels
 from core.monitoring import ServingModel
 from core.settings import Settings
 from gateway.backlog_guard import BacklogGuard
@@ -31,8 +33,16 @@ class GatewayContext:
     schemas: RequestSchemas
     backlog_guard: BacklogGuard
     rollout: RolloutView
-    # The serving bundle's reference distributions and precision bar, for the model's monitoring.
-    model: ServingModel
+    # Each version's reference distributions and precision bar, for the model's monitoring.
+    models: ServingModels
+
+    def monitored_model(self) -> ServingModel:
+        """Return the model monitoring compares with: the rollout's stable version (as last read)."""
+        try:
+            version = self.rollout.current().stable_version
+        except SQLAlchemyError:
+            return self.models.default  # no reading yet and no database: what the settings name
+        return self.models.of(version)
 
 
 def gateway_context() -> GatewayContext:

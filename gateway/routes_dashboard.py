@@ -23,7 +23,7 @@ STYLESHEET = (Path(__file__).parent / "static" / "dashboard.css").read_text()
 def dashboard_page() -> Response:
     """Return the dashboard, refreshed by the browser every REFRESH_S seconds."""
     context = gateway_context()
-    view = gather_view(engine=context.engine, settings=context.settings, model=context.model)
+    view = gather_view(engine=context.engine, settings=context.settings, model=context.monitored_model())
     return Response(page_html(view), content_type="text/html; charset=utf-8")
 
 

@@ -20,6 +20,7 @@ def model_monitoring() -> Response:
     """
     context = gateway_context()
     window_s = load_query(window_args)["window"]
+    model = context.monitored_model()
     with context.engine.connect() as conn:
-        report = measure_serving(conn=conn, model=context.model, settings=context.settings, window_s=window_s)
-    return jsonify(monitoring_answer(report, context.model.version))
+        report = measure_serving(conn=conn, model=model, settings=context.settings, window_s=window_s)
+    return jsonify(monitoring_answer(report, model.version))

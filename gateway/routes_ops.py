@@ -81,7 +81,7 @@ def metrics() -> Response:
     state = ServiceStateCollector(
         engine=context.engine, celery=context.celery, queue_name=context.settings.queue_name
     )
-    model = ModelStateCollector(engine=context.engine, model=context.model)
+    model = ModelStateCollector(engine=context.engine, model=context.monitored_model())
     body, content_type = render_metrics(context.settings.prometheus_multiproc_dir, state, model)
     return Response(body, content_type=content_type)
 

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from core.feature_spec import METADATA_FILE, SPEC_FILE, current_version, sha256_of
+from core.feature_spec import METADATA_FILE, REFERENCE_FILE, SPEC_FILE, current_version, sha256_of
 from core.settings import get_settings
 
 
@@ -24,12 +24,16 @@ def add_version(
     artifacts: Path, version: str, *, metadata_version: str | None = None, **metadata: Any
 ) -> Path:
     """Copy the current bundle to a folder named version, its metadata naming metadata_version (default:
-    version) and holding the other keys given; metadata.json is outside the checksums it records, so the files
-    still verify."""
+    version) and holding the other keys given, its reference naming version; the checksums it records are
+    those of the copy's files, so they verify."""
     directory = artifacts / version
     shutil.copytree(artifacts / current_version(artifacts), directory)
     recorded = json.loads((directory / METADATA_FILE).read_text())
     recorded.update(metadata, version=metadata_version or version)
+    if REFERENCE_FILE in recorded["files"]:  # the reference names its bundle's version too
+        reference = json.loads((directory / REFERENCE_FILE).read_text())
+        (directory / REFERENCE_FILE).write_text(json.dumps(reference | {"version": version}))
+        recorded["files"][REFERENCE_FILE] = sha256_of(directory / REFERENCE_FILE)
     (directory / METADATA_FILE).write_text(json.dumps(recorded, indent=2))
     return directory
 

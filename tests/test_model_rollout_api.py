@@ -18,15 +18,21 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.feature_spec import PIPELINE_FILE, current_version
-from core.rollout import canary_bucket
+from core.monitoring import MONITOR_RUN
+from core.rollout import Rollout, canary_bucket
 from core.settings import PROJECT_ROOT, Settings
+from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
+from core.storage.monitoring import latest_snapshot
 from core.storage.observations import find_prediction
+from core.storage.records import utc_now
+from core.storage.rollouts import write_rollout
 from gateway.app import create_app
 from gateway.context import EXTENSION
 from tests.bundles import add_version, change_spec_column, flip_one_byte, scratch_artifacts
 from tests.factories import new_id, prediction_request
 from tests.test_api_keys import bearer, engine_of, make_key
+from worker.monitor import take_snapshot
 
 CANDIDATE = "2026.12.01"
 OLDER = 110  # a SubjectAge the committed spec refuses (at most 100) and the candidate's accepts (at most 120)
@@ -254,3 +260,39 @@ def test_the_command_line_shows_and_changes_the_rollout(tmp_path: Path, artifact
     assert again.returncode == 1 and "no bundle of that version" in again.stderr
     assert models("rollback").returncode == 0
     assert "\trollback\tcli\t" in models("status").stdout
+
+
+def test_monitoring_follows_a_promotion_without_a_restart(
+    client: FlaskClient, gateway: Flask, artifacts: Path
+) -> None:
+    committed = current_version(artifacts)
+    add_version(artifacts, "2026.12.08", precision_bar=0.45)
+    before = client.get("/monitoring").get_json()
+    assert (before["model_version"], before["precision_bar"]) == (committed, 0.5)
+
+    assert client.post("/models/stable", json={"version": "2026.12.08"}).status_code == 200
+    followed(gateway)
+
+    after = client.get("/monitoring").get_json()
+    assert (after["model_version"], after["precision_bar"]) == ("2026.12.08", 0.45)
+    assert "model_precision_bar 0.45" in client.get("/metrics").get_data(as_text=True)
+
+
+def test_the_monitor_task_measures_against_the_stored_stable_version(tmp_path: Path, artifacts: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    upgrade_to_head(database_url)
+    settings = Settings(database_url=database_url, broker_url="memory://", artifacts_dir=artifacts)
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            write_rollout(
+                conn=conn, rollout=Rollout(stable_version=CANDIDATE), action="set", by="cli", now=utc_now()
+            )
+
+        take_snapshot(engine=engine, settings=settings)
+
+        with engine.connect() as conn:
+            _, rows = latest_snapshot(conn=conn)
+    finally:
+        engine.dispose()
+    assert [row.subject for row in rows if row.figure == MONITOR_RUN] == [CANDIDATE]

@@ -7,7 +7,8 @@ import time
 
 from sqlalchemy.engine import Engine
 
-from core.monitoring import measure_serving, serving_model, snapshot_rows
+from core.monitored_model import stable_model
+from core.monitoring import measure_serving, snapshot_rows
 from core.settings import Settings
 from core.storage.clock import read_database_now
 from core.storage.monitoring import purge_snapshots, save_snapshot
@@ -21,7 +22,7 @@ def take_snapshot(*, engine: Engine, settings: Settings) -> int:
 
     Snapshots older than RETENTION_DAYS go with the rows they were measured on.
     """
-    model = serving_model(settings)
+    model = stable_model(engine=engine, settings=settings)
     started = time.perf_counter()
     with engine.connect() as conn:
         # Stamped on the database's clock, like the receipts and labels its windows are cut from.
