@@ -59,6 +59,28 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
     }  # fmt: skip
 
 
+def test_every_role_that_reads_bundles_shares_one_artifacts_volume(tmp_path: Path) -> None:
+    # A version copied in once reaches every gateway and worker: the rollout needs no new image.
+    require_tool("docker-compose", package="docker-compose")
+    for name in ("docker-compose.yml", "Dockerfile"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    shutil.copy(PROJECT_ROOT / ".env.example", tmp_path / ".env")
+    result = subprocess.run(
+        ["docker-compose", "config"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    [artifacts_dir] = re.findall(r"^ENV ARTIFACTS_DIR=(\S+)$", dockerfile, flags=re.MULTILINE)
+    for name in ("migrate", "gateway", "worker", "redrive"):
+        mounts = [
+            (v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
+            for v in config["services"][name].get("volumes", [])
+        ]
+        assert ("model-artifacts", artifacts_dir) in mounts, name
+    assert "model-artifacts" in config["volumes"]
+
+
 def test_compose_override_runs_every_service_on_rabbitmq(tmp_path: Path) -> None:
     require_tool("docker-compose", package="docker-compose")
     for name in ("docker-compose.yml", "docker-compose.rabbitmq.yml", "Dockerfile"):
