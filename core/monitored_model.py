@@ -8,15 +8,61 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from core.feature_spec import BundleError
-from core.monitoring import ServingModel, serving_model
-from core.serving_versions import serving_rollout, settings_version
+from core.feature_spec import BundleError, bundle_path, read_metadata
+from core.model_reference import ModelReference, load_reference
+from core.monitoring import DEFAULT_PRECISION_BAR, MonitoringReport, measure
+from core.serving_versions import pinned_versions, serving_rollout, settings_version
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """What monitoring compares with, read from the serving bundle: its reference (if it has one) and bar."""
+
+    version: str
+    reference: ModelReference | None
+    precision_bar: float
+
+
+def serving_model(settings: Settings, version: str = "") -> ServingModel:
+    """Read a bundle's metadata and reference (checksum-verified; no model code is loaded).
+
+    version: default the settings' (MODEL_VERSION or artifacts/current), which MODEL_SHA256 pins.
+    """
+    version = version or settings_version(settings)
+    pinned = pinned_versions(settings, settings_version(settings)).get(version, "")
+    directory = bundle_path(settings.artifacts_dir, version)
+    metadata = read_metadata(directory, pinned_sha256=pinned)
+    return ServingModel(
+        version=str(metadata["version"]),
+        reference=load_reference(directory, metadata),
+        precision_bar=float(metadata.get("precision_bar", DEFAULT_PRECISION_BAR)),
+    )
+
+
+def measure_serving(
+    *,
+    conn: Connection,
+    model: ServingModel,
+    settings: Settings,
+    window_s: int | None = None,
+    count_features: bool = True,
+) -> MonitoringReport:
+    """Measure against the serving bundle over window_s (default MONITOR_WINDOW_S), the settings' minimum."""
+    return measure(
+        count_features=count_features,
+        conn=conn,
+        reference=model.reference,
+        window_s=window_s or settings.monitor_window_s,
+        min_observations=settings.monitor_min_observations,
+        precision_bar=model.precision_bar,
+    )
 
 
 class ServingModels:

@@ -9,8 +9,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.monitored_model import ServingModels
-from core.monitoring import ServingModel
+from core.monitored_model import ServingModel, ServingModels
 from core.settings import Settings
 from gateway.backlog_guard import BacklogGuard
 from gateway.publisher import BackgroundPublisher

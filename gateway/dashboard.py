@@ -9,7 +9,8 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from core.metrics_registry import own_metrics
-from core.monitoring import FEATURE_PSI, MonitoringReport, ServingModel, drift_from_snapshot, measure_serving
+from core.monitored_model import ServingModel, measure_serving
+from core.monitoring import FEATURE_PSI, MonitoringReport, drift_from_snapshot
 from core.settings import Settings
 from core.storage.monitoring import MinuteActivity, activity_per_minute, latest_snapshot, snapshot_history
 from core.storage.records import utc_now

@@ -9,11 +9,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
+from core.monitored_model import ServingModel
 from core.monitoring import (
     FEATURE_PSI,
     POSITIVE_SHARE,
     PROBA_PSI,
-    ServingModel,
     VersionQuality,
     expected_share_range,
     version_quality,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from core.monitoring import measure_serving
+from core.monitored_model import measure_serving
 from gateway.context import gateway_context
 from gateway.monitoring_responses import monitoring_answer
 from gateway.query_args import load_query, window_args

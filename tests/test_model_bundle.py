@@ -31,7 +31,7 @@ from core.feature_spec import (
 )
 from core.frames import build_frame
 from core.model_reference import load_reference
-from core.monitoring import serving_model
+from core.monitored_model import serving_model
 from core.settings import Settings, get_settings
 from tests.factories import observation
 from training.data import build_training_table
