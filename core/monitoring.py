@@ -24,6 +24,7 @@ from core.storage.monitoring import (
     labelled_outcomes,
     served_calls,
 )
+from core.storage.shadow import ShadowCalls, shadow_calls, shadow_outcomes
 
 # The figures a monitor run stores (monitor_snapshots.figure).
 FEATURE_PSI, PROBA_PSI, POSITIVE_SHARE = "feature_psi", "proba_psi", "positive_share"
@@ -106,6 +107,10 @@ class MonitoringReport:
     calls: list[VersionCalls]
     quality: list[VersionQuality]
     quality_in_window: list[VersionQuality]
+    # Shadow versions: their calls on the window's observations, beside what served, and their live quality.
+    shadow_calls: list[ShadowCalls]
+    shadow_quality: list[VersionQuality]
+    shadow_quality_in_window: list[VersionQuality]
 
 
 def expected_share_range(reference: ModelReference, predictions: int) -> tuple[float, float]:
@@ -206,6 +211,9 @@ def measure(
         ],
         quality=version_quality(labelled_outcomes(conn=conn)),
         quality_in_window=version_quality(labelled_outcomes(conn=conn, window_s=window_s)),
+        shadow_calls=shadow_calls(conn=conn, window_s=window_s),
+        shadow_quality=version_quality(shadow_outcomes(conn=conn)),
+        shadow_quality_in_window=version_quality(shadow_outcomes(conn=conn, window_s=window_s)),
     )
 
 

@@ -6,13 +6,14 @@ Pure: no I/O. core.storage.rollouts stores the state and its audit trail; the ga
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from core.feature_spec import VERSION_RULE, is_version_name
 
 # What an operator did, as the audit trail records it.
 CANARY, PROMOTE, ROLLBACK, SET = "canary", "promote", "rollback", "set"
-ROLLOUT_ACTIONS = (CANARY, PROMOTE, ROLLBACK, SET)
+SHADOW, SHADOW_OFF = "shadow", "shadow_off"
+ROLLOUT_ACTIONS = (CANARY, PROMOTE, ROLLBACK, SET, SHADOW, SHADOW_OFF)
 
 BUCKETS = 100  # one bucket per percentage point of the canary share
 
@@ -25,12 +26,14 @@ class RolloutError(ValueError):
 class Rollout:
     """What serves: the stable version, and optionally a canary version taking canary_percent of the ids.
 
-    A canary at 0 % is allowed (staged, no traffic yet); a share above 0 needs a canary version.
+    A canary at 0 % is allowed (staged, no traffic yet); a share above 0 needs a canary version. A shadow
+    version predicts what the others predict, beside them, and serves nothing: compared before a canary.
     """
 
     stable_version: str
     canary_version: str | None = None
     canary_percent: int = 0
+    shadow_version: str | None = None
 
     def __post_init__(self) -> None:
         _check_version("stable version", self.stable_version)
@@ -45,6 +48,17 @@ class Rollout:
             raise RolloutError(f"canary percent {self.canary_percent} is outside 0..100")
         if self.canary_percent > 0 and self.canary_version is None:
             raise RolloutError(f"a canary share of {self.canary_percent} % needs a canary version")
+        if self.shadow_version is not None:
+            _check_version("shadow version", self.shadow_version)
+            if self.shadow_version in (self.stable_version, self.canary_version):
+                raise RolloutError(f"the shadow version {self.shadow_version!r} already serves")
+
+
+def _keeping_shadow(current: Rollout, changed: Rollout) -> Rollout:
+    """Return changed with current's shadow, unless the shadow now serves (then it is dropped)."""
+    if current.shadow_version in (None, changed.stable_version, changed.canary_version):
+        return changed
+    return replace(changed, shadow_version=current.shadow_version)
 
 
 def _check_version(role: str, version: object) -> None:
@@ -83,14 +97,17 @@ def start_canary(current: Rollout | None, version: str, percent: int) -> Rollout
             f"canary {current.canary_version!r} is running: promote it or roll it back before starting "
             f"{version!r}"
         )
-    return Rollout(stable_version=current.stable_version, canary_version=version, canary_percent=percent)
+    return _keeping_shadow(
+        current,
+        Rollout(stable_version=current.stable_version, canary_version=version, canary_percent=percent),
+    )
 
 
 def promote(current: Rollout | None) -> Rollout:
     """Make the canary the stable version, serving every id."""
     if current is None or current.canary_version is None:
         raise RolloutError("there is no canary to promote")
-    return Rollout(stable_version=current.canary_version)
+    return _keeping_shadow(current, Rollout(stable_version=current.canary_version))
 
 
 def rollback(current: Rollout | None) -> Rollout:
@@ -98,12 +115,30 @@ def rollback(current: Rollout | None) -> Rollout:
     if current is None or current.canary_version is None:
         stable = "nothing" if current is None else repr(current.stable_version)
         raise RolloutError(f"there is no canary to roll back: {stable} serves every id")
-    return Rollout(stable_version=current.stable_version)
+    return _keeping_shadow(current, Rollout(stable_version=current.stable_version))
 
 
 def set_stable(current: Rollout | None, version: str) -> Rollout:
     """Serve every id with version: the first setting, or an override that drops any canary.
 
-    current is not consulted; it is taken so that every transition reads the same way at its call site.
+    The shadow stays, unless it is the version set.
     """
-    return Rollout(stable_version=version)
+    changed = Rollout(stable_version=version)
+    return changed if current is None else _keeping_shadow(current, changed)
+
+
+def start_shadow(current: Rollout | None, version: str) -> Rollout:
+    """Predict every observation with version too, beside the version that serves it; serve nothing with it.
+
+    Refused for a version that serves (stable or canary); another shadow is replaced.
+    """
+    if current is None:
+        raise RolloutError("no stable version is set yet: set one before starting a shadow")
+    return replace(current, shadow_version=version)
+
+
+def stop_shadow(current: Rollout | None) -> Rollout:
+    """Stop the shadow predictions."""
+    if current is None or current.shadow_version is None:
+        raise RolloutError("there is no shadow version to stop")
+    return replace(current, shadow_version=None)

@@ -48,6 +48,8 @@ SCOPE_OF_ENDPOINT = {
     "models.promote_canary": ADMIN,
     "models.roll_back_canary": ADMIN,
     "models.set_stable_version": ADMIN,
+    "models.start_shadow": ADMIN,
+    "models.stop_shadow": ADMIN,
 }
 # Pages opened in a browser, which cannot send a bearer token: they also take the key as a Basic password.
 BROWSER_PAGES = frozenset({"dashboard.dashboard_page", "dashboard.dashboard_stylesheet"})

@@ -1,4 +1,4 @@
-"""Change what serves (canary, promote, rollback, stable) after checking the bundle; list the bundles on disk.
+"""Change what serves (canary, promote, rollback, stable, shadow) after checking the bundle; list the bundles.
 
 Shared by the admin API (gateway/routes_models.py) and its command line (python -m gateway.models). A change
 is one transaction: the rollout row is locked, the transition computed from it, the new state and its event
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from core import rollout as transitions
 from core.model_catalog import BundleRefused, BundleSummary, bundle_versions, check_servable, summarize
-from core.rollout import CANARY, PROMOTE, ROLLBACK, SET, Rollout
+from core.rollout import CANARY, PROMOTE, ROLLBACK, SET, SHADOW, SHADOW_OFF, Rollout
 from core.storage.records import utc_now
 from core.storage.rollouts import RolloutEvent, read_rollout, rollout_history, write_rollout
 
@@ -82,7 +82,7 @@ def change_rollout(
     Raises UnknownBundle or BundleRefused for a bundle that may not serve (the one named, or the canary being
     promoted), and core.rollout.RolloutError for a change that does not apply to the current rollout.
     """
-    if action in (CANARY, SET):
+    if action in (CANARY, SET, SHADOW):
         if version is None:
             raise transitions.RolloutError(f"{action} needs a version")
         place.check(version)
@@ -99,6 +99,11 @@ def change_rollout(
         elif action == SET:
             assert version is not None
             changed = transitions.set_stable(current, version)
+        elif action == SHADOW:
+            assert version is not None
+            changed = transitions.start_shadow(current, version)
+        elif action == SHADOW_OFF:
+            changed = transitions.stop_shadow(current)
         else:
             raise transitions.RolloutError(f"unknown rollout action {action!r}")
         write_rollout(conn=conn, rollout=changed, action=action, by=by, now=utc_now())

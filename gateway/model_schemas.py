@@ -36,12 +36,19 @@ class StableRequestSchema(StrictSchema):
     version = _version_field(required=True)
 
 
+class ShadowRequestSchema(StrictSchema):
+    """Predict every observation with this version too, beside the one that serves it; serve none of it."""
+
+    version = _version_field(required=True)
+
+
 class RolloutSchema(Schema):
-    """What serves: the stable version, and the canary with its share of the ids."""
+    """What serves: the stable version, the canary and its share of the ids; the shadow serves none."""
 
     stable_version = fields.String(required=True)
     canary_version = fields.String(allow_none=True, required=True)
     canary_percent = fields.Integer(required=True)
+    shadow_version = fields.String(allow_none=True, required=True)
 
 
 class RolloutEventSchema(Schema):
@@ -57,7 +64,9 @@ class BundleSummarySchema(Schema):
     """A bundle on disk: its metadata in brief, and why it may not serve (problem null: it may)."""
 
     version = fields.String(required=True)
-    role = fields.String(allow_none=True, required=True, metadata={"enum": ["stable", "canary", None]})
+    role = fields.String(
+        allow_none=True, required=True, metadata={"enum": ["stable", "canary", "shadow", None]}
+    )
     created_at = fields.String(allow_none=True, required=True)
     classifier = fields.String(allow_none=True, required=True)
     threshold = fields.Float(allow_none=True, required=True)
@@ -78,7 +87,12 @@ class ModelsSchema(Schema):
 
     @pre_dump
     def _roles(self, catalog: ModelCatalog, **_: Any) -> dict[str, Any]:
-        roles = {catalog.rollout.stable_version: "stable", catalog.rollout.canary_version: "canary"}
+        rollout = catalog.rollout
+        roles = {
+            rollout.stable_version: "stable",
+            rollout.canary_version: "canary",
+            rollout.shadow_version: "shadow",
+        }
         return {
             "versions": [{**vars(b), "role": roles.get(b.version)} for b in catalog.bundles],
             "rollout": catalog.rollout,
@@ -103,5 +117,6 @@ def rollout_change(action: str, by: str | None, rollout: Rollout, within_s: floa
 
 canary_request_schema = CanaryRequestSchema()
 stable_request_schema = StableRequestSchema()
+shadow_request_schema = ShadowRequestSchema()
 models_schema = ModelsSchema()
 rollout_change_schema = RolloutChangeSchema()

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.feature_spec import BundleError
 from core.model_catalog import BundleRefused
-from core.rollout import CANARY, PROMOTE, ROLLBACK, SET, Rollout, RolloutError
+from core.rollout import CANARY, PROMOTE, ROLLBACK, SET, SHADOW, SHADOW_OFF, Rollout, RolloutError
 from core.serving_versions import pinned_versions, settings_version
 from core.settings import get_settings
 from core.storage.engine import make_engine
@@ -27,10 +27,11 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def _describe(rollout: Rollout) -> str:
+    shadow = "" if rollout.shadow_version is None else f"; shadow {rollout.shadow_version} (serves nothing)"
     if rollout.canary_version is None:
-        return f"stable {rollout.stable_version} (every id)"
+        return f"stable {rollout.stable_version} (every id){shadow}"
     canary = f"canary {rollout.canary_version} on {rollout.canary_percent} % of ids"
-    return f"stable {rollout.stable_version}, {canary}"
+    return f"stable {rollout.stable_version}, {canary}{shadow}"
 
 
 def show_status(_args: argparse.Namespace, engine: Engine, place: RolloutPlace) -> int:
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     stable = commands.add_parser("stable", help="serve every id with a version")
     stable.add_argument("version")
     stable.set_defaults(run=_change(SET))
+    shadow = commands.add_parser("shadow", help="predict every observation with a version too, serving none")
+    shadow.add_argument("version")
+    shadow.set_defaults(run=_change(SHADOW))
+    commands.add_parser("shadow-off", help="stop the shadow predictions").set_defaults(
+        run=_change(SHADOW_OFF)
+    )
     return parser
 
 

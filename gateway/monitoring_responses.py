@@ -65,6 +65,19 @@ class VersionQualitySchema(Schema):
     window = fields.Nested(VersionPerformanceSchema, required=True, allow_none=True)
 
 
+class ShadowVersionSchema(Schema):
+    """A shadow version beside what served: its calls on the window's observations, its live quality."""
+
+    predictions = fields.Integer(required=True)
+    share = fields.Float(required=True, allow_none=True, metadata={"description": "share of positive calls"})
+    agreement = fields.Float(
+        required=True,
+        allow_none=True,
+        metadata={"description": "share of its calls equal to the served version's (null: none)"},
+    )
+    quality = fields.Nested(VersionQualitySchema, required=True, allow_none=True)
+
+
 class MonitoringSchema(Schema):
     """Every model figure over one window."""
 
@@ -78,6 +91,7 @@ class MonitoringSchema(Schema):
     probabilities = fields.Nested(ProbabilitiesSchema, required=True)
     positive_share = fields.Nested(PositiveShareSchema, required=True)
     quality = fields.Dict(keys=fields.String(), values=fields.Nested(VersionQualitySchema), required=True)
+    shadow = fields.Dict(keys=fields.String(), values=fields.Nested(ShadowVersionSchema), required=True)
 
 
 def performance_fields(quality: VersionQuality) -> dict[str, Any]:
@@ -154,9 +168,32 @@ def monitoring_answer(report: MonitoringReport, model_version: str) -> dict[str,
                 }
                 for q in report.quality
             },
+            "shadow": _shadow_versions(report),
         }
     )
     return answer
+
+
+def _shadow_versions(report: MonitoringReport) -> dict[str, Any]:
+    calls = {c.model_version: c for c in report.shadow_calls}
+    quality = {q.model_version: q for q in report.shadow_quality}
+    in_window = {q.model_version: q for q in report.shadow_quality_in_window}
+    shadows: dict[str, Any] = {}
+    for version in sorted(calls.keys() | quality.keys()):
+        made = calls.get(version)
+        predictions = made.predictions if made is not None else 0
+        shadows[version] = {
+            "predictions": predictions,
+            "share": made.positive_calls / predictions if made is not None and predictions else None,
+            "agreement": made.agreeing / predictions if made is not None and predictions else None,
+            "quality": {
+                "all": performance_fields(quality[version]),
+                "window": performance_fields(in_window[version]) if version in in_window else None,
+            }
+            if version in quality
+            else None,
+        }
+    return shadows
 
 
 monitoring_schema = MonitoringSchema()

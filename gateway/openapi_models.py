@@ -10,6 +10,7 @@ from gateway.model_schemas import (
     CanaryRequestSchema,
     ModelsSchema,
     RolloutChangeSchema,
+    ShadowRequestSchema,
     StableRequestSchema,
 )
 from gateway.openapi_answers import errors, json_answer, ref
@@ -18,6 +19,7 @@ MODEL_RESPONSES: dict[str, type[Schema]] = {"Models": ModelsSchema, "RolloutChan
 MODEL_REQUESTS: dict[str, type[Schema]] = {
     "CanaryRequest": CanaryRequestSchema,
     "StableRequest": StableRequestSchema,
+    "ShadowRequest": ShadowRequestSchema,
 }
 REFUSED = (
     "The bundle may not serve (its checksums do not match, or its held-out precision is under its precision "
@@ -80,5 +82,22 @@ def model_operations() -> list[Operation]:
                 **errors(400, 404, 409, 415, 422, 503, reasons={404: UNKNOWN, 409: REFUSED}),
             },
             _body("StableRequest"),
+        ),
+        (
+            "post",
+            "/models/shadow",
+            "Predict every observation with a version too, once its bundle is checked; it serves none",
+            {
+                **_changed("Every worker predicts with it too within effective_within_s"),
+                **errors(400, 404, 409, 415, 422, 503, reasons={404: UNKNOWN, 409: REFUSED}),
+            },
+            _body("ShadowRequest"),
+        ),
+        (
+            "delete",
+            "/models/shadow",
+            "Stop the shadow predictions (those made stay, compared on /monitoring)",
+            {**_changed("No shadow runs"), **errors(409, 503, reasons={409: REFUSED})},
+            {},
         ),
     ]

@@ -104,4 +104,6 @@ SCOPES = {
     ("post", "/models/promote"): "admin",
     ("post", "/models/rollback"): "admin",
     ("post", "/models/stable"): "admin",
+    ("post", "/models/shadow"): "admin",
+    ("delete", "/models/shadow"): "admin",
 }

@@ -1,11 +1,11 @@
-"""The admin API of model rollout: the bundles on disk, canary, promote, rollback, set the stable version."""
+"""The admin API of model rollout: the bundles on disk, canary, promote, rollback, stable version, shadow."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify
 
 from core.model_catalog import BundleRefused
-from core.rollout import CANARY, PROMOTE, ROLLBACK, SET, RolloutError
+from core.rollout import CANARY, PROMOTE, ROLLBACK, SET, SHADOW, SHADOW_OFF, RolloutError
 from gateway.bodies import read_json_body
 from gateway.context import gateway_context
 from gateway.errors import ApiError
@@ -15,6 +15,7 @@ from gateway.model_schemas import (
     models_schema,
     rollout_change,
     rollout_change_schema,
+    shadow_request_schema,
     stable_request_schema,
 )
 
@@ -79,3 +80,16 @@ def set_stable_version() -> Response:
     """Serve every id with a version whose bundle verifies and meets its precision bar (drops any canary)."""
     body = stable_request_schema.load(read_json_body())
     return _changed(SET, body["version"])
+
+
+@blueprint.post("/models/shadow")
+def start_shadow() -> Response:
+    """Predict every observation with a checked version too, stored beside the served one; serve none."""
+    body = shadow_request_schema.load(read_json_body())
+    return _changed(SHADOW, body["version"])
+
+
+@blueprint.delete("/models/shadow")
+def stop_shadow() -> Response:
+    """Stop the shadow predictions (those made are kept, for /monitoring)."""
+    return _changed(SHADOW_OFF)

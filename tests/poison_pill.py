@@ -15,10 +15,10 @@ POISON_PREFIX = "poison-"
 _predict = predicting.predict_observations
 
 
-def _dies_on_poison(bundle: Any, observations: Sequence[QueuedObservation]) -> Any:
+def _dies_on_poison(bundle: Any, observations: Sequence[QueuedObservation], **options: Any) -> Any:
     if any(o.id.startswith(POISON_PREFIX) for o in observations):
         os.kill(os.getpid(), signal.SIGKILL)
-    return _predict(bundle, observations)
+    return _predict(bundle, observations, **options)
 
 
 predicting.predict_observations = _dies_on_poison

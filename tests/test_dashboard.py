@@ -91,6 +91,9 @@ def fabricated_report(*, with_reference: bool = True, observations: int = 1_800)
         calls=[VersionCalls(VERSION, predictions=observations, positive_share=0.41, proba_shares=bell(0.4))],
         quality=[quality],
         quality_in_window=[quality],
+        shadow_calls=[],
+        shadow_quality=[],
+        shadow_quality_in_window=[],
     )
 
 

@@ -87,7 +87,9 @@ def test_before_any_change_the_settings_version_serves_and_every_bundle_is_liste
 ) -> None:
     models = served(client)
     committed = current_version(artifacts)
-    assert models["rollout"] == {"stable_version": committed, "canary_version": None, "canary_percent": 0}
+    assert models["rollout"] == {
+        "stable_version": committed, "canary_version": None, "canary_percent": 0, "shadow_version": None,
+    }  # fmt: skip
     assert models["stored"] is False
     assert models["history"] == []
     listed = {bundle["version"]: bundle for bundle in models["versions"]}
@@ -176,12 +178,14 @@ def test_each_change_is_recorded_with_the_admin_key_that_made_it(make_gateway: C
         "action": "canary",
         "by": "ops-on-call",
         "rollout": {"stable_version": current_version(gateway.extensions[EXTENSION].settings.artifacts_dir),
-                    "canary_version": CANDIDATE, "canary_percent": 25},
+                    "canary_version": CANDIDATE, "canary_percent": 25, "shadow_version": None},
         "effective_within_s": 2.0,
     }  # fmt: skip
     assert client.post("/models/promote", headers=ops).status_code == 200
     models = client.get("/models", headers=ops).get_json()
-    assert models["rollout"] == {"stable_version": CANDIDATE, "canary_version": None, "canary_percent": 0}
+    assert models["rollout"] == {
+        "stable_version": CANDIDATE, "canary_version": None, "canary_percent": 0, "shadow_version": None,
+    }  # fmt: skip
     assert [(e["action"], e["by"]) for e in models["history"]] == [
         ("promote", "ops-on-call"),
         ("canary", "ops-on-call"),

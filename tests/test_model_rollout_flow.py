@@ -1,4 +1,4 @@
-"""A new model under load, without downtime: canary at 50 %, promote, back to the old version.
+"""A new model under load, without downtime: canary at 50 %, promote, back to the old version; a shadow.
 
 Each backend gets a stack of its own, its artifacts directory holding the committed bundle (stable) and a
 candidate copied from it whose spec also accepts ages up to 120. Nothing restarts; no request is refused;
@@ -17,18 +17,24 @@ from typing import Any
 import psutil
 import pytest
 import requests
+import sqlalchemy as sa
 
 from core.feature_spec import PIPELINE_FILE, current_version
 from core.rollout import Rollout, canary_bucket, version_for
 from core.storage.observations import find_prediction
 from core.storage.records import PredictionRecord, utc_now
+from core.storage.tables import shadow_predictions
 from devstack.backends import embedded_backend, postgres_backend
 from devstack.stack import ServiceStack, wait_until
 from tests.bundles import add_version, change_spec_column, flip_one_byte, scratch_artifacts
 from tests.factories import new_id, prediction_request
+from training.data import build_training_table
+from training.train import SEED
 
 CANDIDATE = "2026.12.01"
 BROKEN = "2026.12.03"  # a candidate whose pipeline file changes after the canary call accepted it
+SHADOW = "2026.12.05"  # the committed pipeline with a lower threshold, predicting beside the stable one
+SHADOW_THRESHOLD = 0.2
 SHARE = 50
 CHECK_S = 1.0  # ROLLOUT_CHECK_S of the stack: gateways follow a change within it
 SETTLE_S = 3.0  # load kept running after each change: the change, and then traffic on it
@@ -243,3 +249,79 @@ def _id_in_buckets(*, below: int) -> str:
     while canary_bucket(candidate := new_id("older")) >= below:
         pass
     return candidate
+
+
+def test_a_shadow_predicts_every_row_beside_the_stable_serves_none_and_is_compared_on_monitoring(
+    rolling: ServiceStack,
+) -> None:
+    stack = rolling
+    before = process_ids(stack)
+    stable = requests.get(stack.url("/models"), timeout=10).json()["rollout"]["stable_version"]
+    # The same pipeline with a lower threshold: the same probabilities, more positive calls.
+    add_version(Path(stack.env["ARTIFACTS_DIR"]), SHADOW, threshold=SHADOW_THRESHOLD)
+    assert change(stack, "shadow", version=SHADOW).status_code == 200
+    time.sleep(CHECK_S + 0.5)
+
+    bodies = [{"id": new_id("stop"), "observation": stop} for stop in real_stops(100)]
+    for body in bodies[:60]:
+        assert requests.post(stack.url("/predict"), json=body, timeout=10).status_code == 202
+    receipt = requests.post(stack.url("/batches"), json={"observations": bodies[60:]}, timeout=30)
+    assert receipt.status_code == 202 and receipt.json()["accepted"] == 40, receipt.text
+    ids = [body["id"] for body in bodies]
+    wait_until(
+        lambda: all(r.status == "done" for r in records(stack, ids).values()), timeout=60, interval=0.2
+    )
+    wait_until(lambda: len(shadow_rows(stack, ids)) == len(ids), timeout=30, interval=0.2)
+
+    served, shadowed = records(stack, ids), shadow_rows(stack, ids)
+    assert {(r.model_version, r.accepted_version) for r in served.values()} == {(stable, stable)}
+    for observation_id, (version, proba, prediction) in shadowed.items():
+        assert version == SHADOW
+        assert proba == pytest.approx(served[observation_id].proba)
+        assert prediction is (proba >= SHADOW_THRESHOLD)
+    agreeing = sum(shadowed[i][2] == served[i].prediction for i in ids)
+    assert agreeing < len(ids)  # the lower threshold calls some stops the stable version does not
+
+    labelled = ids[:30]
+    for observation_id in labelled:
+        answer = requests.post(
+            stack.url("/update"), json={"id": observation_id, "true_class": True}, timeout=10
+        )
+        assert answer.status_code == 200
+    shadow = requests.get(stack.url("/monitoring"), timeout=30).json()["shadow"][SHADOW]
+    assert shadow["predictions"] >= len(ids)  # every row this test sent, and any others in the window
+    quality = shadow["quality"]["all"]
+    assert quality["labelled"] == len(labelled)
+    assert quality["true_positive"] == sum(shadowed[i][2] for i in labelled)
+
+    stopped = requests.delete(stack.url("/models/shadow"), timeout=30)
+    assert stopped.status_code == 200 and stopped.json()["rollout"]["shadow_version"] is None
+    time.sleep(CHECK_S + 0.5)
+    later = [prediction_request() for _ in range(10)]
+    for body in later:
+        assert requests.post(stack.url("/predict"), json=body, timeout=10).status_code == 202
+    later_ids = [body["id"] for body in later]
+    wait_until(lambda: all(r.status == "done" for r in records(stack, later_ids).values()), timeout=60)
+    assert shadow_rows(stack, later_ids) == {}
+    assert process_ids(stack) == before  # no process restarted, none added
+
+
+def real_stops(count: int) -> list[dict[str, Any]]:
+    """Return the first stops of the training table as a client sends them: a spread of probabilities."""
+    features, _, _ = build_training_table(seed=SEED)
+    stops: list[dict[str, Any]] = features.head(count).to_dict("records")  # type: ignore[assignment]
+    return stops
+
+
+def shadow_rows(stack: ServiceStack, ids: list[str]) -> dict[str, tuple[str, float, bool]]:
+    """Return id -> (version, proba, call) of the shadow predictions stored for these ids."""
+    with stack.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                shadow_predictions.c.id,
+                shadow_predictions.c.model_version,
+                shadow_predictions.c.proba,
+                shadow_predictions.c.prediction,
+            ).where(shadow_predictions.c.id.in_(ids))
+        )
+        return {row.id: (row.model_version, row.proba, row.prediction) for row in rows}

@@ -18,6 +18,7 @@ from core.rollout import (
     PROMOTE,
     ROLLBACK,
     SET,
+    SHADOW,
     Rollout,
     RolloutError,
     canary_bucket,
@@ -25,14 +26,17 @@ from core.rollout import (
     rollback,
     set_stable,
     start_canary,
+    start_shadow,
+    stop_shadow,
     version_for,
 )
 from core.storage.engine import make_engine
 from core.storage.migrate import MIGRATIONS_DIR, upgrade_to_head
 from core.storage.observations import find_prediction
-from core.storage.records import as_utc
+from core.storage.records import PredictionResult, as_utc
 from core.storage.rollouts import read_rollout, rollout_history, write_rollout
-from core.storage.tables import model_rollout, predictions
+from core.storage.shadow import purge_shadow_predictions, save_shadow_predictions
+from core.storage.tables import model_rollout, predictions, shadow_predictions
 from devstack.backends import _fresh_postgres_database
 
 IDS = [str(uuid.uuid4()) for _ in range(20_000)]
@@ -118,6 +122,35 @@ def test_a_staged_canary_at_zero_percent_is_a_valid_rollout() -> None:
 
 
 # --- which version serves an id ----------------------------------------------------------------------------
+
+
+def test_a_shadow_serves_nothing_and_survives_the_changes_of_what_serves() -> None:
+    shadowed = start_shadow(Rollout("v1"), "v3")
+    assert shadowed == Rollout("v1", shadow_version="v3")
+    assert {version_for(i, shadowed) for i in IDS[:1000]} == {"v1"}
+    ramped = start_canary(shadowed, "v2", 10)
+    assert ramped.shadow_version == "v3"
+    assert promote(ramped) == Rollout("v2", shadow_version="v3")
+    assert rollback(ramped) == Rollout("v1", shadow_version="v3")
+    assert set_stable(ramped, "v4") == Rollout("v4", shadow_version="v3")
+    assert stop_shadow(shadowed) == Rollout("v1")
+
+
+def test_a_shadow_that_comes_to_serve_stops_being_a_shadow() -> None:
+    shadowed = start_shadow(Rollout("v1"), "v2")
+    assert start_canary(shadowed, "v2", 10) == Rollout("v1", "v2", 10)
+    assert set_stable(shadowed, "v2") == Rollout("v2")
+
+
+def test_a_shadow_of_a_serving_version_or_before_any_is_refused_and_so_is_stopping_none() -> None:
+    with pytest.raises(RolloutError, match="already serves"):
+        start_shadow(Rollout("v1"), "v1")
+    with pytest.raises(RolloutError, match="already serves"):
+        start_shadow(Rollout("v1", "v2", 10), "v2")
+    with pytest.raises(RolloutError, match="no stable version"):
+        start_shadow(None, "v2")
+    with pytest.raises(RolloutError, match="no shadow"):
+        stop_shadow(Rollout("v1"))
 
 
 def test_an_id_lands_in_the_same_bucket_on_every_process() -> None:
@@ -235,7 +268,14 @@ def test_an_unknown_action_is_refused_and_nothing_is_written(engine: Engine) -> 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("canary_percent", 101), ("canary_percent", -5), ("canary_version", None), ("canary_version", "v1")],
+    [
+        ("canary_percent", 101),
+        ("canary_percent", -5),
+        ("canary_version", None),
+        ("canary_version", "v1"),
+        ("shadow_version", "v1"),
+        ("shadow_version", "v2"),
+    ],
 )
 def test_the_database_itself_refuses_a_rollout_that_is_not_valid(
     engine: Engine, field: str, value: object
@@ -244,6 +284,15 @@ def test_the_database_itself_refuses_a_rollout_that_is_not_valid(
     object.__setattr__(forged, field, value)  # what validation would refuse, as a hand-written row might be
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
         write_rollout(conn=conn, rollout=forged, action=CANARY, by="ops", now=T0)
+
+
+def test_the_shadow_is_stored_and_recorded_with_its_change(engine: Engine) -> None:
+    with engine.begin() as conn:
+        write_rollout(conn=conn, rollout=Rollout("v1", shadow_version="v2"), action=SHADOW, by="ops", now=T0)
+    with engine.connect() as conn:
+        assert read_rollout(conn=conn) == Rollout("v1", shadow_version="v2")
+        [event] = rollout_history(conn=conn, limit=5)
+    assert (event.action, event.rollout.shadow_version) == (SHADOW, "v2")
 
 
 def test_reading_for_update_holds_off_a_second_change_until_the_first_commits(engine: Engine) -> None:
@@ -291,3 +340,20 @@ def test_rows_stored_before_the_migration_have_no_accepted_version(blank_databas
             assert find_prediction(conn=conn, observation_id="before") is not None
     finally:
         engine.dispose()
+
+
+def test_shadow_predictions_keep_their_first_result_and_go_by_their_own_age(engine: Engine) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        old = [PredictionResult(id="old", proba=0.3, prediction=True)]
+        save_shadow_predictions(conn=conn, results=old, model_version="v2", now=now - timedelta(days=3))
+        recent = [PredictionResult(id="recent", proba=0.1, prediction=False)]
+        save_shadow_predictions(conn=conn, results=recent, model_version="v2", now=now)
+        again = [PredictionResult(id="recent", proba=0.9, prediction=True)]  # a redelivered message
+        save_shadow_predictions(conn=conn, results=again, model_version="v2", now=now)
+    with engine.begin() as conn:
+        purged = purge_shadow_predictions(conn=conn, older_than_s=2 * 86_400, limit=10)
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(shadow_predictions.c.id, shadow_predictions.c.proba)).all()
+    assert purged == 1
+    assert [tuple(row) for row in kept] == [("recent", 0.1)]

@@ -58,6 +58,8 @@ OPERATIONS = [
     ("POST", "/models/promote"),
     ("POST", "/models/rollback"),
     ("POST", "/models/stable"),
+    ("POST", "/models/shadow"),
+    ("DELETE", "/models/shadow"),
     # Its Prometheus text is not checked against a schema (schemathesis reads no text/plain body): its
     # status, headers and content type are.
     ("GET", "/metrics"),
@@ -72,6 +74,7 @@ NEGATABLE = {
     ("GET", "/monitoring"),
     ("POST", "/models/canary"),
     ("POST", "/models/stable"),
+    ("POST", "/models/shadow"),
 }
 PATH_VALUES = {"observation_id": "some-id", "batch_id": "some-batch"}
 # Not part of the API the document describes: its own page and Swagger UI's files.

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from core.feature_spec import BundleError
 from core.storage.observations import mark_failed, record_failed_attempts, save_predictions
 from core.storage.records import PredictionResult, QueuedObservation, utc_now
+from core.storage.shadow import save_shadow_predictions
 from worker.bundle import ModelBundle
 from worker.metrics import record_batch
 
@@ -27,7 +28,9 @@ class BatchOutcome:
     finished: list[str]
 
 
-def _results(bundle: ModelBundle, observations: Sequence[QueuedObservation]) -> list[PredictionResult]:
+def _results(
+    bundle: ModelBundle, observations: Sequence[QueuedObservation], *, served: bool = True
+) -> list[PredictionResult]:
     started = time.perf_counter()
     probas = bundle.predict_observations([o.observation for o in observations])
     seconds = time.perf_counter() - started
@@ -35,6 +38,8 @@ def _results(bundle: ModelBundle, observations: Sequence[QueuedObservation]) -> 
         PredictionResult(id=o.id, proba=float(p), prediction=bool(p >= bundle.threshold))
         for o, p in zip(observations, probas, strict=True)
     ]
+    if not served:
+        return results  # a shadow's: the metrics count what the service answered
     record_batch(
         model_version=bundle.version,
         probas=[r.proba for r in results],
@@ -45,18 +50,21 @@ def _results(bundle: ModelBundle, observations: Sequence[QueuedObservation]) -> 
 
 
 def predict_observations(
-    bundle: ModelBundle, observations: Sequence[QueuedObservation]
+    bundle: ModelBundle, observations: Sequence[QueuedObservation], *, served: bool = True
 ) -> tuple[list[PredictionResult], dict[str, str]]:
-    """Return results, and failure reasons by id; one bad row never fails its neighbours."""
+    """Return results, and failure reasons by id; one bad row never fails its neighbours.
+
+    served=False: a shadow version's predictions, left out of the prediction metrics.
+    """
     try:
-        return _results(bundle, observations), {}
+        return _results(bundle, observations, served=served), {}
     except Exception:
         log.warning("batch predict failed; retrying row by row", extra={"rows": len(observations)})
     results: list[PredictionResult] = []
     failures: dict[str, str] = {}
     for observation in observations:
         try:
-            results.extend(_results(bundle, [observation]))
+            results.extend(_results(bundle, [observation], served=served))
         except Exception as exc:
             log.warning(
                 "observation cannot be scored", exc_info=True, extra={"observation_id": observation.id}
@@ -94,12 +102,14 @@ def predict_and_store(
     observations: Sequence[QueuedObservation],
     max_attempts: int,
     abandoned: Sequence[str] = (),
+    shadow_version: str | None = None,
 ) -> BatchOutcome:
     """Predict a batch, each row with the bundle of its version, and write it in one transaction.
 
     Rows that fail are retried by the redrive until max_attempts. Rows whose version cannot load (bundle_for
     raises BundleError) are left queued, unattempted, for the redrive: a bundle put right serves them then.
     abandoned: ids whose prediction killed the worker's process max_attempts times, marked failed unpredicted.
+    shadow_version: predicts every row predicted here too, stored beside it and never served.
     """
     batch = unique_by_id(observations)
     predicted: dict[str, list[PredictionResult]] = {}
@@ -118,6 +128,7 @@ def predict_and_store(
         results, version_failures = predict_observations(bundle, rows)
         predicted[bundle.version] = results  # the version asked for: the shelf refuses any other
         failures.update(version_failures)
+    shadowed = shadow_predictions(bundle_for, shadow_version, batch, predicted)
     killed = KILLED_ITS_WORKER.format(times=max_attempts)
     now = utc_now()
     failed: list[str] = []
@@ -125,6 +136,8 @@ def predict_and_store(
     with engine.begin() as conn:
         for version, results in predicted.items():
             written += save_predictions(conn=conn, results=results, model_version=version, now=now)
+        if shadow_version is not None:
+            save_shadow_predictions(conn=conn, results=shadowed, model_version=shadow_version, now=now)
         failed += mark_failed(conn=conn, observation_ids=abandoned, reason=killed, now=now)
         for observation_id, reason in failures.items():
             failed += record_failed_attempts(
@@ -143,8 +156,39 @@ def predict_and_store(
             "failures": len(failures) + len(abandoned),
             "left_queued": len(waiting),
             "model_versions": sorted(predicted),
+            "shadowed": len(shadowed),
         },
     )
     unfinished = failures.keys() | {o.id for o in waiting}
     finished = [o.id for o in batch if o.id not in unfinished] + failed
     return BatchOutcome(predicted=written, failed=failed, finished=finished)
+
+
+def shadow_predictions(
+    bundle_for: Callable[[str], ModelBundle],
+    shadow_version: str | None,
+    batch: Sequence[QueuedObservation],
+    predicted: dict[str, list[PredictionResult]],
+) -> list[PredictionResult]:
+    """Return the shadow version's predictions of the rows predicted by another version ([] without one).
+
+    Never in the way of serving: a shadow that cannot load, or rows it cannot score, are logged and left out.
+    """
+    if shadow_version is None:
+        return []
+    served = {r.id for version, results in predicted.items() if version != shadow_version for r in results}
+    rows = [o for o in batch if o.id in served]
+    if not rows:
+        return []
+    try:
+        bundle = bundle_for(shadow_version)
+    except BundleError as exc:
+        log.warning("shadow version unavailable", extra={"model_version": shadow_version, "reason": str(exc)})
+        return []
+    results, failures = predict_observations(bundle, rows, served=False)
+    if failures:
+        log.warning(
+            "shadow version could not score rows",
+            extra={"model_version": shadow_version, "rows": len(failures)},
+        )
+    return results

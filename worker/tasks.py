@@ -62,7 +62,7 @@ def process_bundle() -> ModelBundle:
 
 @lru_cache(maxsize=1)
 def process_rollout() -> RolloutReader:
-    """Return this process's reading of the rollout, for rows that name no version (re-read every few s)."""
+    """Return this process's reading of the rollout: the stable and shadow versions (re-read every few s)."""
     return RolloutReader(process_engine(), default_version(), interval_s=settings.rollout_check_s)
 
 
@@ -96,10 +96,12 @@ def _load_model_at_worker_start(sender: Any, **_: Any) -> None:
     except BundleError:
         log.critical("model bundle refused; worker stopping", exc_info=True)
         raise SystemExit(1) from None  # Celery's signal dispatch swallows ordinary exceptions
-    if serving.canary_version is not None:
-        # Shared too when it loads; when it does not, its rows wait for the redrive and the stable serves.
-        with contextlib.suppress(BundleError):
-            process_shelf().get(serving.canary_version)
+    for other in (serving.canary_version, serving.shadow_version):
+        # Shared too when it loads; when it does not, a canary's rows wait for the redrive, a shadow is
+        # skipped, and the stable serves.
+        if other is not None:
+            with contextlib.suppress(BundleError):
+                process_shelf().get(other)
     if settings.worker_metrics_port:
         serve_worker_metrics(settings.worker_metrics_port, settings.prometheus_multiproc_dir)
     # What is loaded so far (libraries, pipeline) is never collected: the pool processes' garbage collector
@@ -175,11 +177,13 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
     killers = [r for r in requests if times_lost(r.kwargs) >= settings.max_attempts]
     others = [r for r in requests if times_lost(r.kwargs) < settings.max_attempts]
     observations = observations_of(others, process_engine())
-    # Each row is predicted by the version that accepted it; one that names none, by the stable one now.
-    unversioned = any(o.version is None for o in observations)
+    # Each row is predicted by the version that accepted it; one that names none, by the stable one now; and
+    # by the shadow version, if one runs. The rollout is read again every ROLLOUT_CHECK_S, not per batch.
+    rollout = process_rollout().current()
     outcome = predict_and_store(
         bundle_for=process_shelf().get,
-        stable_version=process_rollout().current().stable_version if unversioned else default_version(),
+        stable_version=rollout.stable_version,
+        shadow_version=rollout.shadow_version,
         engine=process_engine(),
         observations=observations,
         abandoned=[o.id for o in observations_of(killers, process_engine())],

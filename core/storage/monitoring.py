@@ -18,7 +18,7 @@ from core.storage.clock import database_time_ago
 from core.storage.records import as_utc
 from core.storage.tables import DONE, monitor_snapshots, predictions
 
-_OUTCOMES = {
+OUTCOME_NAMES = {
     (True, True): "true_positive",
     (True, False): "false_positive",
     (False, True): "false_negative",
@@ -112,8 +112,8 @@ def labelled_outcomes(*, conn: Connection, window_s: float | None = None) -> dic
         query = query.where(predictions.c.labelled_at >= database_time_ago(conn=conn, seconds=window_s))
     outcomes: dict[str, dict[str, int]] = {}
     for version, predicted, actual, total in conn.execute(query):
-        counts = outcomes.setdefault(version, dict.fromkeys(_OUTCOMES.values(), 0))
-        counts[_OUTCOMES[(bool(predicted), bool(actual))]] = int(total)
+        counts = outcomes.setdefault(version, dict.fromkeys(OUTCOME_NAMES.values(), 0))
+        counts[OUTCOME_NAMES[(bool(predicted), bool(actual))]] = int(total)
     return outcomes
 
 

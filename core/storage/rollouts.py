@@ -44,6 +44,7 @@ def _rollout_of(row: sa.Row[Any]) -> Rollout:
         stable_version=row.stable_version,
         canary_version=row.canary_version,
         canary_percent=row.canary_percent,
+        shadow_version=row.shadow_version,
     )
 
 
@@ -78,6 +79,7 @@ def write_rollout(*, conn: Connection, rollout: Rollout, action: str, by: str | 
         "stable_version": rollout.stable_version,
         "canary_version": rollout.canary_version,
         "canary_percent": rollout.canary_percent,
+        "shadow_version": rollout.shadow_version,
     }
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     conn.execute(

@@ -133,6 +133,13 @@ model_rollout = sa.Table(
     sa.CheckConstraint(
         "canary_version IS NULL OR canary_version <> stable_version", name="model_rollout_canary_not_stable"
     ),
+    # A version that predicts beside the serving ones and serves nothing (shadow mode).
+    sa.Column("shadow_version", sa.String(64)),
+    sa.CheckConstraint(
+        "shadow_version IS NULL OR (shadow_version <> stable_version"
+        " AND (canary_version IS NULL OR shadow_version <> canary_version))",
+        name="model_rollout_shadow_not_serving",
+    ),
 )
 
 # Every change of the rollout, oldest first: what was done, by whom, and the rollout it left.
@@ -147,6 +154,20 @@ model_rollout_events = sa.Table(
     sa.Column("canary_percent", sa.Integer, nullable=False),
     sa.Column("by", sa.String(64)),
     sa.CheckConstraint(f"action IN {ROLLOUT_ACTIONS!r}", name="model_rollout_events_action_known"),
+    sa.Column("shadow_version", sa.String(64)),
+)
+
+# What the shadow version predicted for an observation, beside the version that served it; never served.
+# Purged by its own age, as the observations are (RETENTION_DAYS).
+shadow_predictions = sa.Table(
+    "shadow_predictions",
+    metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("model_version", sa.String(64), primary_key=True),
+    sa.Column("proba", sa.Float, nullable=False),
+    sa.Column("prediction", sa.Boolean, nullable=False),
+    sa.Column("predicted_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("shadow_predictions_by_predicted_at", "predicted_at"),
 )
 
 
