@@ -300,3 +300,22 @@ def test_the_monitor_task_measures_against_the_stored_stable_version(tmp_path: P
     finally:
         engine.dispose()
     assert [row.subject for row in rows if row.figure == MONITOR_RUN] == [CANDIDATE]
+
+
+def test_a_shadow_is_checked_like_a_canary_and_stopping_none_is_a_409(
+    client: FlaskClient, artifacts: Path
+) -> None:
+    committed = current_version(artifacts)
+    assert client.delete("/models/shadow").status_code == 409
+    assert client.post("/models/shadow", json={"version": committed}).status_code == 409  # it serves already
+    tampered = add_version(artifacts, "2026.12.08")
+    flip_one_byte(tampered / PIPELINE_FILE)
+    refused = client.post("/models/shadow", json={"version": "2026.12.08"})
+    assert refused.status_code == 409 and "checksum" in refused.get_json()["error"]["message"]
+
+    started = client.post("/models/shadow", json={"version": CANDIDATE})
+    assert started.status_code == 200 and started.get_json()["rollout"]["shadow_version"] == CANDIDATE
+    roles = {b["version"]: b["role"] for b in served(client)["versions"]}
+    assert (roles[committed], roles[CANDIDATE]) == ("stable", "shadow")
+    assert [e["action"] for e in served(client)["history"]] == ["shadow"]
+    assert client.delete("/models/shadow").get_json()["rollout"]["shadow_version"] is None
