@@ -19,8 +19,8 @@ from core.storage.batches import create_batch, read_batch_slices
 from core.storage.bulk_rows import StagedItem, insert_queued_many, store_batch_chunk
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
-from core.storage.observations import claim_stale_queued, find_prediction, insert_queued
-from core.storage.records import BatchSlice, QueuedObservation, utc_now
+from core.storage.observations import claim_stale_queued, find_prediction, insert_queued, save_predictions
+from core.storage.records import BatchSlice, PredictionResult, QueuedObservation, utc_now
 from devstack.backends import _fresh_postgres_database
 from tests.factories import new_id, observation
 from worker.bundle import ModelBundle
@@ -118,3 +118,27 @@ def test_a_batch_is_predicted_per_version_and_a_broken_version_leaves_its_rows_q
     broken = stored[rows[3].id]
     assert (broken.status, broken.attempts, broken.failure_reason) == ("queued", 0, None)  # type: ignore[union-attr]
     assert "model version unavailable; its rows stay queued for the redrive" in caplog.text
+
+
+def test_a_result_of_another_version_than_the_one_that_accepted_the_row_is_not_written(
+    engine: Engine,
+) -> None:
+    # A stale message naming the wrong version (the row was reassigned since): the row waits for its own.
+    accepted_by_v2, unrecorded = new_id("v2"), new_id("old")
+    with engine.begin() as conn:
+        insert_queued(
+            conn=conn,
+            observation_id=accepted_by_v2,
+            observation=observation(),
+            now=utc_now(),
+            accepted_version="v2",
+        )
+        insert_queued(conn=conn, observation_id=unrecorded, observation=observation(), now=utc_now())
+        results = [PredictionResult(id=i, proba=0.7, prediction=True) for i in (accepted_by_v2, unrecorded)]
+        assert save_predictions(conn=conn, results=results, model_version="v1", now=utc_now()) == 1
+        assert save_predictions(conn=conn, results=results[:1], model_version="v2", now=utc_now()) == 1
+        stored = {i: find_prediction(conn=conn, observation_id=i) for i in (accepted_by_v2, unrecorded)}
+    assert {i: (r.status, r.model_version) for i, r in stored.items() if r} == {
+        accepted_by_v2: ("done", "v2"),
+        unrecorded: ("done", "v1"),
+    }

@@ -106,6 +106,7 @@ _PG_SAVE_PREDICTIONS = sa.text(
     FROM unnest(CAST(:ids AS text[]), CAST(:probas AS float8[]), CAST(:predictions AS boolean[]))
          AS v(id, proba, prediction)
     WHERE p.id = v.id AND p.status = 'queued'
+      AND (p.accepted_version IS NULL OR p.accepted_version = :model_version)
     """
 )
 
@@ -113,7 +114,11 @@ _PG_SAVE_PREDICTIONS = sa.text(
 def save_predictions(
     *, conn: Connection, results: Sequence[PredictionResult], model_version: str, now: datetime
 ) -> int:
-    """Write a batch of results in one statement; a row already finished keeps its first result."""
+    """Write a batch of results in one statement; a row already finished keeps its first result.
+
+    Only rows accepted by model_version (or by no recorded version) are written: a row is never predicted
+    by a version whose schema did not accept it, whatever version a stale message names.
+    """
     if not results:
         return 0
     # Sorted, so two workers writing overlapping rows take the row locks in the same order.
@@ -131,7 +136,11 @@ def save_predictions(
         ).rowcount
     statement = (
         predictions.update()
-        .where(predictions.c.id == sa.bindparam("result_id"), predictions.c.status == QUEUED)
+        .where(
+            predictions.c.id == sa.bindparam("result_id"),
+            predictions.c.status == QUEUED,
+            sa.or_(predictions.c.accepted_version.is_(None), predictions.c.accepted_version == model_version),
+        )
         .values(
             status=DONE,
             proba=sa.bindparam("result_proba"),
