@@ -1,5 +1,5 @@
 """Roll out model versions: python -m gateway.models status | canary VERSION --percent N | promote |
-rollback | stable VERSION.
+rollback | stable VERSION | shadow VERSION | shadow-off | reassign VERSION [--to VERSION].
 
 The same checks and the same transaction as the admin API's /models endpoints, on the database of
 DATABASE_URL and the bundles of ARTIFACTS_DIR. Gateways follow a change within ROLLOUT_CHECK_S; workers load
@@ -22,6 +22,7 @@ from core.serving_versions import pinned_versions, settings_version
 from core.settings import get_settings
 from core.storage.engine import make_engine
 from gateway.model_admin import RolloutPlace, change_rollout, model_catalog
+from gateway.row_reassignment import reassign_rows
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -66,6 +67,21 @@ def _change(action: str) -> Callable[[argparse.Namespace, Engine, RolloutPlace],
     return run
 
 
+def reassign(args: argparse.Namespace, engine: Engine, place: RolloutPlace) -> int:
+    """Move the queued rows a version accepted to another version (or fail those its schema refuses)."""
+    try:
+        done = reassign_rows(engine=engine, place=place, from_version=args.version, to_version=args.to)
+    except (BundleRefused, RolloutError) as exc:
+        print(f"models: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"reassigned: {done.moved} queued rows of {done.from_version} to {done.to_version}; "
+        f"{done.failed} failed (refused by its schema)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the command-line parser."""
     parser = argparse.ArgumentParser(prog="python -m gateway.models", description=__doc__)
@@ -93,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("shadow-off", help="stop the shadow predictions").set_defaults(
         run=_change(SHADOW_OFF)
     )
+    moving = commands.add_parser(
+        "reassign", help="give the queued rows of a version that cannot serve to another (default: stable)"
+    )
+    moving.add_argument("version", help="the version whose queued rows wait for a bundle that cannot load")
+    moving.add_argument("--to", help="the version to give them to (default: the stable version)")
+    moving.set_defaults(run=reassign)
     return parser
 
 

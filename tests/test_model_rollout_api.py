@@ -24,7 +24,7 @@ from core.settings import PROJECT_ROOT, Settings
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
 from core.storage.monitoring import latest_snapshot
-from core.storage.observations import find_prediction
+from core.storage.observations import find_prediction, insert_queued
 from core.storage.records import utc_now
 from core.storage.rollouts import write_rollout
 from gateway.app import create_app
@@ -319,3 +319,47 @@ def test_a_shadow_is_checked_like_a_canary_and_stopping_none_is_a_409(
     assert (roles[committed], roles[CANDIDATE]) == ("stable", "shadow")
     assert [e["action"] for e in served(client)["history"]] == ["shadow"]
     assert client.delete("/models/shadow").get_json()["rollout"]["shadow_version"] is None
+
+
+def test_reassigning_a_withdrawn_canary_moves_the_rows_the_stable_schema_takes_and_fails_the_others(
+    tmp_path: Path, artifacts: Path
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'reassign.db'}"
+    upgrade_to_head(database_url)
+    env = {**os.environ, "DATABASE_URL": database_url, "ARTIFACTS_DIR": str(artifacts)}
+
+    def models(*argv: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "gateway.models", *argv]
+        return subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+
+    committed = current_version(artifacts)
+    fits, older = new_id("fits"), new_id("older")  # older: an age only the candidate's spec takes
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            for observation_id, age in ((fits, 40), (older, OLDER)):
+                body = prediction_request(id=observation_id, SubjectAge=age)
+                insert_queued(
+                    conn=conn,
+                    observation_id=observation_id,
+                    observation=body["observation"],
+                    now=utc_now(),
+                    accepted_version=CANDIDATE,
+                )
+        assert models("canary", CANDIDATE, "--percent", "10").returncode == 0
+        serving = models("reassign", CANDIDATE)
+        assert serving.returncode == 1 and "serves" in serving.stderr  # roll it back first
+        assert models("rollback").returncode == 0
+
+        done = models("reassign", CANDIDATE)
+
+        assert done.returncode == 0, done.stderr
+        assert f"1 queued rows of {CANDIDATE} to {committed}; 1 failed" in done.stderr
+        with engine.connect() as conn:
+            moved, refused = (find_prediction(conn=conn, observation_id=i) for i in (fits, older))
+    finally:
+        engine.dispose()
+    assert moved is not None and (moved.status, moved.accepted_version) == ("queued", committed)
+    assert refused is not None and refused.status == "failed"
+    assert f"version {committed}'s schema refuses it" in (refused.failure_reason or "")
+    assert "SubjectAge" in (refused.failure_reason or "")

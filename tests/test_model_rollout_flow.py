@@ -26,6 +26,8 @@ from core.storage.records import PredictionRecord, utc_now
 from core.storage.tables import shadow_predictions
 from devstack.backends import embedded_backend, postgres_backend
 from devstack.stack import ServiceStack, wait_until
+from gateway.model_admin import RolloutPlace
+from gateway.row_reassignment import reassign_rows
 from tests.bundles import add_version, change_spec_column, flip_one_byte, scratch_artifacts
 from tests.factories import new_id, prediction_request
 from training.data import build_training_table
@@ -325,3 +327,34 @@ def shadow_rows(stack: ServiceStack, ids: list[str]) -> dict[str, tuple[str, flo
             ).where(shadow_predictions.c.id.in_(ids))
         )
         return {row.id: (row.model_version, row.proba, row.prediction) for row in rows}
+
+
+def test_rows_of_a_canary_that_cannot_load_are_predicted_by_the_stable_once_reassigned(
+    rolling: ServiceStack,
+) -> None:
+    stack = rolling
+    artifacts = Path(stack.env["ARTIFACTS_DIR"])
+    withdrawn = "2026.12.04"
+    add_version(artifacts, withdrawn)
+    assert change(stack, "canary", version=withdrawn, percent=SHARE).status_code == 200
+    flip_one_byte(artifacts / withdrawn / PIPELINE_FILE)  # broken for good: nobody restores it
+    time.sleep(CHECK_S + 0.5)
+    bodies = [prediction_request() for _ in range(20)]
+    for body in bodies:
+        assert requests.post(stack.url("/predict"), json=body, timeout=10).status_code == 202
+    stranded = [b["id"] for b in bodies if canary_bucket(b["id"]) < SHARE]
+    assert stranded
+    wait_until(lambda: "model version unavailable" in stack.log_tail("worker", 2000), timeout=30)
+    assert change(stack, "rollback").status_code == 200
+    stable = requests.get(stack.url("/models"), timeout=10).json()["rollout"]["stable_version"]
+
+    place = RolloutPlace(artifacts_dir=artifacts, default_version=current_version(artifacts), pinned={})
+    done = reassign_rows(engine=stack.engine, place=place, from_version=withdrawn)
+
+    assert (done.to_version, done.moved, done.failed) == (stable, len(stranded), 0)
+    # The redrive publishes them again, now naming the stable version; the stale copies naming the broken
+    # one write nothing.
+    wait_until(lambda: all(r.status == "done" for r in records(stack, stranded).values()), timeout=60)
+    assert {(r.model_version, r.accepted_version, r.attempts) for r in records(stack, stranded).values()} == {
+        (stable, stable, 1)
+    }

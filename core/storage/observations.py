@@ -242,3 +242,32 @@ def claim_stale_queued(*, conn: Connection, older_than_s: float, limit: int) -> 
             .values(published_at=database_now(conn=conn))
         )
     return claimed
+
+
+def queued_accepted_by(*, conn: Connection, version: str, limit: int) -> list[QueuedObservation]:
+    """Return up to limit queued observations that version accepted, the longest waiting first."""
+    rows = conn.execute(
+        sa.select(predictions.c.id, predictions.c.observation)
+        .where(predictions.c.status == QUEUED, predictions.c.accepted_version == version)
+        .order_by(predictions.c.received_at)
+        .limit(limit)
+    )
+    return [QueuedObservation(id=row.id, observation=row.observation, version=version) for row in rows]
+
+
+def reassign_queued(
+    *, conn: Connection, observation_ids: Sequence[str], from_version: str, to_version: str
+) -> int:
+    """Make to_version the one that accepts and predicts these rows, those still queued under from_version."""
+    if not observation_ids:
+        return 0
+    moved = conn.execute(
+        predictions.update()
+        .where(
+            predictions.c.id.in_(list(observation_ids)),
+            predictions.c.status == QUEUED,
+            predictions.c.accepted_version == from_version,
+        )
+        .values(accepted_version=to_version)
+    )
+    return int(moved.rowcount)
