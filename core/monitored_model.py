@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
@@ -53,9 +54,14 @@ def measure_serving(
     settings: Settings,
     window_s: int | None = None,
     count_features: bool = True,
+    reference_of: Callable[[str], ModelReference | None] | None = None,
 ) -> MonitoringReport:
-    """Measure against the serving bundle over window_s (default MONITOR_WINDOW_S), the settings' minimum."""
+    """Measure against the serving bundle over window_s (default MONITOR_WINDOW_S), the settings' minimum.
+
+    reference_of: the other versions' references, each version's calls set beside its own (core.monitoring).
+    """
     return measure(
+        reference_of=reference_of,
         count_features=count_features,
         conn=conn,
         reference=model.reference,
@@ -76,6 +82,14 @@ class ServingModels:
 
     def of(self, version: str) -> ServingModel:
         """Return the version's model; the settings' one (logged) when its bundle cannot be read."""
+        return self._read(version) or self.default
+
+    def reference_of(self, version: str) -> ModelReference | None:
+        """Return the version's reference distributions (None: it has none, or its bundle is unreadable)."""
+        model = self._read(version)
+        return model.reference if model is not None else None
+
+    def _read(self, version: str) -> ServingModel | None:
         known = self._models.get(version)
         if known is not None:
             return known
@@ -84,10 +98,9 @@ class ServingModels:
                 model = serving_model(self._settings, version)
             except (BundleError, OSError, ValueError, KeyError) as exc:
                 log.error(
-                    "monitoring: bundle unreadable; comparing with the settings' version",
-                    extra={"model_version": version, "reason": str(exc)},
+                    "monitoring: bundle unreadable", extra={"model_version": version, "reason": str(exc)}
                 )
-                return self.default
+                return None
             self._models[version] = model
         return model
 

@@ -6,6 +6,7 @@ One measure serves the periodic monitor task (which stores it), GET /monitoring,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from core.model_reference import (
     psi,
 )
 from core.storage.monitoring import (
+    ServedCalls,
     SnapshotRow,
     feature_value_counts,
     labelled_outcomes,
@@ -84,6 +86,9 @@ class VersionCalls:
     predictions: int
     positive_share: float
     proba_shares: tuple[float, ...]
+    # Against this version's own held-out calls (None: no reference for it, or under the minimum).
+    training_share: float | None = None
+    expected_range: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -166,8 +171,12 @@ def measure(
     min_observations: int,
     precision_bar: float,
     count_features: bool = True,
+    reference_of: Callable[[str], ModelReference | None] | None = None,
 ) -> MonitoringReport:
     """Measure every model figure over the window; without a reference, only the live quality and calls.
+
+    reference_of: another version's reference (None: unknown), so that each version's share of positive calls
+    is set beside its own held-out share; a canary is not judged by the stable version's reference.
 
     count_features=False leaves the drift out: the count of every feature's values is the one query that
     reads each observation of the window (seconds at a million), so pages take it from the monitor's snapshot.
@@ -185,6 +194,12 @@ def measure(
         if predictions >= min_observations:
             proba_psi = psi(reference.proba_shares, all_bins)
     serving = [c for c in calls if reference is not None and c.model_version == reference.version]
+
+    def own_reference(version: str) -> ModelReference | None:
+        if reference is not None and version == reference.version:
+            return reference
+        return reference_of(version) if reference_of is not None else None
+
     return MonitoringReport(
         window_s=window_s,
         reference_version=reference.version if reference else None,
@@ -201,11 +216,8 @@ def measure(
             expected_share_range(reference, serving[0].predictions) if reference and serving else None
         ),
         calls=[
-            VersionCalls(
-                model_version=served.model_version,
-                predictions=served.predictions,
-                positive_share=served.positive_share,
-                proba_shares=_shares(bins_of[served.model_version]),
+            _version_calls(
+                served, bins_of[served.model_version], own_reference(served.model_version), min_observations
             )
             for served in calls
         ],
@@ -214,6 +226,20 @@ def measure(
         shadow_calls=shadow_calls(conn=conn, window_s=window_s),
         shadow_quality=version_quality(shadow_outcomes(conn=conn)),
         shadow_quality_in_window=version_quality(shadow_outcomes(conn=conn, window_s=window_s)),
+    )
+
+
+def _version_calls(
+    served: ServedCalls, bins: list[int], reference: ModelReference | None, min_observations: int
+) -> VersionCalls:
+    judged = reference is not None and served.predictions >= min_observations
+    return VersionCalls(
+        model_version=served.model_version,
+        predictions=served.predictions,
+        positive_share=served.positive_share,
+        proba_shares=_shares(bins),
+        training_share=reference.positive_share if reference else None,
+        expected_range=expected_share_range(reference, served.predictions) if judged and reference else None,
     )
 
 

@@ -39,14 +39,18 @@ class ProbabilitiesSchema(Schema):
 
 
 class VersionCallsSchema(Schema):
-    """Positive calls of one model version in the window."""
+    """Positive calls of one model version in the window, beside its own held-out share and range."""
 
     predictions = fields.Integer(required=True)
     share = fields.Float(required=True)
+    training = fields.Float(
+        required=True, allow_none=True, metadata={"description": "its held-out share (null: no reference)"}
+    )
+    training_range = fields.List(fields.Float(), required=True, allow_none=True)
     in_training_range = fields.Boolean(
         required=True,
         allow_none=True,
-        metadata={"description": "null: no reference, under the minimum, or not the serving version"},
+        metadata={"description": "null: no reference for this version, or under the minimum"},
     )
 
 
@@ -148,11 +152,11 @@ def monitoring_answer(report: MonitoringReport, model_version: str) -> dict[str,
                     c.model_version: {
                         "predictions": c.predictions,
                         "share": c.positive_share,
+                        "training": c.training_share,
+                        "training_range": list(c.expected_range) if c.expected_range else None,
                         "in_training_range": (
-                            low_high[0] <= c.positive_share <= low_high[1]
-                            if low_high
-                            and c.predictions >= report.min_observations
-                            and c.model_version == report.reference_version
+                            c.expected_range[0] <= c.positive_share <= c.expected_range[1]
+                            if c.expected_range
                             else None
                         ),
                     }

@@ -22,5 +22,11 @@ def model_monitoring() -> Response:
     window_s = load_query(window_args)["window"]
     model = context.monitored_model()
     with context.engine.connect() as conn:
-        report = measure_serving(conn=conn, model=model, settings=context.settings, window_s=window_s)
+        report = measure_serving(
+            conn=conn,
+            model=model,
+            settings=context.settings,
+            window_s=window_s,
+            reference_of=context.models.reference_of,
+        )
     return jsonify(monitoring_answer(report, model.version))
