@@ -70,8 +70,14 @@ def _change(action: str) -> Callable[[argparse.Namespace, Engine, RolloutPlace],
 def reassign(args: argparse.Namespace, engine: Engine, place: RolloutPlace) -> int:
     """Move the queued rows a version accepted to another version (or fail those its schema refuses)."""
     try:
-        done = reassign_rows(engine=engine, place=place, from_version=args.version, to_version=args.to)
-    except (BundleRefused, RolloutError) as exc:
+        done = reassign_rows(
+            engine=engine,
+            place=place,
+            from_version=args.version,
+            to_version=args.to,
+            settle_s=2 * get_settings().rollout_check_s,
+        )
+    except (BundleError, RolloutError, ValueError) as exc:
         print(f"models: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(

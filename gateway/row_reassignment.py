@@ -18,7 +18,7 @@ from core.feature_spec import load_feature_spec
 from core.rollout import Rollout, RolloutError
 from core.storage.observations import mark_failed, queued_accepted_by, reassign_queued
 from core.storage.records import utc_now
-from core.storage.rollouts import read_rollout
+from core.storage.rollouts import read_rollout, rollout_history
 from gateway.model_admin import RolloutPlace
 from worker.schemas import request_schemas
 
@@ -40,18 +40,33 @@ class Reassignment:
 
 
 def reassign_rows(
-    *, engine: Engine, place: RolloutPlace, from_version: str, to_version: str | None = None
+    *,
+    engine: Engine,
+    place: RolloutPlace,
+    from_version: str,
+    to_version: str | None = None,
+    settle_s: float = 0.0,
 ) -> Reassignment:
     """Move the queued rows from_version accepted to to_version (default: the stable version).
 
-    Raises RolloutError while from_version serves (stable or canary: roll it back first) or when both are the
-    same, and UnknownBundle or BundleRefused when to_version's bundle may not serve.
+    settle_s: how long after the last rollout change gateways may still accept rows for from_version
+    (ROLLOUT_CHECK_S and a margin); within it the reassignment is refused, as rows could arrive after it.
+    Raises RolloutError while from_version serves (stable or canary: roll it back first), within settle_s of
+    a change, or when both versions are the same; UnknownBundle or BundleRefused when to_version's bundle may
+    not serve; BundleError or ValueError when its feature spec cannot be read.
     """
     with engine.connect() as conn:
         rollout = read_rollout(conn=conn) or Rollout(stable_version=place.default_version)
+        last = rollout_history(conn=conn, limit=1)
     target = to_version or rollout.stable_version
     if from_version in (rollout.stable_version, rollout.canary_version):
         raise RolloutError(f"{from_version!r} serves: roll it back or set another stable version first")
+    since = (utc_now() - last[0].at).total_seconds() if last else float("inf")
+    if since < settle_s:
+        raise RolloutError(
+            f"the rollout changed {since:.1f} s ago: gateways may still accept rows for {from_version!r}; "
+            f"run this again in {settle_s - since:.1f} s"
+        )
     if target == from_version:
         raise RolloutError(f"the rows of {from_version!r} cannot be reassigned to itself")
     place.check(target)

@@ -328,9 +328,12 @@ def test_reassigning_a_withdrawn_canary_moves_the_rows_the_stable_schema_takes_a
     upgrade_to_head(database_url)
     env = {**os.environ, "DATABASE_URL": database_url, "ARTIFACTS_DIR": str(artifacts)}
 
-    def models(*argv: str) -> subprocess.CompletedProcess[str]:
+    def models(*argv: str, check_s: float = 0.1) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "gateway.models", *argv]
-        return subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+        ran_env = {**env, "ROLLOUT_CHECK_S": str(check_s)}
+        return subprocess.run(
+            command, env=ran_env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+        )
 
     committed = current_version(artifacts)
     fits, older = new_id("fits"), new_id("older")  # older: an age only the candidate's spec takes
@@ -350,6 +353,9 @@ def test_reassigning_a_withdrawn_canary_moves_the_rows_the_stable_schema_takes_a
         serving = models("reassign", CANDIDATE)
         assert serving.returncode == 1 and "serves" in serving.stderr  # roll it back first
         assert models("rollback").returncode == 0
+        # Gateways follow the rollback within ROLLOUT_CHECK_S: rows may still arrive for the canary till then.
+        too_soon = models("reassign", CANDIDATE, check_s=30)
+        assert too_soon.returncode == 1 and "run this again in" in too_soon.stderr
 
         done = models("reassign", CANDIDATE)
 

@@ -43,7 +43,7 @@ class BundleShelf:
         self,
         artifacts_dir: Path,
         *,
-        keep: int = 3,
+        keep: int = 4,
         pinned: Mapping[str, str] | None = None,
         backoff_s: float = 30.0,
         loader: BundleLoader = load_bundle,

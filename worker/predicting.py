@@ -1,4 +1,4 @@
-"""Predict a micro-batch of observations with one predict_proba call and store the results in one write."""
+"""Predict a micro-batch, one predict_proba per version, and store it in one write; then any shadow's."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.feature_spec import BundleError
 from core.storage.observations import mark_failed, record_failed_attempts, save_predictions
@@ -54,7 +55,7 @@ def predict_observations(
 ) -> tuple[list[PredictionResult], dict[str, str]]:
     """Return results, and failure reasons by id; one bad row never fails its neighbours.
 
-    served=False: a shadow version's predictions, left out of the prediction metrics.
+    served=False: left out of the prediction metrics.
     """
     try:
         return _results(bundle, observations, served=served), {}
@@ -109,7 +110,8 @@ def predict_and_store(
     Rows that fail are retried by the redrive until max_attempts. Rows whose version cannot load (bundle_for
     raises BundleError) are left queued, unattempted, for the redrive: a bundle put right serves them then.
     abandoned: ids whose prediction killed the worker's process max_attempts times, marked failed unpredicted.
-    shadow_version: predicts every row predicted here too, stored beside it and never served.
+    shadow_version: predicts the rows predicted here too, after their write and in a transaction of its own
+    (see predict_shadow): whatever it does, the served predictions are stored first.
     """
     batch = unique_by_id(observations)
     predicted: dict[str, list[PredictionResult]] = {}
@@ -128,7 +130,6 @@ def predict_and_store(
         results, version_failures = predict_observations(bundle, rows)
         predicted[bundle.version] = results  # the version asked for: the shelf refuses any other
         failures.update(version_failures)
-    shadowed = shadow_predictions(bundle_for, shadow_version, batch, predicted)
     killed = KILLED_ITS_WORKER.format(times=max_attempts)
     now = utc_now()
     failed: list[str] = []
@@ -136,8 +137,6 @@ def predict_and_store(
     with engine.begin() as conn:
         for version, results in predicted.items():
             written += save_predictions(conn=conn, results=results, model_version=version, now=now)
-        if shadow_version is not None:
-            save_shadow_predictions(conn=conn, results=shadowed, model_version=shadow_version, now=now)
         failed += mark_failed(conn=conn, observation_ids=abandoned, reason=killed, now=now)
         for observation_id, reason in failures.items():
             failed += record_failed_attempts(
@@ -156,39 +155,56 @@ def predict_and_store(
             "failures": len(failures) + len(abandoned),
             "left_queued": len(waiting),
             "model_versions": sorted(predicted),
-            "shadowed": len(shadowed),
         },
     )
+    if shadow_version is not None:
+        predict_shadow(
+            bundle_for=bundle_for,
+            shadow_version=shadow_version,
+            batch=batch,
+            predicted=predicted,
+            engine=engine,
+        )
     unfinished = failures.keys() | {o.id for o in waiting}
     finished = [o.id for o in batch if o.id not in unfinished] + failed
     return BatchOutcome(predicted=written, failed=failed, finished=finished)
 
 
-def shadow_predictions(
+def predict_shadow(
+    *,
     bundle_for: Callable[[str], ModelBundle],
-    shadow_version: str | None,
+    shadow_version: str,
     batch: Sequence[QueuedObservation],
     predicted: dict[str, list[PredictionResult]],
-) -> list[PredictionResult]:
-    """Return the shadow version's predictions of the rows predicted by another version ([] without one).
+    engine: Engine,
+) -> int:
+    """Predict with the shadow version the rows another version predicted; store them; return how many.
 
-    Never in the way of serving: a shadow that cannot load, or rows it cannot score, are logged and left out.
+    Never in the way of serving: it runs after the served write, in one predict_proba call with no row-by-row
+    retry; a shadow that cannot load, or that cannot score the batch (a spec that does not read these rows),
+    is logged and skipped.
     """
-    if shadow_version is None:
-        return []
     served = {r.id for version, results in predicted.items() if version != shadow_version for r in results}
     rows = [o for o in batch if o.id in served]
     if not rows:
-        return []
+        return 0
     try:
         bundle = bundle_for(shadow_version)
-    except BundleError as exc:
-        log.warning("shadow version unavailable", extra={"model_version": shadow_version, "reason": str(exc)})
-        return []
-    results, failures = predict_observations(bundle, rows, served=False)
-    if failures:
+        results = _results(bundle, rows, served=False)
+    except Exception as exc:  # a shadow's failure, whatever it is, is the shadow's: logged, never raised
         log.warning(
-            "shadow version could not score rows",
-            extra={"model_version": shadow_version, "rows": len(failures)},
+            "shadow version skipped for this batch",
+            extra={
+                "model_version": shadow_version,
+                "rows": len(rows),
+                "reason": f"{type(exc).__name__}: {exc}",
+            },
         )
-    return results
+        return 0
+    try:
+        with engine.begin() as conn:
+            save_shadow_predictions(conn=conn, results=results, model_version=shadow_version, now=utc_now())
+    except SQLAlchemyError:
+        log.warning("shadow predictions not stored", extra={"model_version": shadow_version}, exc_info=True)
+        return 0
+    return len(results)
