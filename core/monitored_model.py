@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from core.serving_versions import pinned_versions, serving_rollout, settings_ver
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+# A bundle found unreadable is read again after this long.
+RETRY_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class ServingModels:
         self._settings = settings
         self.default = serving_model(settings)  # the settings' version: a process that cannot read it stops
         self._models: dict[str, ServingModel] = {self.default.version: self.default}
+        self._failures: dict[str, float] = {}  # version -> when its bundle was last found unreadable
         self._lock = threading.Lock()
 
     def of(self, version: str) -> ServingModel:
@@ -94,14 +98,19 @@ class ServingModels:
         if known is not None:
             return known
         with self._lock:
+            failed_at = self._failures.get(version)
+            if failed_at is not None and time.monotonic() - failed_at < RETRY_S:
+                return None  # read again after RETRY_S, not at every scrape
             try:
                 model = serving_model(self._settings, version)
             except (BundleError, OSError, ValueError, KeyError) as exc:
+                self._failures[version] = time.monotonic()
                 log.error(
                     "monitoring: bundle unreadable", extra={"model_version": version, "reason": str(exc)}
                 )
                 return None
             self._models[version] = model
+            self._failures.pop(version, None)
         return model
 
 

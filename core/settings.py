@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     backlog_max_age_s: int = Field(default=3600, ge=1)
     backlog_check_s: float = Field(default=2.0, gt=0, le=60)
     # Each gateway process reads the model rollout (which version serves which ids) this often, in a thread
-    # of its own; workers read it as often for rows that name no version. A change reaches all within it.
+    # of its own; workers read it as often (the stable version for rows naming none, the shadow). A change
+    # reaches all within it.
     rollout_check_s: float = Field(default=2.0, gt=0, le=60)
     poll_retry_after_s: int = Field(default=1, ge=1)
     max_wait_s: int = Field(default=30, ge=0, le=300)

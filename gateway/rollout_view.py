@@ -72,8 +72,13 @@ class RolloutView:
         return self._reader.current()
 
     def accepting(self, key: str) -> VersionSchemas:
-        """Return the version that accepts the submission of this id (or batch id), with its schemas."""
-        return self.contract(version_for(key, self.current()))
+        """Return the version that accepts the submission of this id (or batch id), with its schemas.
+
+        No key (a body without an id, refused whichever version checks it): the stable version's, so that a
+        canary whose bundle broke cannot turn that 422 into a 503.
+        """
+        rollout = self.current()
+        return self.contract(version_for(key, rollout) if key else rollout.stable_version)
 
     def contract(self, version: str) -> VersionSchemas:
         """Return a version's spec and schemas, loaded and checksum-verified once; 503 if it cannot load."""

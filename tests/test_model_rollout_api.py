@@ -17,7 +17,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from core.feature_spec import PIPELINE_FILE, current_version
+from core.feature_spec import PIPELINE_FILE, SPEC_FILE, current_version
 from core.monitoring import MONITOR_RUN
 from core.rollout import Rollout, canary_bucket
 from core.settings import PROJECT_ROOT, Settings
@@ -369,3 +369,16 @@ def test_reassigning_a_withdrawn_canary_moves_the_rows_the_stable_schema_takes_a
     assert refused is not None and refused.status == "failed"
     assert f"version {committed}'s schema refuses it" in (refused.failure_reason or "")
     assert "SubjectAge" in (refused.failure_reason or "")
+
+
+def test_a_body_without_an_id_is_a_422_even_when_the_canary_it_would_land_on_cannot_load(
+    client: FlaskClient, gateway: Flask, artifacts: Path
+) -> None:
+    assert client.post("/models/canary", json={"version": CANDIDATE, "percent": 100}).status_code == 200
+    flip_one_byte(artifacts / CANDIDATE / SPEC_FILE)  # broken after the call checked it
+    followed(gateway)
+
+    no_id = client.post("/predict", json={"observation": prediction_request()["observation"]})
+    assert no_id.status_code == 422 and no_id.get_json()["error"]["code"] == "validation_error"
+    on_canary = client.post("/predict", json=prediction_request())
+    assert on_canary.status_code == 503 and on_canary.headers["Retry-After"] == "30"

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.metrics import precision_score, recall_score, roc_auc_score
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.feature_spec import BundleError, bundle_path, current_version, is_version_name
 from core.frames import build_frame
+from core.rollout import Rollout
 from core.settings import get_settings
 from core.storage.engine import make_engine
 from core.storage.labels import LabelledObservation, labelled_observations
@@ -79,7 +80,7 @@ def read_service_records(database_url: str, limit: int = LABELLED_LIMIT) -> Serv
         try:
             with engine.connect() as conn:
                 rows = labelled_observations(conn=conn, limit=limit)
-                rollout = read_rollout(conn=conn)
+            rollout = _stored_rollout(engine)
         finally:
             engine.dispose()
     except SQLAlchemyError as error:
@@ -88,6 +89,15 @@ def read_service_records(database_url: str, limit: int = LABELLED_LIMIT) -> Serv
         return ServiceRecords([], None, f"database {shown} could not be read ({cause}): {only_held_out}")
     note = "" if rows else f"no labelled outcomes in {shown} yet: {only_held_out}"
     return ServiceRecords(rows, rollout.stable_version if rollout is not None else None, note)
+
+
+def _stored_rollout(engine: Engine) -> Rollout | None:
+    # A database migrated before rollouts existed has labels and no rollout table: the labels still count.
+    try:
+        with engine.connect() as conn:
+            return read_rollout(conn=conn)
+    except SQLAlchemyError:
+        return None
 
 
 def compare_bundles(
