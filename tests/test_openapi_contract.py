@@ -211,9 +211,12 @@ def seeded(app: Flask) -> Seeded:
     ids = {state: new_id(f"contract-{state}") for state in ("queued", "done", "failed")}
     for observation_id in ids.values():
         assert client.post("/predict", json=prediction_request(id=observation_id)).status_code == 202
-    with app.extensions[EXTENSION].engine.begin() as conn:
+    context = app.extensions[EXTENSION]
+    with context.engine.begin() as conn:
         result = PredictionResult(id=ids["done"], proba=0.8, prediction=True)
-        save_predictions(conn=conn, results=[result], model_version="contract", now=utc_now())
+        # Predicted as a worker would: by the version that accepted it.
+        version = context.rollout.default_version
+        save_predictions(conn=conn, results=[result], model_version=version, now=utc_now())
         mark_failed(conn=conn, observation_ids=[ids["failed"]], reason="poisoned", now=utc_now())
     batch = {"observations": [prediction_request(id=new_id("contract-batch")), {"id": 7}]}
     receipt = client.post("/batches", json=batch)
