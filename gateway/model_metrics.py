@@ -1,4 +1,4 @@
-"""The model's figures on /metrics, read at scrape time: the monitor's last snapshot and the live labels."""
+"""The model's figures on /metrics, read at scrape time: the monitor's snapshot, live labels, the rollout."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from core.monitoring import (
     expected_share_range,
     version_quality,
 )
+from core.rollout import Rollout
 from core.storage.monitoring import labelled_outcomes, latest_snapshot
 
 log = logging.getLogger(__name__)
@@ -118,3 +119,24 @@ class ModelStateCollector(Collector):
             families["model_labelled_outcomes"].add_metric(labels, version.labelled)
             families["model_labelled_positive_calls"].add_metric(labels, version.labelled_positive_calls)
         yield from families.values()
+
+
+class RolloutCollector(Collector):
+    """What serves, as the gateway last read it: each version's role and its percent of the ids."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self._rollout = rollout
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        rollout = self._rollout
+        serving = GaugeMetricFamily(
+            "model_rollout_percent",
+            "Percent of the ids a model version serves, by its role (a shadow serves none: 0)",
+            labels=["model_version", "role"],
+        )
+        serving.add_metric([rollout.stable_version, "stable"], 100 - rollout.canary_percent)
+        if rollout.canary_version is not None:
+            serving.add_metric([rollout.canary_version, "canary"], rollout.canary_percent)
+        if rollout.shadow_version is not None:
+            serving.add_metric([rollout.shadow_version, "shadow"], 0)
+        yield serving

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from flask import Blueprint, Response, jsonify
+from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.feature_spec import verify_bundle
@@ -12,7 +14,7 @@ from core.storage.engine import ping
 from gateway.context import gateway_context
 from gateway.errors import ApiError, error_response
 from gateway.metrics import ServiceStateCollector, render_metrics
-from gateway.model_metrics import ModelStateCollector
+from gateway.model_metrics import ModelStateCollector, RolloutCollector
 from gateway.openapi import build_openapi
 from gateway.responses import health_schema, ready_schema
 
@@ -82,7 +84,10 @@ def metrics() -> Response:
         engine=context.engine, celery=context.celery, queue_name=context.settings.queue_name
     )
     model = ModelStateCollector(engine=context.engine, model=context.monitored_model())
-    body, content_type = render_metrics(context.settings.prometheus_multiproc_dir, state, model)
+    collectors: list[Collector] = [state, model]
+    with contextlib.suppress(SQLAlchemyError):  # never read and the database down: the rest still answers
+        collectors.append(RolloutCollector(context.rollout.current()))
+    body, content_type = render_metrics(context.settings.prometheus_multiproc_dir, *collectors)
     return Response(body, content_type=content_type)
 
 

@@ -382,3 +382,19 @@ def test_a_body_without_an_id_is_a_422_even_when_the_canary_it_would_land_on_can
     assert no_id.status_code == 422 and no_id.get_json()["error"]["code"] == "validation_error"
     on_canary = client.post("/predict", json=prediction_request())
     assert on_canary.status_code == 503 and on_canary.headers["Retry-After"] == "30"
+
+
+def test_metrics_say_what_serves_each_role_and_share(
+    client: FlaskClient, gateway: Flask, artifacts: Path
+) -> None:
+    committed = current_version(artifacts)
+    add_version(artifacts, "2026.12.08")
+    assert client.post("/models/canary", json={"version": CANDIDATE, "percent": 25}).status_code == 200
+    assert client.post("/models/shadow", json={"version": "2026.12.08"}).status_code == 200
+    followed(gateway)
+
+    exposed = client.get("/metrics").get_data(as_text=True)
+
+    assert f'model_rollout_percent{{model_version="{committed}",role="stable"}} 75.0' in exposed
+    assert f'model_rollout_percent{{model_version="{CANDIDATE}",role="canary"}} 25.0' in exposed
+    assert 'model_rollout_percent{model_version="2026.12.08",role="shadow"} 0.0' in exposed
