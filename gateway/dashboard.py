@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from core.metrics_registry import own_metrics
 from core.monitored_model import ServingModel, measure_serving
 from core.monitoring import FEATURE_PSI, MonitoringReport, drift_from_snapshot
+from core.rollout import Rollout
 from core.settings import Settings
 from core.storage.monitoring import MinuteActivity, activity_per_minute, latest_snapshot, snapshot_history
 from core.storage.records import utc_now
@@ -37,9 +38,13 @@ class DashboardView:
     drift_history: dict[str, list[tuple[datetime, float]]]
     # When the monitor last stored its figures (the drift drawn is from that run); None: it never ran.
     monitored_at: datetime | None = None
+    # What serves, as the gateway last read it (None: never read, the database down).
+    rollout: Rollout | None = None
 
 
-def gather_view(*, engine: Engine, settings: Settings, model: ServingModel) -> DashboardView:
+def gather_view(
+    *, engine: Engine, settings: Settings, model: ServingModel, rollout: Rollout | None = None
+) -> DashboardView:
     """Read every figure of the dashboard from the database and the gateway's own latency histogram."""
     with engine.connect() as conn:
         # Drift as the monitor last stored it (what /metrics and the alerts read); the rest measured now.
@@ -63,6 +68,7 @@ def gather_view(*, engine: Engine, settings: Settings, model: ServingModel) -> D
         backlog=state,
         drift_history=history,
         monitored_at=monitored_at,
+        rollout=rollout,
     )
 
 

@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 
 from core.model_reference import DRIFT_LINE, PROBA_BINS, UNSEEN
 from core.monitoring import FeatureDrift, MonitoringReport, VersionCalls, VersionQuality
+from core.rollout import Rollout
 from core.storage.monitoring import MinuteActivity
 from core.storage.reports import Backlog
 from gateway.charts import LINE_COLOUR
@@ -279,7 +280,10 @@ def test_the_page_has_no_script_no_inline_style_and_refreshes_itself(page_app: F
 @pytest.fixture
 def served_page(page_app: Flask) -> Iterator[str]:
     """Serve the fabricated page and the real stylesheet over HTTP, under the pages' policy; yield its URL."""
-    html = rendered(page_app, fabricated_view(fabricated_report()))
+    during_a_canary = Rollout(VERSION, "2026.12.01", 10, shadow_version="2026.12.05")
+    html = rendered(
+        page_app, dataclasses.replace(fabricated_view(fabricated_report()), rollout=during_a_canary)
+    )
     page_app.add_url_rule("/fabricated", "fabricated", lambda: html)
     server = make_server("127.0.0.1", 0, page_app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -302,3 +306,16 @@ def test_a_browser_draws_the_page_styled_with_the_drift_in_red(served_page: str,
     red = sum(count for count, colour in colours if colour == (0xC0, 0x39, 0x2B))
     # Two drifted bars, precision under its bar, and the dashed lines: thousands of red pixels.
     assert red >= 5_000, f"{red} red pixels; the screenshot is {shot}"
+
+
+def test_the_header_says_what_serves_a_canary_and_a_shadow_included(page_app: Flask) -> None:
+    rollout = Rollout(VERSION, "2026.12.01", 10, shadow_version="2026.12.05")
+    header = rendered(page_app, dataclasses.replace(fabricated_view(fabricated_report()), rollout=rollout))
+    assert serving(header) == f"model {VERSION} · canary 2026.12.01 on 10 % of ids · shadow 2026.12.05"
+    assert serving(rendered(page_app, fabricated_view(fabricated_report()))) == f"model {VERSION}"
+
+
+def serving(page: str) -> str:
+    found = re.search(r'<span id="rollout">(.*?)</span>', page, re.DOTALL)
+    assert found, "no rollout in the header"
+    return " ".join(found.group(1).split())
