@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from celery import Celery
 from flask import current_app
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from core.monitored_model import ServingModel, ServingModels
 from core.settings import Settings
@@ -37,11 +36,9 @@ class GatewayContext:
 
     def monitored_model(self) -> ServingModel:
         """Return the model monitoring compares with: the rollout's stable version (as last read)."""
-        try:
-            version = self.rollout.current().stable_version
-        except SQLAlchemyError:
-            return self.models.default  # no reading yet and no database: what the settings name
-        return self.models.of(version)
+        rollout = self.rollout.last_reading()
+        # No reading yet and no database: what the settings name.
+        return self.models.default if rollout is None else self.models.of(rollout.stable_version)
 
 
 def gateway_context() -> GatewayContext:

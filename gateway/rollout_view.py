@@ -71,6 +71,13 @@ class RolloutView:
             self._start()  # first use in this process (gunicorn forks after the app is built)
         return self._reader.current()
 
+    def last_reading(self) -> Rollout | None:
+        """Return what serves, as last read; None when never read and the database cannot answer now."""
+        try:
+            return self.current()
+        except SQLAlchemyError:
+            return None
+
     def accepting(self, key: str) -> VersionSchemas:
         """Return the version that accepts the submission of this id (or batch id), with its schemas.
 

@@ -7,10 +7,8 @@ from typing import Any
 
 from flask import Blueprint, Response, render_template
 from markupsafe import Markup
-from sqlalchemy.exc import SQLAlchemyError
 
 from core.model_reference import PROBA_BINS
-from core.rollout import Rollout
 from gateway.charts import Series, bars_against_line, line_chart, paired_histogram, positive_share_chart
 from gateway.context import gateway_context
 from gateway.dashboard import ACCEPT_TARGET_MS, REFRESH_S, DashboardView, gather_view
@@ -25,12 +23,11 @@ STYLESHEET = (Path(__file__).parent / "static" / "dashboard.css").read_text()
 def dashboard_page() -> Response:
     """Return the dashboard, refreshed by the browser every REFRESH_S seconds."""
     context = gateway_context()
-    try:
-        rollout: Rollout | None = context.rollout.current()
-    except SQLAlchemyError:
-        rollout = None  # never read and the database down: the page says what it can
     view = gather_view(
-        engine=context.engine, settings=context.settings, model=context.monitored_model(), rollout=rollout
+        engine=context.engine,
+        settings=context.settings,
+        model=context.monitored_model(),
+        rollout=context.rollout.last_reading(),  # None: the page says what it can
     )
     return Response(page_html(view), content_type="text/html; charset=utf-8")
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from flask import Blueprint, Response, jsonify
 from prometheus_client.registry import Collector
-from sqlalchemy.exc import SQLAlchemyError
 
 from core.feature_spec import verify_bundle
 from core.storage.engine import ping
@@ -85,8 +83,9 @@ def metrics() -> Response:
     )
     model = ModelStateCollector(engine=context.engine, model=context.monitored_model())
     collectors: list[Collector] = [state, model]
-    with contextlib.suppress(SQLAlchemyError):  # never read and the database down: the rest still answers
-        collectors.append(RolloutCollector(context.rollout.current()))
+    rollout = context.rollout.last_reading()
+    if rollout is not None:  # never read and the database down: the rest still answers
+        collectors.append(RolloutCollector(rollout))
     body, content_type = render_metrics(context.settings.prometheus_multiproc_dir, *collectors)
     return Response(body, content_type=content_type)
 
@@ -95,9 +94,7 @@ def metrics() -> Response:
 def openapi() -> Response:
     """Return the OpenAPI document."""
     context = gateway_context()
-    try:
-        version = context.rollout.current().stable_version
-    except SQLAlchemyError:  # never read yet, the database down: the description is still served
-        version = context.rollout.default_version
-    stable = context.rollout.contract(version)
+    rollout = context.rollout.last_reading()
+    # Never read yet, the database down: the description is still served.
+    stable = context.rollout.contract(rollout.stable_version if rollout else context.rollout.default_version)
     return jsonify(build_openapi(stable.schemas, stable.version))

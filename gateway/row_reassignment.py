@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from core.feature_spec import load_feature_spec
-from core.rollout import Rollout, RolloutError
+from core.rollout import RolloutError
+from core.serving_versions import serving_rollout
 from core.storage.observations import mark_failed, queued_accepted_by, reassign_queued
 from core.storage.records import utc_now
-from core.storage.rollouts import read_rollout, rollout_history
+from core.storage.rollouts import rollout_history
 from gateway.model_admin import RolloutPlace
 from worker.schemas import request_schemas
 
@@ -55,8 +56,8 @@ def reassign_rows(
     a change, or when both versions are the same; UnknownBundle or BundleRefused when to_version's bundle may
     not serve; BundleError or ValueError when its feature spec cannot be read.
     """
+    rollout = serving_rollout(engine=engine, default_version=place.default_version)
     with engine.connect() as conn:
-        rollout = read_rollout(conn=conn) or Rollout(stable_version=place.default_version)
         last = rollout_history(conn=conn, limit=1)
     target = to_version or rollout.stable_version
     if from_version in (rollout.stable_version, rollout.canary_version):
