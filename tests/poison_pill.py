@@ -15,10 +15,10 @@ POISON_PREFIX = "poison-"
 _predict = predicting.predict_observations
 
 
-def _dies_on_poison(bundle: Any, observations: Sequence[QueuedObservation], **options: Any) -> Any:
+def _dies_on_poison(bundle: Any, observations: Sequence[QueuedObservation]) -> Any:
     if any(o.id.startswith(POISON_PREFIX) for o in observations):
         os.kill(os.getpid(), signal.SIGKILL)
-    return _predict(bundle, observations, **options)
+    return _predict(bundle, observations)
 
 
 predicting.predict_observations = _dies_on_poison

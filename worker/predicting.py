@@ -51,21 +51,18 @@ def _results(
 
 
 def predict_observations(
-    bundle: ModelBundle, observations: Sequence[QueuedObservation], *, served: bool = True
+    bundle: ModelBundle, observations: Sequence[QueuedObservation]
 ) -> tuple[list[PredictionResult], dict[str, str]]:
-    """Return results, and failure reasons by id; one bad row never fails its neighbours.
-
-    served=False: left out of the prediction metrics.
-    """
+    """Return results, and failure reasons by id; one bad row never fails its neighbours."""
     try:
-        return _results(bundle, observations, served=served), {}
+        return _results(bundle, observations), {}
     except Exception:
         log.warning("batch predict failed; retrying row by row", extra={"rows": len(observations)})
     results: list[PredictionResult] = []
     failures: dict[str, str] = {}
     for observation in observations:
         try:
-            results.extend(_results(bundle, [observation], served=served))
+            results.extend(_results(bundle, [observation]))
         except Exception as exc:
             log.warning(
                 "observation cannot be scored", exc_info=True, extra={"observation_id": observation.id}
