@@ -292,7 +292,34 @@ def test_operation_answers_as_documented(
         has_key = "Authorization" in (case.headers or {})
         case.call_and_validate(headers=AUTH if has_key else None)
 
-    check()
+    run_past_the_interpreters_ast_bug(check)
+
+
+# CPython 3.11 can raise "SystemError: AST constructor recursion depth mismatch" from ast.parse
+# (python/cpython#106905, seen by others "rarely, in a threaded application"). Hypothesis calls ast.parse to
+# describe schemathesis's lambdas the first time it shows one, deep inside a draw; CI met it once, on
+# POST /batches, and the same draw replayed at once did not. Such a run is run again, once; any other
+# failure fails as it is.
+AST_BUG = "AST constructor recursion depth mismatch"
+
+
+def run_past_the_interpreters_ast_bug(check: Any) -> None:
+    try:
+        check()
+    except Exception as error:  # Hypothesis wraps it in a FlakyFailure (an exception group)
+        if not _caused_by_ast_bug(error, seen=set()):
+            raise
+        check()
+
+
+def _caused_by_ast_bug(error: BaseException | None, seen: set[int]) -> bool:
+    if error is None or id(error) in seen:
+        return False
+    seen.add(id(error))
+    if isinstance(error, SystemError) and AST_BUG in str(error):
+        return True
+    inner = list(getattr(error, "exceptions", ()))
+    return any(_caused_by_ast_bug(e, seen) for e in [*inner, error.__cause__, error.__context__])
 
 
 def test_the_document_lists_every_route_of_the_api(api_schema: OpenApiSchema, app: Flask) -> None:
