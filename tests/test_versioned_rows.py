@@ -19,7 +19,13 @@ from core.storage.batches import create_batch, read_batch_slices
 from core.storage.bulk_rows import StagedItem, insert_queued_many, store_batch_chunk
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
-from core.storage.observations import claim_stale_queued, find_prediction, insert_queued, save_predictions
+from core.storage.observations import (
+    claim_stale_queued,
+    find_prediction,
+    insert_queued,
+    save_predictions,
+    still_queued,
+)
 from core.storage.records import BatchSlice, PredictionResult, QueuedObservation, utc_now
 from devstack.backends import _fresh_postgres_database
 from tests.factories import new_id, observation
@@ -142,3 +148,47 @@ def test_a_result_of_another_version_than_the_one_that_accepted_the_row_is_not_w
         accepted_by_v2: ("done", "v2"),
         unrecorded: ("done", "v1"),
     }
+
+
+def test_a_row_left_to_its_own_version_is_not_announced_as_finished(
+    engine: Engine, bundle: ModelBundle
+) -> None:
+    # A stale message names v1 for a row v2 accepted (reassigned since): nothing is written for it, and the
+    # batch does not count it among the ids it finished, so no long-poll on it is woken to read "queued".
+    reassigned = QueuedObservation(new_id("reassigned"), observation(), version="v1")
+    own = QueuedObservation(new_id("own"), observation(hour=2), version="v1")
+    done_before = QueuedObservation(new_id("done"), observation(hour=3), version="v1")
+    with engine.begin() as conn:
+        insert_queued(conn=conn, observation_id=reassigned.id, observation=reassigned.observation,
+                      now=utc_now(), accepted_version="v2")  # fmt: skip
+        for row in (own, done_before):
+            insert_queued(conn=conn, observation_id=row.id, observation=row.observation, now=utc_now(),
+                          accepted_version="v1")  # fmt: skip
+        result = PredictionResult(id=done_before.id, proba=0.9, prediction=True)
+        assert save_predictions(conn=conn, results=[result], model_version="v1", now=utc_now()) == 1
+
+    outcome = predict_and_store(
+        bundle_for=Shelf(bundle).get,
+        stable_version="v1",
+        engine=engine,
+        observations=[reassigned, own, done_before],
+        max_attempts=2,
+    )
+    assert outcome.predicted == 1
+    # Finished: the row written now and the one finished before (its first result stands); not the other.
+    assert set(outcome.finished) == {own.id, done_before.id}
+    with engine.connect() as conn:
+        waiting = find_prediction(conn=conn, observation_id=reassigned.id)
+    assert (waiting.status, waiting.accepted_version) == ("queued", "v2")  # type: ignore[union-attr]
+
+
+def test_which_rows_are_still_queued_is_read_for_a_batch_of_any_size(engine: Engine) -> None:
+    queued, done = new_id("queued"), new_id("done")
+    with engine.begin() as conn:
+        for row_id in (queued, done):
+            insert_queued(conn=conn, observation_id=row_id, observation=observation(), now=utc_now())
+        result = PredictionResult(done, 0.1, False)
+        save_predictions(conn=conn, results=[result], model_version="v1", now=utc_now())
+        # A batch of 100 bulk messages of 500 rows asks about 50,000 ids: past SQLite's parameter limit.
+        asked = [*(f"absent-{n}" for n in range(50_000)), queued, done]
+        assert still_queued(conn=conn, observation_ids=asked) == {queued}

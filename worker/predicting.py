@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.feature_spec import BundleError
-from core.storage.observations import mark_failed, record_failed_attempts, save_predictions
+from core.storage.observations import mark_failed, record_failed_attempts, save_predictions, still_queued
 from core.storage.records import PredictionResult, QueuedObservation, utc_now
 from core.storage.shadow import save_shadow_predictions
 from worker.bundle import ModelBundle
@@ -131,9 +131,14 @@ def predict_and_store(
     now = utc_now()
     failed: list[str] = []
     written = 0
+    refused: set[str] = set()
     with engine.begin() as conn:
         for version, results in predicted.items():
             written += save_predictions(conn=conn, results=results, model_version=version, now=now)
+        if written < sum(len(results) for results in predicted.values()):
+            # Rare: rows finished before (first write wins), or rows another version accepted (a stale message
+            # after a reassign). Those still queued are not finished: nobody is told they are.
+            refused = still_queued(conn=conn, observation_ids=[r.id for rs in predicted.values() for r in rs])
         failed += mark_failed(conn=conn, observation_ids=abandoned, reason=killed, now=now)
         for observation_id, reason in failures.items():
             failed += record_failed_attempts(
@@ -162,7 +167,7 @@ def predict_and_store(
             predicted=predicted,
             engine=engine,
         )
-    unfinished = failures.keys() | {o.id for o in waiting}
+    unfinished = failures.keys() | {o.id for o in waiting} | refused
     finished = [o.id for o in batch if o.id not in unfinished] + failed
     return BatchOutcome(predicted=written, failed=failed, finished=finished)
 

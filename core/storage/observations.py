@@ -156,6 +156,27 @@ def save_predictions(
     return conn.execute(statement, params).rowcount
 
 
+_PG_STILL_QUEUED = sa.text(
+    "SELECT id FROM predictions WHERE id = ANY(CAST(:ids AS text[])) AND status = 'queued'"
+)
+# SQLite binds one parameter per id of an IN list, and allows 32,766 at most.
+_SQLITE_IDS_PER_QUERY = 5_000
+
+
+def still_queued(*, conn: Connection, observation_ids: Sequence[str]) -> set[str]:
+    """Return those of these ids whose rows are still queued (save_predictions left them to their version)."""
+    if conn.dialect.name == "postgresql":
+        return {row.id for row in conn.execute(_PG_STILL_QUEUED, {"ids": list(observation_ids)})}
+    queued: set[str] = set()
+    for start in range(0, len(observation_ids), _SQLITE_IDS_PER_QUERY):
+        chunk = observation_ids[start : start + _SQLITE_IDS_PER_QUERY]
+        rows = conn.execute(
+            sa.select(predictions.c.id).where(predictions.c.id.in_(chunk), predictions.c.status == QUEUED)
+        )
+        queued.update(row.id for row in rows)
+    return queued
+
+
 def record_failed_attempts(
     *,
     conn: Connection,
