@@ -17,9 +17,9 @@ from tests.poison_pill import POISON_PREFIX
 from tests.service_steps import poll_until_finished
 
 # How long isolating a poison observation may take, from its submission until it and every neighbour are
-# finished. The worker's pool (worker.pool) replaces a killed process within half a second; the 41-row batch
-# below needs about seven kills and took 2.5-3 s on this 2-core machine. With Celery's own prefork pool, which
-# often noticed a kill only at its 5-s maintenance tick, it took 25-80 s.
+# finished. The worker's pool (worker.prefork) replaces a killed process within half a second; the 41-row
+# batch below needs about seven kills and took 2.5-3 s on this 2-core machine (each broker). With Celery's
+# own prefork pool, which often noticed a kill only at its 5-s maintenance tick, it took 25-80 s.
 ISOLATION_S = 15
 # Waits give up later than that, so that a slow isolation fails on the measured time, not on a wait.
 PATIENCE_S = 90

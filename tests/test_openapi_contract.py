@@ -8,7 +8,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -303,7 +303,7 @@ def test_operation_answers_as_documented(
 AST_BUG = "AST constructor recursion depth mismatch"
 
 
-def run_past_the_interpreters_ast_bug(check: Any) -> None:
+def run_past_the_interpreters_ast_bug(check: Callable[[], None]) -> None:
     try:
         check()
     except Exception as error:  # Hypothesis wraps it in a FlakyFailure (an exception group)

@@ -4,5 +4,6 @@ from core.celery_app import create_celery_app
 
 # The worker imports its task modules at start, before it sets up logging and loads the model.
 app = create_celery_app(include=["worker.tasks"])
-# Prefork, replacing a killed pool process within half a second (worker.pool); `--pool solo` still overrides.
-app.conf.worker_pool = "worker.pool:PromptPrefork"
+# Prefork, replacing a killed pool process within half a second (worker.prefork). `--pool solo` overrides it;
+# `--pool prefork` cannot (Celery takes it for its default), Celery's own is `--pool processes`.
+app.conf.worker_pool = "worker.prefork:PromptPrefork"

@@ -159,8 +159,8 @@ def save_predictions(
 _PG_STILL_QUEUED = sa.text(
     "SELECT id FROM predictions WHERE id = ANY(CAST(:ids AS text[])) AND status = 'queued'"
 )
-# SQLite binds one parameter per id of an IN list, and allows 32,766 at most.
-_SQLITE_IDS_PER_QUERY = 5_000
+# SQLite binds one parameter per id of an IN list, and allows 32,766 at most (999 before SQLite 3.32).
+_SQLITE_IDS_PER_QUERY = 900
 
 
 def still_queued(*, conn: Connection, observation_ids: Sequence[str]) -> set[str]:
@@ -188,11 +188,11 @@ def record_failed_attempts(
     """Count a failed attempt for each queued id; mark failed those that reached max_attempts."""
     if not observation_ids:
         return []
-    still_queued = predictions.c.id.in_(observation_ids) & (predictions.c.status == QUEUED)
-    conn.execute(predictions.update().where(still_queued).values(attempts=predictions.c.attempts + 1))
+    queued_rows = predictions.c.id.in_(observation_ids) & (predictions.c.status == QUEUED)
+    conn.execute(predictions.update().where(queued_rows).values(attempts=predictions.c.attempts + 1))
     exhausted = conn.execute(
         predictions.update()
-        .where(still_queued, predictions.c.attempts >= max_attempts)
+        .where(queued_rows, predictions.c.attempts >= max_attempts)
         .values(status=FAILED, failure_reason=reason[:2000], predicted_at=now)
         .returning(predictions.c.id)
     )

@@ -5,7 +5,8 @@ killer) should be replaced, and its batch handed back, at once. Celery's AsynPoo
 exit sentinel for that, but after a killed process left a job half-written to it, the exit of the next one
 was often noticed only at the pool's 5-s maintenance tick (seen in the worker's logs: a 41-row batch with one
 poison row took 25-80 s to isolate, ~5 s per kill; with this tick, 3 s). Maintenance is cheap: it polls the
-processes' exit codes and restarts the dead ones.
+processes' exit codes and restarts the dead ones. It is the pool Celery runs on an event loop, as it does
+with Redis and RabbitMQ (without one, prefork falls back to billiard's blocking pool: no change then).
 """
 
 from __future__ import annotations
