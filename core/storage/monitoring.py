@@ -108,8 +108,15 @@ def labelled_outcomes(*, conn: Connection, window_s: float | None = None) -> dic
         .where(predictions.c.true_class.is_not(None), predictions.c.status == DONE)
         .group_by(predictions.c.model_version, predictions.c.prediction, predictions.c.true_class)
     )
+    return tally_outcomes(conn=conn, query=query, labelled_at=predictions.c.labelled_at, window_s=window_s)
+
+
+def tally_outcomes(
+    *, conn: Connection, query: sa.Select[Any], labelled_at: sa.ColumnElement[Any], window_s: float | None
+) -> dict[str, dict[str, int]]:
+    """Run a (version, call, outcome, count) query (with window_s: labels since then); count per version."""
     if window_s is not None:
-        query = query.where(predictions.c.labelled_at >= database_time_ago(conn=conn, seconds=window_s))
+        query = query.where(labelled_at >= database_time_ago(conn=conn, seconds=window_s))
     outcomes: dict[str, dict[str, int]] = {}
     for version, predicted, actual, total in conn.execute(query):
         counts = outcomes.setdefault(version, dict.fromkeys(OUTCOME_NAMES.values(), 0))

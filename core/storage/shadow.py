@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from core.storage.clock import database_time_ago
-from core.storage.monitoring import OUTCOME_NAMES
+from core.storage.monitoring import tally_outcomes
 from core.storage.records import PredictionResult
 from core.storage.tables import DONE, predictions, shadow_predictions
 
@@ -78,13 +78,7 @@ def shadow_outcomes(*, conn: Connection, window_s: float | None = None) -> dict[
         .where(served.c.true_class.is_not(None))
         .group_by(shadow.c.model_version, shadow.c.prediction, served.c.true_class)
     )
-    if window_s is not None:
-        query = query.where(served.c.labelled_at >= database_time_ago(conn=conn, seconds=window_s))
-    outcomes: dict[str, dict[str, int]] = {}
-    for version, predicted, actual, total in conn.execute(query):
-        counts = outcomes.setdefault(version, dict.fromkeys(OUTCOME_NAMES.values(), 0))
-        counts[OUTCOME_NAMES[(bool(predicted), bool(actual))]] = int(total)
-    return outcomes
+    return tally_outcomes(conn=conn, query=query, labelled_at=served.c.labelled_at, window_s=window_s)
 
 
 def purge_shadow_predictions(*, conn: Connection, older_than_s: float, limit: int) -> int:
