@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -188,10 +189,10 @@ def test_direct_encoding_that_disagrees_with_the_pipeline_is_not_used(
     def shuffled_codes(pipeline: object) -> DirectEncoder | None:
         encoder = direct_encoder(pipeline)
         assert encoder is not None
-        name, codes = encoder.columns[0]
-        assert codes is not None
-        swapped = dict(zip(codes, reversed(list(codes.values())), strict=True))
-        return replace(encoder, columns=((name, swapped), *encoder.columns[1:]))
+        first = encoder.columns[0]
+        assert first.codes is not None
+        swapped = dict(zip(first.codes, reversed(list(first.codes.values())), strict=True))
+        return replace(encoder, columns=(replace(first, codes=swapped), *encoder.columns[1:]))
 
     monkeypatch.setattr("worker.bundle.direct_encoder", shuffled_codes)
     bundle = load_bundle(bundle_copy)
@@ -199,6 +200,48 @@ def test_direct_encoding_that_disagrees_with_the_pipeline_is_not_used(
     probes = probe_observations(bundle.spec)
     through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
     assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+
+
+def test_the_classifiers_own_category_encoding_is_folded_into_the_direct_codes(bundle: ModelBundle) -> None:
+    # The boosted trees re-encode their categorical columns inside predict; served rows skip that second pass.
+    assert bundle.encoder is not None
+    served, fitted = bundle.encoder.classifier, bundle.pipeline.steps[-1][1]
+    assert served is not fitted and served._preprocessor is None
+    assert fitted._preprocessor is not None, "the pipeline itself is left as it was fitted"
+    assert served._predictors is fitted._predictors, "the trees are shared, not copied"
+
+
+def test_without_folding_the_classifier_gets_the_codes_as_the_pipeline_gives_them(
+    bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("worker.direct_encoding._folded_into", lambda *_: None)
+    bundle = load_bundle(bundle_copy)
+    assert bundle.encoder is not None, "still served with direct encoding, without the fold"
+    assert bundle.encoder.classifier is bundle.pipeline.steps[-1][1]
+    probes = probe_observations(bundle.spec)
+    through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
+    assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+
+
+def test_a_category_the_model_never_saw_gets_the_pipelines_probability(bundle: ModelBundle) -> None:
+    unseen = [observation(StatuteReason="Not a statute"), observation(day_of_week="Someday", hour=3)]
+    through_pipeline = bundle.predict_proba(pd.DataFrame(unseen)[bundle.spec.names])
+    assert np.array_equal(bundle.predict_observations(unseen), through_pipeline)
+
+
+def test_boosted_trees_without_categorical_features_are_served_without_folding() -> None:
+    rows = [observation(hour=h, SubjectAge=20 + h) for h in range(24)]
+    numbers = ["hour", "SubjectAge"]
+    pipeline = Pipeline(
+        [
+            ("encode", ColumnTransformer([("numbers", "passthrough", numbers)])),
+            ("classify", HistGradientBoostingClassifier(max_iter=5)),
+        ]
+    ).fit(pd.DataFrame(rows)[numbers], [h % 2 for h in range(24)])
+    encoder = direct_encoder(pipeline)
+    assert encoder is not None and encoder.classifier is pipeline.steps[-1][1]
+    direct = encoder.predict_proba(rows)
+    assert np.array_equal(direct, pipeline.predict_proba(pd.DataFrame(rows)[numbers]))
 
 
 def test_probe_rows_take_every_allowed_value_of_every_column(bundle: ModelBundle) -> None:

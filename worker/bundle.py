@@ -59,8 +59,7 @@ class ModelBundle:
         """Return the probability of the positive class for each validated observation."""
         if self.encoder is None:
             return self.predict_proba(build_frame(observations, self.spec))
-        classifier = self.pipeline.steps[-1][1]
-        return _positive_class(classifier.predict_proba(self.encoder.encode(observations)))
+        return _positive_class(self.encoder.predict_proba(observations))
 
 
 def _positive_class(probabilities: Any) -> np.ndarray:
@@ -105,7 +104,11 @@ def _checked_direct_encoder(bundle: ModelBundle) -> DirectEncoder | None:
     if encoder is None:
         return None
     probes = probe_observations(bundle.spec)
-    direct = replace(bundle, encoder=encoder).predict_observations(probes)
+    try:
+        direct = replace(bundle, encoder=encoder).predict_observations(probes)
+    except (TypeError, ValueError):  # a passed-through column that is not a number, say
+        log.warning("direct encoding fails on probe rows; predicting through scikit-learn", exc_info=True)
+        return None
     if not np.array_equal(direct, bundle.predict_observations(probes)):  # bundle: through the pipeline
         log.warning("direct encoding disagrees with the pipeline; predicting through scikit-learn")
         return None

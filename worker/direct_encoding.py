@@ -6,14 +6,21 @@ pipeline and 4.4 ms this way on the bench machine (1,000 rows: 27 and 12 ms). Th
 a plain lookup (ordinal codes for the categories, numbers passed through), so this module reads the fitted
 OrdinalEncoder's categories and does that lookup directly.
 
+A HistGradientBoostingClassifier fitted with categorical features encodes those columns a second time,
+inside its own predict (an OrdinalEncoder of the codes it saw at fit, in a ColumnTransformer of its own):
+that second pass cost more than the trees for a micro-batch. When the classifier is of that kind, the two
+lookups are folded into one (category -> the classifier's own code, its columns in its own order) and the
+encoded matrix goes to a copy of the classifier without its re-encoding (the trees are shared, not copied).
+
 It is used only for the pipeline shape it understands, and only after the bundle loader has checked that it
 gives the pipeline's own probabilities (see ModelBundle); any other pipeline goes through scikit-learn.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,22 +32,40 @@ from core.feature_spec import FeatureSpec
 
 
 @dataclass(frozen=True)
-class DirectEncoder:
-    """Per output column, in the ColumnTransformer's order: the feature and its codes (None: passthrough)."""
+class EncodedColumn:
+    """One column of the classifier's input: the feature, its codes (None: the value as it is) and the code
+    of a value the codes do not know."""
 
-    columns: tuple[tuple[str, Mapping[Any, float] | None], ...]
-    unknown_code: float
+    name: str
+    codes: Mapping[Any, float] | None
+    unknown: float = -1.0
+
+
+@dataclass(frozen=True)
+class DirectEncoder:
+    """The classifier's input matrix built from dicts, column by column, and the classifier to give it to."""
+
+    columns: tuple[EncodedColumn, ...]
+    # The pipeline's classifier, or a copy of it that skips its own re-encoding of the categories.
+    classifier: Any = field(repr=False)
+    # Objects, as the ColumnTransformer gives them (a classifier that encodes again fitted its codes on
+    # those); floats for the copy that does not.
+    dtype: type = object
 
     def encode(self, observations: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Return the matrix the ColumnTransformer would give (float codes, numbers as they are)."""
-        matrix = np.empty((len(observations), len(self.columns)), dtype=object)
-        for index, (name, codes) in enumerate(self.columns):
+        """Return the matrix the classifier takes (float codes, numbers as they are)."""
+        matrix: np.ndarray = np.empty((len(observations), len(self.columns)), dtype=self.dtype)
+        for index, column in enumerate(self.columns):
+            name, codes, unknown = column.name, column.codes, column.unknown
             if codes is None:
                 matrix[:, index] = [observation[name] for observation in observations]
             else:
-                unknown = self.unknown_code
                 matrix[:, index] = [codes.get(observation[name], unknown) for observation in observations]
         return matrix
+
+    def predict_proba(self, observations: Sequence[Mapping[str, Any]]) -> Any:
+        """Return the classifier's class probabilities for these observations."""
+        return self.classifier.predict_proba(self.encode(observations))
 
 
 def _is_passthrough(transformer: Any) -> bool:
@@ -56,13 +81,12 @@ def direct_encoder(pipeline: Any) -> DirectEncoder | None:
     preprocess = pipeline.steps[0][1]
     if not isinstance(preprocess, ColumnTransformer) or preprocess.remainder != "drop":
         return None
-    columns: list[tuple[str, Mapping[Any, float] | None]] = []
-    unknown_codes = set()
+    columns: list[EncodedColumn] = []
     for _, transformer, names in preprocess.transformers_:
         if transformer == "drop":
             continue
         if _is_passthrough(transformer):
-            columns += [(name, None) for name in names]
+            columns += [EncodedColumn(name, None) for name in names]
         elif (
             isinstance(transformer, OrdinalEncoder)
             and transformer.handle_unknown == "use_encoded_value"
@@ -70,14 +94,58 @@ def direct_encoder(pipeline: Any) -> DirectEncoder | None:
             and transformer.max_categories is None
             and transformer.dtype in (np.float64, float)
         ):
-            unknown_codes.add(float(transformer.unknown_value))
+            unknown = float(transformer.unknown_value)
             for name, categories in zip(names, transformer.categories_, strict=True):
-                columns.append((name, {category: float(code) for code, category in enumerate(categories)}))
+                codes = {category: float(code) for code, category in enumerate(categories)}
+                columns.append(EncodedColumn(name, codes, unknown))
         else:
             return None
-    if len(unknown_codes) > 1 or any(not isinstance(name, str) for name, _ in columns):
+    if any(not isinstance(column.name, str) for column in columns):
         return None
-    return DirectEncoder(columns=tuple(columns), unknown_code=unknown_codes.pop() if unknown_codes else -1.0)
+    classifier = pipeline.steps[1][1]
+    folded = _folded_into(classifier, columns)
+    if folded is None:
+        return DirectEncoder(columns=tuple(columns), classifier=classifier)
+    return folded
+
+
+def _folded_into(classifier: Any, columns: list[EncodedColumn]) -> DirectEncoder | None:
+    """Fold the classifier's own re-encoding of categories into the columns' codes, when it has one of the
+    shape HistGradientBoostingClassifier fits (categorical columns first, by an OrdinalEncoder; the others
+    as floats); None otherwise."""
+    inner = getattr(classifier, "_preprocessor", None)
+    if not isinstance(inner, ColumnTransformer):
+        return None
+    try:
+        (_, encoder, categorical), (_, numerical, _) = inner.transformers_[:2]
+        categorical = np.asarray(categorical, dtype=bool)
+        first = inner.output_indices_["encoder"]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if categorical.shape != (len(columns),) or first != slice(0, int(categorical.sum())):
+        return None
+    category_columns = [
+        column for column, is_category in zip(columns, categorical, strict=True) if is_category
+    ]
+    other_columns = [
+        column for column, is_category in zip(columns, categorical, strict=True) if not is_category
+    ]
+    if (
+        not isinstance(encoder, OrdinalEncoder)
+        or encoder.handle_unknown != "use_encoded_value"
+        or not isinstance(numerical, FunctionTransformer)
+        or any(column.codes is None for column in category_columns)
+    ):
+        return None
+    inner_unknown = float(encoder.unknown_value)
+    folded: list[EncodedColumn] = []
+    for column, seen in zip(category_columns, encoder.categories_, strict=True):
+        inner_code = {float(code): float(index) for index, code in enumerate(seen)}
+        codes = {value: inner_code.get(code, inner_unknown) for value, code in (column.codes or {}).items()}
+        folded.append(EncodedColumn(column.name, codes, inner_code.get(column.unknown, inner_unknown)))
+    without_reencoding = copy.copy(classifier)
+    without_reencoding._preprocessor = None
+    return DirectEncoder(columns=(*folded, *other_columns), classifier=without_reencoding, dtype=np.float64)
 
 
 def probe_observations(spec: FeatureSpec) -> list[dict[str, Any]]:
