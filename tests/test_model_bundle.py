@@ -38,6 +38,7 @@ from tests.factories import observation
 from training.data import build_training_table
 from training.evaluation import held_out_metrics
 from training.train import HOLD_OUT, SEED, train
+from worker.boosted_trees import CompiledTrees, compiled_trees
 from worker.bundle import ModelBundle, TrainedVersionWarning, load_bundle
 from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
 
@@ -204,11 +205,31 @@ def test_direct_encoding_that_disagrees_with_the_pipeline_is_not_used(
 
 def test_the_classifiers_own_category_encoding_is_folded_into_the_direct_codes(bundle: ModelBundle) -> None:
     # The boosted trees re-encode their categorical columns inside predict; served rows skip that second pass.
+    # Then its trees are called directly, without scikit-learn's Python loop around them.
     assert bundle.encoder is not None
     served, fitted = bundle.encoder.classifier, bundle.pipeline.steps[-1][1]
-    assert served is not fitted and served._preprocessor is None
+    assert isinstance(served, CompiledTrees)
     assert fitted._preprocessor is not None, "the pipeline itself is left as it was fitted"
-    assert served._predictors is fitted._predictors, "the trees are shared, not copied"
+    fitted_nodes = [predictor.nodes for iteration in fitted._predictors for predictor in iteration]
+    assert len(served.trees) == len(fitted_nodes) == fitted.n_iter_
+    assert all(nodes is own for (nodes, _), own in zip(served.trees, fitted_nodes, strict=True)), (
+        "the trees are shared, not copied"
+    )
+
+
+def test_only_a_binary_classifier_reading_its_input_as_given_is_called_tree_by_tree(
+    bundle: ModelBundle,
+) -> None:
+    fitted = bundle.pipeline.steps[-1][1]
+    assert compiled_trees(fitted) is None, "it re-encodes its categories: not as given"
+    rows = np.arange(60, dtype=np.float64).reshape(30, 2)
+    three_classes = HistGradientBoostingClassifier(max_iter=3).fit(rows, np.arange(30) % 3)
+    assert compiled_trees(three_classes) is None
+    assert compiled_trees(LogisticRegression().fit(rows, np.arange(30) % 2)) is None
+    two_classes = HistGradientBoostingClassifier(max_iter=3).fit(rows, np.arange(30) % 2)
+    trees = compiled_trees(two_classes)
+    assert trees is not None
+    assert np.array_equal(trees.predict_proba(rows), two_classes.predict_proba(rows))
 
 
 def test_without_folding_the_classifier_gets_the_codes_as_the_pipeline_gives_them(

@@ -29,6 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder
 
 from core.feature_spec import FeatureSpec
+from worker.boosted_trees import compiled_trees
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,11 @@ def _folded_into(classifier: Any, columns: list[EncodedColumn]) -> DirectEncoder
         folded.append(EncodedColumn(column.name, codes, inner_code.get(column.unknown, inner_unknown)))
     without_reencoding = copy.copy(classifier)
     without_reencoding._preprocessor = None
-    return DirectEncoder(columns=(*folded, *other_columns), classifier=without_reencoding, dtype=np.float64)
+    return DirectEncoder(
+        columns=(*folded, *other_columns),
+        classifier=compiled_trees(without_reencoding) or without_reencoding,
+        dtype=np.float64,
+    )
 
 
 def probe_observations(spec: FeatureSpec) -> list[dict[str, Any]]:
