@@ -142,8 +142,8 @@ sys.meta_path.insert(0, _NoPandas)
 """
 SKIP_CHECK = """
 import worker.bundle
-from worker.direct_encoding import direct_encoder
-worker.bundle._checked_direct_encoder = lambda bundle: direct_encoder(bundle.pipeline)
+from worker.direct_encoding import direct_encoders
+worker.bundle._checked_direct_encoder = lambda bundle: direct_encoders(bundle.pipeline)[0]
 """
 
 # sklearn.callback imports rich when it is installed; here it comes with schemathesis, a dev dependency the

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from core.redis_transport import TRANSPORT_PATH
+from core.redis_transport import transport_for
 from core.settings import Settings, get_settings
 
 PREDICT_TASK = "worker.tasks.predict_batch"
@@ -32,7 +32,7 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         worker_prefetch_multiplier=max(2 * settings.batch_size, 4),
         broker_transport_options=_transport_options(settings),
         # Redis: kombu's transport, one client object per connection pool (core/redis_transport.py).
-        broker_transport=None if settings.broker_is_amqp else TRANSPORT_PATH,
+        broker_transport=transport_for(settings.broker_url),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
         worker_hijack_root_logger=False,

@@ -1,11 +1,11 @@
-"""Kombu's Redis transport, with one client object per channel instead of one per command.
+"""Kombu's Redis transport, with one client object per connection pool instead of one per command.
 
 Kombu's Redis channel builds a new `redis.Redis` for every publish, ack and queue query
 (`Channel.conn_or_acquire`), all on the channel's one connection pool. Building it (redis-py fills its table
 of response callbacks each time) was a third of a publish's CPU and a fifth of a worker main process's.
 A Redis client is a thin, thread-safe handle on its pool, so one per pool does the same work. When kombu
-replaces the pool (after a fork, or a channel's connection error), the next command gets a client on the
-new pool.
+drops the pool (in a forked child, or when a channel's first ping fails), the next command gets a client on
+the new one.
 """
 
 from __future__ import annotations
@@ -34,5 +34,13 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
-# What Celery's broker_transport setting names, for a redis:// broker URL.
 TRANSPORT_PATH = f"{__name__}:Transport"
+
+
+def transport_for(broker_url: str) -> str | None:
+    """Return what Celery's broker_transport names for this broker: this transport for redis://, else None.
+
+    None leaves kombu to choose by the URL's scheme: rediss:// sets up TLS only under its own name, and
+    amqp:// or memory:// are other transports altogether.
+    """
+    return TRANSPORT_PATH if broker_url.startswith("redis://") else None

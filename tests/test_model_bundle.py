@@ -40,7 +40,12 @@ from training.evaluation import held_out_metrics
 from training.train import HOLD_OUT, SEED, train
 from worker.boosted_trees import CompiledTrees, compiled_trees
 from worker.bundle import ModelBundle, TrainedVersionWarning, load_bundle
-from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
+from worker.direct_encoding import (
+    DirectEncoder,
+    direct_encoders,
+    probe_observations,
+    unseen_category_probes,
+)
 
 ARTIFACTS = get_settings().artifacts_dir
 
@@ -176,31 +181,66 @@ def test_loaded_pipeline_reproduces_stored_held_out_metrics(bundle: ModelBundle)
         assert metrics[name] == stored[name]
 
 
-def test_direct_encoding_gives_the_pipelines_probabilities_on_every_training_row(bundle: ModelBundle) -> None:
-    assert bundle.encoder is not None, "the committed bundle is served with direct encoding"
+def test_every_direct_way_gives_the_pipelines_probabilities_on_every_training_row(
+    bundle: ModelBundle,
+) -> None:
+    assert bundle.encoder is not None and bundle.encoder.kind == "trees", "served by the fastest way"
     features, _, _ = build_training_table(seed=SEED)
     records = json.loads(features.to_json(orient="records"))  # dicts as the worker gets them, from JSON
     through_pipeline = bundle.predict_proba(build_frame(records, bundle.spec))
-    assert np.array_equal(bundle.predict_observations(records), through_pipeline)
+    ways = direct_encoders(bundle.pipeline)
+    assert [way.kind for way in ways] == ["trees", "folded", "codes"]
+    for way in ways:
+        direct = replace(bundle, encoder=way).predict_observations(records)
+        assert np.array_equal(direct, through_pipeline), way.kind
+
+
+def _with_first_codes_swapped(encoder: DirectEncoder) -> DirectEncoder:
+    first = encoder.columns[0]
+    assert first.codes is not None
+    swapped = dict(zip(first.codes, reversed(list(first.codes.values())), strict=True))
+    return replace(encoder, columns=(replace(first, codes=swapped), *encoder.columns[1:]))
 
 
 def test_direct_encoding_that_disagrees_with_the_pipeline_is_not_used(
     bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def shuffled_codes(pipeline: object) -> DirectEncoder | None:
-        encoder = direct_encoder(pipeline)
-        assert encoder is not None
-        first = encoder.columns[0]
-        assert first.codes is not None
-        swapped = dict(zip(first.codes, reversed(list(first.codes.values())), strict=True))
-        return replace(encoder, columns=(replace(first, codes=swapped), *encoder.columns[1:]))
+    def all_swapped(pipeline: object) -> list[DirectEncoder]:
+        return [_with_first_codes_swapped(way) for way in direct_encoders(pipeline)]
 
-    monkeypatch.setattr("worker.bundle.direct_encoder", shuffled_codes)
+    monkeypatch.setattr("worker.bundle.direct_encoders", all_swapped)
     bundle = load_bundle(bundle_copy)
     assert bundle.encoder is None
     probes = probe_observations(bundle.spec)
     through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
     assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+
+
+def test_a_faster_way_that_disagrees_gives_way_to_the_next(
+    bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def trees_wrong(pipeline: object) -> list[DirectEncoder]:
+        trees, *others = direct_encoders(pipeline)
+        return [_with_first_codes_swapped(trees), *others]
+
+    monkeypatch.setattr("worker.bundle.direct_encoders", trees_wrong)
+    bundle = load_bundle(bundle_copy)
+    assert bundle.encoder is not None and bundle.encoder.kind == "folded"
+    probes = probe_observations(bundle.spec)
+    through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
+    assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+
+
+def test_a_way_that_only_errs_on_categories_never_seen_is_not_used(
+    bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unseen_as_zero(pipeline: object) -> list[DirectEncoder]:
+        trees, *others = direct_encoders(pipeline)
+        wrong = tuple(replace(column, unknown=0.0) if column.codes else column for column in trees.columns)
+        return [replace(trees, columns=wrong), *others]
+
+    monkeypatch.setattr("worker.bundle.direct_encoders", unseen_as_zero)
+    assert load_bundle(bundle_copy).encoder.kind == "folded"  # type: ignore[union-attr]
 
 
 def test_the_classifiers_own_category_encoding_is_folded_into_the_direct_codes(bundle: ModelBundle) -> None:
@@ -222,14 +262,19 @@ def test_only_a_binary_classifier_reading_its_input_as_given_is_called_tree_by_t
 ) -> None:
     fitted = bundle.pipeline.steps[-1][1]
     assert compiled_trees(fitted) is None, "it re-encodes its categories: not as given"
-    rows = np.arange(60, dtype=np.float64).reshape(30, 2)
-    three_classes = HistGradientBoostingClassifier(max_iter=3).fit(rows, np.arange(30) % 3)
+    generator = np.random.default_rng(7)
+    rows = generator.normal(size=(400, 3))
+    labels = (rows[:, 0] + rows[:, 1] * rows[:, 2] > 0).astype(int)
+    three_classes = HistGradientBoostingClassifier(max_iter=3).fit(rows, labels + (rows[:, 2] > 1))
     assert compiled_trees(three_classes) is None
-    assert compiled_trees(LogisticRegression().fit(rows, np.arange(30) % 2)) is None
-    two_classes = HistGradientBoostingClassifier(max_iter=3).fit(rows, np.arange(30) % 2)
+    assert compiled_trees(LogisticRegression().fit(rows, labels)) is None
+    two_classes = HistGradientBoostingClassifier(max_iter=20, min_samples_leaf=1).fit(rows, labels)
+    assert min(p.get_n_leaf_nodes() for iteration in two_classes._predictors for p in iteration) > 2
     trees = compiled_trees(two_classes)
     assert trees is not None
-    assert np.array_equal(trees.predict_proba(rows), two_classes.predict_proba(rows))
+    unseen = generator.normal(size=(500, 3))
+    unseen[::7, 1] = np.nan  # missing values take each split's learned side
+    assert np.array_equal(trees.predict_proba(unseen), two_classes.predict_proba(unseen))
 
 
 def test_without_folding_the_classifier_gets_the_codes_as_the_pipeline_gives_them(
@@ -237,7 +282,7 @@ def test_without_folding_the_classifier_gets_the_codes_as_the_pipeline_gives_the
 ) -> None:
     monkeypatch.setattr("worker.direct_encoding._folded_into", lambda *_: None)
     bundle = load_bundle(bundle_copy)
-    assert bundle.encoder is not None, "still served with direct encoding, without the fold"
+    assert bundle.encoder is not None and bundle.encoder.kind == "codes", "still direct, without the fold"
     assert bundle.encoder.classifier is bundle.pipeline.steps[-1][1]
     probes = probe_observations(bundle.spec)
     through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
@@ -250,19 +295,29 @@ def test_a_category_the_model_never_saw_gets_the_pipelines_probability(bundle: M
     assert np.array_equal(bundle.predict_observations(unseen), through_pipeline)
 
 
-def test_boosted_trees_without_categorical_features_are_served_without_folding() -> None:
+def test_unseen_category_probes_hold_one_unknown_value_each(bundle: ModelBundle) -> None:
+    categories = [column for column in bundle.spec.columns if column.kind == "category"]
+    probes = unseen_category_probes(bundle.spec)
+    assert len(probes) == len(categories)
+    for probe, column in zip(probes, categories, strict=True):
+        unknown = [c.name for c in categories if probe[c.name] not in c.allowed]
+        assert unknown == [column.name]
+
+
+def test_boosted_trees_without_categorical_features_are_called_tree_by_tree_without_folding() -> None:
     rows = [observation(hour=h, SubjectAge=20 + h) for h in range(24)]
     numbers = ["hour", "SubjectAge"]
     pipeline = Pipeline(
         [
             ("encode", ColumnTransformer([("numbers", "passthrough", numbers)])),
-            ("classify", HistGradientBoostingClassifier(max_iter=5)),
+            ("classify", HistGradientBoostingClassifier(max_iter=5, min_samples_leaf=2)),
         ]
     ).fit(pd.DataFrame(rows)[numbers], [h % 2 for h in range(24)])
-    encoder = direct_encoder(pipeline)
-    assert encoder is not None and encoder.classifier is pipeline.steps[-1][1]
-    direct = encoder.predict_proba(rows)
-    assert np.array_equal(direct, pipeline.predict_proba(pd.DataFrame(rows)[numbers]))
+    ways = direct_encoders(pipeline)
+    assert [way.kind for way in ways] == ["trees", "codes"]
+    assert ways[1].classifier is pipeline.steps[-1][1]
+    for way in ways:
+        assert np.array_equal(way.predict_proba(rows), pipeline.predict_proba(pd.DataFrame(rows)[numbers]))
 
 
 def test_probe_rows_take_every_allowed_value_of_every_column(bundle: ModelBundle) -> None:
@@ -286,7 +341,7 @@ def test_pipeline_of_another_shape_is_predicted_through_scikit_learn() -> None:
             ("classify", LogisticRegression()),
         ]
     ).fit(pd.DataFrame(rows)[spec_columns], [h % 2 for h in range(24)])
-    assert direct_encoder(pipeline) is None
+    assert direct_encoders(pipeline) == []
 
 
 def test_schema_categories_are_the_pipelines_categories(bundle: ModelBundle) -> None:

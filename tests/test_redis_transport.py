@@ -43,6 +43,24 @@ def test_a_redis_broker_is_reached_through_the_services_transport(app: Celery) -
         assert connection.transport.driver_type == "redis", "Celery still treats it as Redis"
 
 
+@pytest.mark.parametrize(
+    ("broker_url", "kombu_transport"),
+    [
+        ("rediss://redis.internal:6380/0", "rediss"),
+        ("memory://", "memory"),
+        ("amqp://guest:guest@rabbitmq:5672//", "amqp"),
+    ],
+)
+def test_other_schemes_keep_the_transport_kombu_chooses(broker_url: str, kombu_transport: str) -> None:
+    celery = create_celery_app(Settings(broker_url=broker_url, queue_name="stops"))
+    try:
+        assert celery.conf.broker_transport is None
+        assert not issubclass(celery.connection_for_write().get_transport_cls(), Transport)
+        assert celery.connection_for_write().transport_cls == kombu_transport
+    finally:
+        celery.close()
+
+
 def test_publishes_build_one_client_not_one_each(
     app: Celery, queue_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

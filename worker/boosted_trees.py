@@ -1,26 +1,24 @@
-"""Predict with a fitted HistGradientBoostingClassifier's trees, without scikit-learn's Python loop around
-them.
+"""Predict with a binary HistGradientBoostingClassifier's trees, without scikit-learn's loop around them.
 
-For a micro-batch, the classifier's predict_proba spends most of its time around its 200 trees, not in them:
-per tree a functools.partial, a method call and a fresh output array, after input validation (1.4 ms for
-one row, of which about 0.8 ms is the trees' own compiled code). CompiledTrees calls the same compiled
-function per tree (`_predict_from_raw_data`), adds their outputs in the same order into one buffer and
-applies the classifier's own link, so its probabilities are the classifier's, bit for bit. The bundle
-loader checks that on probe rows before serving with it, and otherwise serves with the classifier as it is.
+For a micro-batch, the classifier's predict_proba spends most of its time around its trees (200 in the
+committed bundle), not in them: per tree a functools.partial, a method call and a fresh output array, after
+input validation. CompiledTrees calls the same compiled function per tree (`_predict_from_raw_data`), adds
+their outputs in the same order into one buffer and applies the classifier's own link, so its probabilities
+are the classifier's, bit for bit. The function is private to scikit-learn: when it is not where this module
+looks, or the bundle loader's check on probe rows disagrees, the classifier serves as it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.ensemble._hist_gradient_boosting._predictor import _predict_from_raw_data
-from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: no field-wise equality
 class CompiledTrees:
     """A binary classifier's trees (nodes and category bitsets, shared with it), baseline and link."""
 
@@ -29,6 +27,8 @@ class CompiledTrees:
     feature_index: np.ndarray
     baseline: np.ndarray
     loss: Any
+    predict_tree: Callable[..., None]
+    threads: Callable[[], int]
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         """Return both classes' probabilities for rows already encoded as the trees read them (float64)."""
@@ -36,9 +36,9 @@ class CompiledTrees:
         raw = np.zeros((rows, 1))
         raw += self.baseline
         total, out = raw[:, 0], np.empty(rows)
-        threads = _openmp_effective_n_threads()
+        threads = self.threads()
         for nodes, left_categories in self.trees:
-            _predict_from_raw_data(
+            self.predict_tree(
                 nodes, matrix, left_categories, self.known_categories, self.feature_index, threads, out
             )
             total += out
@@ -46,9 +46,16 @@ class CompiledTrees:
 
 
 def compiled_trees(classifier: Any) -> CompiledTrees | None:
-    """Return the trees of a binary HistGradientBoostingClassifier that reads its input as given (no
-    re-encoding of its own), or None for any other classifier."""
+    """Return the trees of a binary HistGradientBoostingClassifier that takes its input as given, else None.
+
+    "As given": it has no re-encoding of its own (fitted without categorical features, or a copy without it).
+    """
     if not isinstance(classifier, HistGradientBoostingClassifier):
+        return None
+    try:
+        from sklearn.ensemble._hist_gradient_boosting._predictor import _predict_from_raw_data
+        from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+    except ImportError:
         return None
     try:
         if classifier._preprocessor is not None or classifier.n_trees_per_iteration_ != 1:
@@ -65,6 +72,8 @@ def compiled_trees(classifier: Any) -> CompiledTrees | None:
             feature_index=feature_index,
             baseline=np.asarray(classifier._baseline_prediction, dtype=np.float64),
             loss=classifier._loss,
+            predict_tree=_predict_from_raw_data,
+            threads=_openmp_effective_n_threads,
         )
     except (AttributeError, TypeError, ValueError):
         return None

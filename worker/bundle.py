@@ -26,7 +26,12 @@ from core.feature_spec import (
     verify_file,
 )
 from core.frames import build_frame
-from worker.direct_encoding import DirectEncoder, direct_encoder, probe_observations
+from worker.direct_encoding import (
+    DirectEncoder,
+    direct_encoders,
+    probe_observations,
+    unseen_category_probes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,23 +98,22 @@ def load_bundle(artifacts_dir: Path, version: str = "", *, pinned_sha256: str = 
     encoder = _checked_direct_encoder(bundle)
     log.info(
         "model bundle loaded",
-        extra={"model_version": bundle.version, "direct_encoding": encoder is not None},
+        extra={"model_version": bundle.version, "direct_encoding": encoder.kind if encoder else None},
     )
     return replace(bundle, encoder=encoder)
 
 
 def _checked_direct_encoder(bundle: ModelBundle) -> DirectEncoder | None:
-    """Return a direct encoder only if it gives exactly the pipeline's probabilities on probe rows."""
-    encoder = direct_encoder(bundle.pipeline)
-    if encoder is None:
-        return None
-    probes = probe_observations(bundle.spec)
-    try:
-        direct = replace(bundle, encoder=encoder).predict_observations(probes)
-    except (TypeError, ValueError):  # a passed-through column that is not a number, say
-        log.warning("direct encoding fails on probe rows; predicting through scikit-learn", exc_info=True)
-        return None
-    if not np.array_equal(direct, bundle.predict_observations(probes)):  # bundle: through the pipeline
-        log.warning("direct encoding disagrees with the pipeline; predicting through scikit-learn")
-        return None
-    return encoder
+    """Return the fastest direct encoder that gives exactly the pipeline's probabilities on probe rows."""
+    probes = probe_observations(bundle.spec) + unseen_category_probes(bundle.spec)
+    through_pipeline = bundle.predict_observations(probes)  # bundle: no encoder yet
+    for encoder in direct_encoders(bundle.pipeline):
+        try:
+            direct = replace(bundle, encoder=encoder).predict_observations(probes)
+        except (TypeError, ValueError):  # a passed-through column that is not a number, say
+            log.warning("direct encoding fails on probe rows", extra={"way": encoder.kind}, exc_info=True)
+            continue
+        if np.array_equal(direct, through_pipeline):
+            return encoder
+        log.warning("direct encoding disagrees with the pipeline", extra={"way": encoder.kind})
+    return None

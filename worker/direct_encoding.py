@@ -10,17 +10,19 @@ A HistGradientBoostingClassifier fitted with categorical features encodes those 
 inside its own predict (an OrdinalEncoder of the codes it saw at fit, in a ColumnTransformer of its own):
 that second pass cost more than the trees for a micro-batch. When the classifier is of that kind, the two
 lookups are folded into one (category -> the classifier's own code, its columns in its own order) and the
-encoded matrix goes to a copy of the classifier without its re-encoding (the trees are shared, not copied).
+encoded matrix goes to its trees directly (worker/boosted_trees.py), or else to a copy of the classifier
+without its re-encoding (the trees are shared, not copied).
 
-It is used only for the pipeline shape it understands, and only after the bundle loader has checked that it
-gives the pipeline's own probabilities (see ModelBundle); any other pipeline goes through scikit-learn.
+`direct_encoders` gives every way it knows for the pipeline, fastest first; the bundle loader serves the first
+that gives the pipeline's own probabilities on probe rows (see ModelBundle). A pipeline of another shape goes
+through scikit-learn.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,8 +36,10 @@ from worker.boosted_trees import compiled_trees
 
 @dataclass(frozen=True)
 class EncodedColumn:
-    """One column of the classifier's input: the feature, its codes (None: the value as it is) and the code
-    of a value the codes do not know."""
+    """One column of the classifier's input.
+
+    The feature's name, its codes (None: the value as it is) and the code of a value the codes do not know.
+    """
 
     name: str
     codes: Mapping[Any, float] | None
@@ -46,8 +50,10 @@ class EncodedColumn:
 class DirectEncoder:
     """The classifier's input matrix built from dicts, column by column, and the classifier to give it to."""
 
+    # How: "codes" (the pipeline's codes to its classifier), "folded" (the classifier's own codes to a copy
+    # of it that does not encode again), "trees" (those codes to its trees, called directly).
+    kind: str
     columns: tuple[EncodedColumn, ...]
-    # The pipeline's classifier, or a copy of it that skips its own re-encoding of the categories.
     classifier: Any = field(repr=False)
     # Objects, as the ColumnTransformer gives them (a classifier that encodes again fitted its codes on
     # those); floats for the copy that does not.
@@ -75,8 +81,27 @@ def _is_passthrough(transformer: Any) -> bool:
     )
 
 
-def direct_encoder(pipeline: Any) -> DirectEncoder | None:
-    """Return the encoder equivalent to the pipeline's first step, or None when its shape is another one."""
+def direct_encoders(pipeline: Any) -> list[DirectEncoder]:
+    """Return the ways to predict with the pipeline straight from dicts, fastest first (none: other shape)."""
+    columns = _pipeline_codes(pipeline)
+    if columns is None:
+        return []
+    classifier = pipeline.steps[1][1]
+    as_objects = DirectEncoder(kind="codes", columns=tuple(columns), classifier=classifier)
+    folded = _folded_into(classifier, columns)
+    if folded is None:
+        trees = compiled_trees(classifier)  # a classifier that encodes nothing again: floats as they are
+        if trees is None:
+            return [as_objects]
+        return [replace(as_objects, kind="trees", classifier=trees, dtype=np.float64), as_objects]
+    trees = compiled_trees(folded.classifier)
+    if trees is None:
+        return [folded, as_objects]
+    return [replace(folded, kind="trees", classifier=trees), folded, as_objects]
+
+
+def _pipeline_codes(pipeline: Any) -> list[EncodedColumn] | None:
+    """Return the columns the pipeline's first step makes, or None when its shape is another one."""
     if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
         return None
     preprocess = pipeline.steps[0][1]
@@ -103,17 +128,15 @@ def direct_encoder(pipeline: Any) -> DirectEncoder | None:
             return None
     if any(not isinstance(column.name, str) for column in columns):
         return None
-    classifier = pipeline.steps[1][1]
-    folded = _folded_into(classifier, columns)
-    if folded is None:
-        return DirectEncoder(columns=tuple(columns), classifier=classifier)
-    return folded
+    return columns
 
 
 def _folded_into(classifier: Any, columns: list[EncodedColumn]) -> DirectEncoder | None:
-    """Fold the classifier's own re-encoding of categories into the columns' codes, when it has one of the
-    shape HistGradientBoostingClassifier fits (categorical columns first, by an OrdinalEncoder; the others
-    as floats); None otherwise."""
+    """Return the columns with the classifier's own re-encoding of categories folded in, or None.
+
+    Only for the re-encoding HistGradientBoostingClassifier fits: an OrdinalEncoder of the categorical
+    columns, which it puts first, and the others as floats.
+    """
     inner = getattr(classifier, "_preprocessor", None)
     if not isinstance(inner, ColumnTransformer):
         return None
@@ -147,9 +170,7 @@ def _folded_into(classifier: Any, columns: list[EncodedColumn]) -> DirectEncoder
     without_reencoding = copy.copy(classifier)
     without_reencoding._preprocessor = None
     return DirectEncoder(
-        columns=(*folded, *other_columns),
-        classifier=compiled_trees(without_reencoding) or without_reencoding,
-        dtype=np.float64,
+        kind="folded", columns=(*folded, *other_columns), classifier=without_reencoding, dtype=np.float64
     )
 
 
@@ -175,3 +196,13 @@ def probe_observations(spec: FeatureSpec) -> list[dict[str, Any]]:
                 observation[column.name] = (column.minimum or 0) + step
         probes.append(observation)
     return probes
+
+
+def unseen_category_probes(spec: FeatureSpec) -> list[dict[str, Any]]:
+    """Return one probe row per category column with a value the model never saw in that column."""
+    base = probe_observations(spec)[0]
+    return [
+        {**base, column.name: "\x00" + max(column.allowed, key=len)}  # longer than every allowed value
+        for column in spec.columns
+        if column.kind == "category"
+    ]
