@@ -76,7 +76,9 @@ def test_publishes_build_one_client_not_one_each(
     for n in range(20):
         publish_message(app, items=[{"id": f"stop-{n}", "observation": {}}])
     assert waiting(queue_name) == 20
-    assert 1 <= len(built) <= 2, f"{len(built)} Redis clients built for 20 publishes"
+    # None at all when kombu's process-wide connection pool (shared by apps on the same URL) already holds a
+    # channel whose client was built by an earlier test; kombu's own transport builds one per publish.
+    assert len(built) <= 2, f"{len(built)} Redis clients built for 20 publishes"
 
 
 def test_a_pool_kombu_replaces_gets_a_client_of_its_own(app: Celery, queue_name: str) -> None:
