@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,25 @@ def test_gateway_imports_no_model_libraries(tmp_path: Path) -> None:
         check=True,
     )
     assert probe.stdout.strip() == ""
+
+
+FROZEN_PROBE = """
+import gc
+import gateway.asgi
+frozen = gc.get_freeze_count()
+print(frozen, len(gc.get_objects()))
+"""
+
+
+def test_gateway_process_keeps_what_it_loaded_out_of_full_collections(tmp_path: Path) -> None:
+    probe = subprocess.run(
+        [sys.executable, "-c", FROZEN_PROBE],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.db'}", "LOG_LEVEL": "WARNING"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    frozen, tracked = (int(number) for number in probe.stdout.split())
+    assert frozen > 9 * tracked, f"{frozen} objects frozen, {tracked} still scanned by every full collection"
