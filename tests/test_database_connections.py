@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,8 +12,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from core.settings import Settings
 from core.storage.engine import PING_AFTER_IDLE_S, make_engine
 from devstack.backends import POSTGRES_ADMIN, postgres_backend
+from gateway.app import create_app
+from gateway.context import EXTENSION
 
 
 @pytest.fixture
@@ -62,3 +66,41 @@ def test_connection_reused_at_once_is_not_pinged(engine: Engine, admin: psycopg.
         backend_pid(engine)
     assert lost.value.connection_invalidated
     assert backend_pid(engine) != dead
+
+
+def sessions_opened(admin: psycopg.Connection[Any], database: str) -> int:
+    row = admin.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_gateway_threads_keep_their_connections_instead_of_opening_new_ones(
+    admin: psycopg.Connection[Any],
+) -> None:
+    backend = postgres_backend()
+    settings = Settings(database_url=backend.database_url, broker_url=backend.broker_url, gateway_threads=8)
+    engine = create_app({"SETTINGS": settings}).extensions[EXTENSION].engine
+    database = engine.url.database
+    assert database is not None
+    start = threading.Barrier(settings.gateway_threads)
+
+    def busy_thread() -> None:
+        start.wait()
+        for n in range(100):
+            with engine.connect() as conn:  # held while the database works, as a request holds it
+                conn.execute(sa.text("SELECT pg_sleep(0.002)"))
+            time.sleep(0.001 * (n % 5))  # then not, as between requests: how many hold one varies
+
+    try:
+        before = sessions_opened(admin, database)
+        threads = [threading.Thread(target=busy_thread) for _ in range(settings.gateway_threads)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        opened = sessions_opened(admin, database) - before
+        # At most one per thread; with fewer pooled than threads, hundreds were opened and closed.
+        assert opened <= settings.gateway_threads, f"{opened} connections opened for 800 uses by 8 threads"
+    finally:
+        engine.dispose()
+        backend.close()

@@ -11,8 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 
-def make_engine(url: str) -> Engine:
-    """Return an engine for Postgres or SQLite that survives server restarts and concurrent writers."""
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """Return an engine for Postgres or SQLite that survives server restarts and concurrent writers.
+
+    On Postgres, pool_size connections stay open once used, and up to 5 more are opened when more threads
+    ask at once and closed when given back: a process with more threads than pool_size that all use the
+    database opens and closes connections under load (a new Postgres backend process each time).
+    """
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
@@ -26,7 +31,7 @@ def make_engine(url: str) -> Engine:
         return engine
     engine = sa.create_engine(
         url,
-        pool_size=5,
+        pool_size=pool_size,
         max_overflow=5,
         connect_args={"connect_timeout": 5},
         # JSON columns read with orjson: a worker reads thousands of observations a batch, at about a fifth of
