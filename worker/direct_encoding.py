@@ -89,15 +89,13 @@ def direct_encoders(pipeline: Any) -> list[DirectEncoder]:
     classifier = pipeline.steps[1][1]
     as_objects = DirectEncoder(kind="codes", columns=tuple(columns), classifier=classifier)
     folded = _folded_into(classifier, columns)
-    if folded is None:
-        trees = compiled_trees(classifier)  # a classifier that encodes nothing again: floats as they are
-        if trees is None:
-            return [as_objects]
-        return [replace(as_objects, kind="trees", classifier=trees, dtype=np.float64), as_objects]
-    trees = compiled_trees(folded.classifier)
-    if trees is None:
-        return [folded, as_objects]
-    return [replace(folded, kind="trees", classifier=trees), folded, as_objects]
+    ways = [as_objects] if folded is None else [folded, as_objects]
+    # The trees take the codes of the fastest way so far: the folded copy's, or the pipeline's own when the
+    # classifier encodes nothing again (as floats either way).
+    trees = compiled_trees(ways[0].classifier)
+    if trees is not None:
+        ways.insert(0, replace(ways[0], kind="trees", classifier=trees, dtype=np.float64))
+    return ways
 
 
 def _pipeline_codes(pipeline: Any) -> list[EncodedColumn] | None:
