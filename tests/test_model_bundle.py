@@ -195,6 +195,12 @@ def test_every_direct_way_gives_the_pipelines_probabilities_on_every_training_ro
         assert np.array_equal(direct, through_pipeline), way.kind
 
 
+def assert_predicts_as_the_pipeline_on_probe_rows(bundle: ModelBundle) -> None:
+    probes = probe_observations(bundle.spec)
+    through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
+    assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+
+
 def _with_first_codes_swapped(encoder: DirectEncoder) -> DirectEncoder:
     first = encoder.columns[0]
     assert first.codes is not None
@@ -211,9 +217,7 @@ def test_direct_encoding_that_disagrees_with_the_pipeline_is_not_used(
     monkeypatch.setattr("worker.bundle.direct_encoders", all_swapped)
     bundle = load_bundle(bundle_copy)
     assert bundle.encoder is None
-    probes = probe_observations(bundle.spec)
-    through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
-    assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+    assert_predicts_as_the_pipeline_on_probe_rows(bundle)
 
 
 def test_a_faster_way_that_disagrees_gives_way_to_the_next(
@@ -226,9 +230,7 @@ def test_a_faster_way_that_disagrees_gives_way_to_the_next(
     monkeypatch.setattr("worker.bundle.direct_encoders", trees_wrong)
     bundle = load_bundle(bundle_copy)
     assert bundle.encoder is not None and bundle.encoder.kind == "folded"
-    probes = probe_observations(bundle.spec)
-    through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
-    assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+    assert_predicts_as_the_pipeline_on_probe_rows(bundle)
 
 
 def test_a_way_that_only_errs_on_categories_never_seen_is_not_used(
@@ -284,9 +286,7 @@ def test_without_folding_the_classifier_gets_the_codes_as_the_pipeline_gives_the
     bundle = load_bundle(bundle_copy)
     assert bundle.encoder is not None and bundle.encoder.kind == "codes", "still direct, without the fold"
     assert bundle.encoder.classifier is bundle.pipeline.steps[-1][1]
-    probes = probe_observations(bundle.spec)
-    through_pipeline = bundle.predict_proba(build_frame(probes, bundle.spec))
-    assert np.array_equal(bundle.predict_observations(probes), through_pipeline)
+    assert_predicts_as_the_pipeline_on_probe_rows(bundle)
 
 
 def test_a_category_the_model_never_saw_gets_the_pipelines_probability(bundle: ModelBundle) -> None:
