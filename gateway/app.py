@@ -31,8 +31,8 @@ from gateway.access import install_access_control
 from gateway.backlog_guard import BacklogGuard
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import ApiError, register_error_handlers
-from gateway.long_polls import BODY_OVER_LIMIT, HOLD_HEADER, scope_of
-from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS
+from gateway.long_polls import BODY_OVER_LIMIT, HANDED_ON_AT, HOLD_HEADER, scope_of
+from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS, THREAD_WAIT
 from gateway.publisher import BackgroundPublisher
 from gateway.rollout_view import RolloutView, VersionSchemas
 from gateway.security_headers import add_security_headers
@@ -108,7 +108,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 def _start_request() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     g.request_id = incoming if CLIENT_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
-    g.started = time.perf_counter()
+    now = time.perf_counter()
+    # Counted from when the front handed the request on: a wait for a free Flask thread is latency too.
+    g.started = scope_of(request.environ).get(HANDED_ON_AT, now)
+    THREAD_WAIT.observe(now - g.started)
 
 
 def _refuse_body_over_limit() -> None:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from tempfile import SpooledTemporaryFile
@@ -24,7 +25,7 @@ from a2wsgi.wsgi import build_environ
 
 from core.settings import Settings
 from gateway.finished_listener import FinishedListener
-from gateway.long_polls import BODY_FILE, BODY_OVER_LIMIT, HOLD_HEADER, THROUGH_FRONT
+from gateway.long_polls import BODY_FILE, BODY_OVER_LIMIT, HANDED_ON_AT, HOLD_HEADER, THROUGH_FRONT
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -174,7 +175,12 @@ class GatewayFront:
             return
         body = await self._read_body(scope, receive)
         try:
-            marks = {THROUGH_FRONT: True, BODY_OVER_LIMIT: body.over_limit, BODY_FILE: body.file}
+            marks = {
+                THROUGH_FRONT: True,
+                BODY_OVER_LIMIT: body.over_limit,
+                BODY_FILE: body.file,
+                HANDED_ON_AT: time.perf_counter(),
+            }
             await self._answer({**scope, **marks}, body, send)
         finally:
             body.file.close()
@@ -194,7 +200,7 @@ class GatewayFront:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(finished.wait(), timeout=hold)
         # Asked again, not held this time: the route answers with the state it finds now.
-        await self._flask({**scope, THROUGH_FRONT: False}, body, send)
+        await self._flask({**scope, THROUGH_FRONT: False, HANDED_ON_AT: time.perf_counter()}, body, send)
 
     def _limit(self, scope: Scope) -> int:
         if scope["path"] == "/batches":

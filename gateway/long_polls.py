@@ -15,6 +15,9 @@ THROUGH_FRONT = "gateway.front"
 BODY_OVER_LIMIT = "gateway.body_over_limit"
 # The request body the front read, as a seekable file (uploads are counted, then read again).
 BODY_FILE = "gateway.body_file"
+# time.perf_counter() when the front had the whole body and handed the request on (or asked again after a
+# hold): the request's latency counts from here, the wait for a free thread included.
+HANDED_ON_AT = "gateway.handed_on_at"
 HOLD_HEADER = "X-Gateway-Hold-Seconds"
 
 

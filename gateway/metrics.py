@@ -32,9 +32,14 @@ log = logging.getLogger(__name__)
 REQUESTS = Counter("gateway_requests_total", "HTTP requests answered", ["method", "endpoint", "status"])
 LATENCY = Histogram(
     "gateway_request_seconds",
-    "Time to answer an HTTP request",
+    "Time to answer an HTTP request, from its body read to its answer (the wait for a thread included)",
     ["endpoint"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+THREAD_WAIT = Histogram(
+    "gateway_thread_wait_seconds",
+    "Time a request, its body read, waited for a Flask thread to start on it",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
 )
 OBSERVATIONS_SUBMITTED = Counter(
     "gateway_observations_submitted_total",
