@@ -7,7 +7,9 @@ import threading
 from dataclasses import dataclass
 
 import aiohttp
+import psutil
 
+from bench.gateway_view import GatewayView, gateway_view, read_buckets
 from bench.load import closed_loop, open_loop, percentile
 from bench.measures import wait_all_predicted
 from bench.plan import Plan
@@ -118,19 +120,26 @@ def run_crowd(stack: ServiceStack, plan: Plan, max_rate: float) -> Crowd:
 
 @dataclass(frozen=True)
 class Sustained:
-    """An open-loop load at a share of the measured accept rate: what it asked, what it got."""
+    """An open-loop load at a share of the measured accept rate: what it asked, what it got, what the gateway
+    counted of it and how busy the machine was meanwhile."""
 
     rate: float
     seconds: float
     accepted: int
     errors: int
     p99: float
+    gateway: GatewayView
+    machine_busy: float
 
 
 def run_sustained(stack: ServiceStack, plan: Plan, max_rate: float) -> Sustained:
     """Send sustained_share of max_rate requests a second for sustained_seconds; count errors, time them."""
     rate = plan.sustained_share * max_rate
+    before = read_buckets(stack)
+    psutil.cpu_percent()  # starts the window: the next call averages over it
     result = open_loop(stack.url("/predict"), rate=rate, seconds=plan.sustained_seconds)
+    machine_busy = psutil.cpu_percent() / 100
+    after = read_buckets(stack)
     wait_all_predicted(stack)
     return Sustained(
         rate=rate,
@@ -138,4 +147,6 @@ def run_sustained(stack: ServiceStack, plan: Plan, max_rate: float) -> Sustained
         accepted=len(result.ids),
         errors=result.errors,
         p99=percentile(result.latencies_ms, 0.99),
+        gateway=gateway_view(before, after),
+        machine_busy=machine_busy,
     )

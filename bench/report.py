@@ -124,8 +124,11 @@ def render(
         ),
         (
             f"sustained: {sustained.seconds:g} s at {sustained.rate:,.0f}/s (80 % of the accept rate): "
-            "accepted · errors · accept p99 (ms)",
-            f"{sustained.accepted:,} · {sustained.errors} · {sustained.p99:.1f}",
+            "accepted · errors · accept p99 (ms); the gateway's own count: p99 from body in to answer · "
+            "of it, waiting for a thread (bucket bounds, ms); machine CPU busy",
+            f"{sustained.accepted:,} · {sustained.errors} · {sustained.p99:.1f}; "
+            f"≤ {sustained.gateway.latency_p99_bound:g} · ≤ {sustained.gateway.thread_wait_p99_bound:g}; "
+            f"{sustained.machine_busy:.0%}",
             "",
             f"no errors, p99 ≤ 20 ms: {verdict(sustained.errors == 0 and sustained.p99 <= 20)}",
         ),
