@@ -38,7 +38,8 @@ LATENCY = Histogram(
 )
 THREAD_WAIT = Histogram(
     "gateway_thread_wait_seconds",
-    "Time a request, its body read, waited for a Flask thread to start on it",
+    "Of gateway_request_seconds, the time the request waited for a Flask thread to start on it",
+    ["endpoint"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
 )
 OBSERVATIONS_SUBMITTED = Counter(
