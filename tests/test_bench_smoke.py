@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -49,3 +50,6 @@ def test_bench_smoke_mode_prints_every_measure() -> None:
         "| BentoML, task endpoint (submit + poll), 1 worker |",
     ):
         assert measure in bench.stdout
+    # The gateway's own p99s of the sustained load were read from its histograms: figures, not "n/a".
+    sustained = re.search(r"\| [\d,]+ · \d+ · [\d.]+; ([\d.]+|n/a) · ([\d.]+|n/a); \d+% \|", bench.stdout)
+    assert sustained is not None and "n/a" not in sustained.groups(), bench.stdout[-3000:]
