@@ -12,7 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import ServiceStack
-from gateway.dashboard import quantile_ms
+from gateway.dashboard import endpoint_buckets, quantile_ms
 
 LATENCY = "gateway_request_seconds"
 THREAD_WAIT = "gateway_thread_wait_seconds"
@@ -25,16 +25,8 @@ Buckets = dict[str, Cumulative]
 
 def read_buckets(stack: ServiceStack) -> Buckets:
     """Return the cumulative buckets of POST /predict's latency and of its thread wait, as scraped now."""
-    text = requests.get(stack.url("/metrics"), timeout=30).text
-    found: Buckets = {LATENCY: {}, THREAD_WAIT: {}}
-    for family in text_string_to_metric_families(text):
-        if family.name not in found:
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_bucket") and sample.labels.get("endpoint") == SUBMIT_ENDPOINT:
-                bound = float(sample.labels["le"])
-                found[family.name][bound] = found[family.name].get(bound, 0.0) + sample.value
-    return found
+    families = list(text_string_to_metric_families(requests.get(stack.url("/metrics"), timeout=30).text))
+    return {name: endpoint_buckets(families, name, SUBMIT_ENDPOINT) for name in (LATENCY, THREAD_WAIT)}
 
 
 def counted_between(before: Cumulative, after: Cumulative) -> Cumulative:

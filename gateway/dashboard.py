@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from prometheus_client.metrics_core import Metric
 from sqlalchemy.engine import Engine
 
 from core.metrics_registry import own_metrics
@@ -82,16 +84,23 @@ def every_minute(activity: list[MinuteActivity], now: datetime) -> list[MinuteAc
     return [found.get(m, MinuteActivity(minute=m, received=0, predicted=0)) for m in minutes]
 
 
-def accept_latency_ms(multiprocess_dir: Path | None) -> tuple[float | None, float | None]:
-    """Estimate p50 and p99 of POST /predict from the latency histogram of every gateway process."""
+def endpoint_buckets(families: Iterable[Metric], name: str, endpoint: str) -> dict[float, float]:
+    """Return a histogram's cumulative counts for one endpoint by upper bound, summed over processes."""
     buckets: dict[float, float] = {}
-    for family in own_metrics(multiprocess_dir).collect():
-        if family.name != "gateway_request_seconds":
+    for family in families:
+        if family.name != name:
             continue
         for sample in family.samples:
-            if sample.name.endswith("_bucket") and sample.labels.get("endpoint") == "/predict":
+            if sample.name.endswith("_bucket") and sample.labels.get("endpoint") == endpoint:
                 bound = float(sample.labels["le"])
                 buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return buckets
+
+
+def accept_latency_ms(multiprocess_dir: Path | None) -> tuple[float | None, float | None]:
+    """Estimate p50 and p99 of POST /predict from the latency histogram of every gateway process."""
+    families = own_metrics(multiprocess_dir).collect()
+    buckets = endpoint_buckets(families, "gateway_request_seconds", "/predict")
     return quantile_ms(buckets, 0.5), quantile_ms(buckets, 0.99)
 
 
