@@ -26,6 +26,7 @@ from a2wsgi.wsgi import build_environ
 from core.settings import Settings
 from gateway.finished_listener import FinishedListener
 from gateway.long_polls import BODY_FILE, BODY_OVER_LIMIT, HANDED_ON_AT, HOLD_HEADER, THROUGH_FRONT
+from gateway.metrics import LONG_POLLS_HELD
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -197,7 +198,7 @@ class GatewayFront:
             if hold is None:
                 await first.send_to(send)
                 return
-            with contextlib.suppress(TimeoutError):
+            with LONG_POLLS_HELD.track_inprogress(), contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(finished.wait(), timeout=hold)
         # Asked again, not held this time: the route answers with the state it finds now.
         await self._flask({**scope, THROUGH_FRONT: False, HANDED_ON_AT: time.perf_counter()}, body, send)

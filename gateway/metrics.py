@@ -15,6 +15,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -41,6 +42,12 @@ THREAD_WAIT = Histogram(
     "Of gateway_request_seconds, the time the request waited for a Flask thread to start on it",
     ["endpoint"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1),
+)
+# Summed over the gateway's processes while they live (a dead process's count leaves with it).
+LONG_POLLS_HELD = Gauge(
+    "gateway_long_polls_held",
+    "Long-polls held on the event loop, waiting for their result (they hold no thread)",
+    multiprocess_mode="livesum",
 )
 OBSERVATIONS_SUBMITTED = Counter(
     "gateway_observations_submitted_total",

@@ -14,8 +14,9 @@ from core.celery_app import create_celery_app
 from core.publishing import publish_observations
 from core.storage.observations import insert_queued
 from core.storage.records import QueuedObservation, utc_now
-from devstack.stack import ServiceStack
+from devstack.stack import ServiceStack, wait_until
 from tests.factories import new_id, observation, prediction_request
+from tests.service_steps import scrape
 
 # Two gateway processes of GATEWAY_THREADS (8) threads: more waiting clients than that held threads before.
 CROWD = 60
@@ -81,7 +82,8 @@ def test_long_polls_wait_without_holding_threads_and_answer_when_done(stack: Ser
 
         with ThreadPoolExecutor(max_workers=CROWD) as pool:
             polls = [pool.submit(long_poll, row.id) for row in rows]
-            time.sleep(1)  # every long-poll is in, holding on
+            # Every long-poll is in and held on the event loop; the operators' gauge counts them all.
+            wait_until(lambda: scrape(stack).get("gateway_long_polls_held") == CROWD, timeout=10)
             assert not any(poll.done() for poll in polls)
             assert answer_seconds(stack) < 1
             published = time.monotonic()
@@ -94,5 +96,6 @@ def test_long_polls_wait_without_holding_threads_and_answer_when_done(stack: Ser
         assert all(status == "done" for _, status in results)
         # Answered on the workers' notice, well before the deadline (4 s after publishing).
         assert max(answered for answered, _ in results) - published < 2
+        assert scrape(stack).get("gateway_long_polls_held") == 0
     finally:
         stack.start("redrive")
