@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from dataclasses import dataclass
 
 import aiohttp
 import psutil
 
-from bench.gateway_view import GatewayView, gateway_view, read_buckets
+from bench.gateway_view import GatewayView, gateway_view, long_polls_held, read_buckets
 from bench.load import closed_loop, open_loop, percentile
 from bench.measures import wait_all_predicted
 from bench.plan import Plan
@@ -86,7 +87,11 @@ def run_crowd(stack: ServiceStack, plan: Plan, max_rate: float) -> Crowd:
     """Hold long-polls and idle connections, load POST /predict meanwhile, then let the long-polls finish."""
     half_rate = max_rate / 2
     alone = open_loop(stack.url("/predict"), rate=half_rate, seconds=plan.load_seconds)
-    held = [QueuedObservation(id=f"held-{n}", observation=COURSE_OBSERVATION) for n in range(plan.long_polls)]
+    run = uuid.uuid4().hex[:8]  # fresh ids: a crowd measured again waits on rows still queued
+    held = [
+        QueuedObservation(id=f"held-{run}-{n}", observation=COURSE_OBSERVATION)
+        for n in range(plan.long_polls)
+    ]
     with (
         stack.engine.begin() as conn
     ):  # stored and not published: they wait until this measure publishes them
@@ -94,6 +99,8 @@ def run_crowd(stack: ServiceStack, plan: Plan, max_rate: float) -> Crowd:
             insert_queued(conn=conn, observation_id=row.id, observation=row.observation, now=utc_now())
     with HeldClients(stack, [row.id for row in held], plan.idle_connections) as clients:
         wait_until(lambda: clients.connected == plan.idle_connections, timeout=60)
+        # The load starts once the crowd is held, as the target says: not while its first passes are answered.
+        wait_until(lambda: long_polls_held(stack) == plan.long_polls, timeout=60)
         load = closed_loop(stack.url("/predict"), concurrency=plan.concurrency, seconds=plan.load_seconds)
         half = open_loop(stack.url("/predict"), rate=half_rate, seconds=plan.load_seconds)
         held_throughout = plan.long_polls - clients.answered

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import requests
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import ServiceStack
@@ -16,6 +17,7 @@ from gateway.dashboard import endpoint_buckets, quantile_ms
 
 LATENCY = "gateway_request_seconds"
 THREAD_WAIT = "gateway_thread_wait_seconds"
+LONG_POLLS_HELD = "gateway_long_polls_held"
 SUBMIT_ENDPOINT = "/predict"
 
 # One histogram's cumulative counts by upper bound (seconds), summed over the gateway's processes; by name.
@@ -23,10 +25,20 @@ Cumulative = dict[float, float]
 Buckets = dict[str, Cumulative]
 
 
+def _scrape(stack: ServiceStack) -> list[Metric]:
+    return list(text_string_to_metric_families(requests.get(stack.url("/metrics"), timeout=30).text))
+
+
 def read_buckets(stack: ServiceStack) -> Buckets:
     """Return the cumulative buckets of POST /predict's latency and of its thread wait, as scraped now."""
-    families = list(text_string_to_metric_families(requests.get(stack.url("/metrics"), timeout=30).text))
+    families = _scrape(stack)
     return {name: endpoint_buckets(families, name, SUBMIT_ENDPOINT) for name in (LATENCY, THREAD_WAIT)}
+
+
+def long_polls_held(stack: ServiceStack) -> int:
+    """Return how many long-polls the gateway's processes hold on their event loops now."""
+    held = (s.value for f in _scrape(stack) if f.name == LONG_POLLS_HELD for s in f.samples)
+    return int(sum(held))
 
 
 def counted_between(before: Cumulative, after: Cumulative) -> Cumulative:
