@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
@@ -27,6 +25,7 @@ from core.storage.migrate import upgrade_to_head
 from core.storage.monitoring import latest_snapshot
 from devstack.backends import Backend
 from devstack.embedded_redis import free_port
+from devstack.process_groups import stop_process_group
 from devstack.run_local import fresh_metrics_dir, service_commands
 
 T = TypeVar("T")
@@ -114,14 +113,8 @@ class ServiceStack:
     def stop(self, name: str, *, kill: bool = False) -> None:
         """Stop a process and all its children: gracefully, or with SIGKILL as a crash would."""
         process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+        if process is not None:
+            stop_process_group(process, kill=kill)
 
     def restart_gateway(self, **env: str) -> None:
         """Restart the gateway with these environment variables added or changed; wait until it is ready."""

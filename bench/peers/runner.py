@@ -1,13 +1,13 @@
 """Start, wait for and stop the peers' processes, and measure each peer in turn.
 
 Every process runs in its own session and logs to the bench's work dir; whatever happens, each peer's
-processes are stopped (SIGTERM to the process group, SIGKILL if it lingers) before the next peer starts.
+processes are stopped (SIGTERM to the process group, then SIGKILL to what lingers) before the next peer
+starts.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +29,7 @@ from bench.plan import Plan
 from core.feature_spec import bundle_path
 from core.settings import PROJECT_ROOT, Settings
 from devstack.embedded_redis import free_port
+from devstack.process_groups import stop_process_group
 from devstack.stack import wait_until
 
 # The template's own Redis databases (the suite's queues use database 9): broker, then result backend.
@@ -70,14 +71,7 @@ class PeerProcesses:
     def stop_all(self) -> None:
         """Stop every process and its children, the last started first."""
         for process in reversed(self.processes.values()):
-            if process.poll() is not None:
-                continue
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            stop_process_group(process)
         self.processes.clear()
 
 
