@@ -22,6 +22,9 @@ class Plan:
     light_rate: float = 20
     # Sustained load: this share of the accept rate measured in the same run.
     sustained_share: float = 0.8
+    # Accept latency against load: open loop at each of these shares of the accept rate, curve_seconds each.
+    curve_shares: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+    curve_seconds: float = 10
     # Bulk for a peer that takes one request per observation: at its ~100-400 obs/s, bulk_rows would take
     # many minutes; its rate is steady well before this many.
     one_by_one_bulk_rows: int = 10_000
@@ -45,6 +48,8 @@ SMOKE = Plan(
     long_polls=50,
     idle_connections=25,
     sustained_seconds=2,
+    curve_shares=(0.2, 0.5),
+    curve_seconds=1,
     one_by_one_bulk_rows=2_000,
     cli_rows=3_000,
 )

@@ -13,6 +13,7 @@ from tempfile import TemporaryDirectory
 
 from bench.capacity import BROKERS, measure_capacity_on_fresh_stack, render_capacity
 from bench.crowds import run_crowd, run_sustained
+from bench.latency_curve import render_latency_curve, run_latency_curve
 from bench.measures import (
     Bulk,
     Drain,
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             crowd = run_crowd(stack, plan, max_rate=single["accept_rps"])
             print(f"sustained load, {plan.sustained_seconds:g} s ...", file=sys.stderr)
             sustained = run_sustained(stack, plan, max_rate=single["accept_rps"])
+            print("accept latency against load ...", file=sys.stderr)
+            curve = run_latency_curve(stack, plan, max_rate=single["accept_rps"])
             bulk: dict[Layout, float] = {}
             drains: dict[Layout, Drain] = {}
             memory: dict[Layout, list[ProcessMemory]] = {}
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         errors=int(single["errors"]),
         how=f"NDJSON batches of {plan.rows_per_request:,} rows, 2 in flight",
     )
+    table += "\n\n" + render_latency_curve(curve, max_rate=single["accept_rps"])
     table += "\n\n" + render_peers(plan, ours, peers)
     table += "".join("\n\n" + render_capacity(capacity) for capacity in capacities)
     print(table)

@@ -53,3 +53,8 @@ def test_bench_smoke_mode_prints_every_measure() -> None:
     # The gateway's own p99s of the sustained load were read from its histograms: figures, not "n/a".
     sustained = re.search(r"\| [\d,]+ · \d+ · [\d.]+; ([\d.]+|n/a) · ([\d.]+|n/a); \d+% \|", bench.stdout)
     assert sustained is not None and "n/a" not in sustained.groups(), bench.stdout[-3000:]
+    # Accept latency against load: a row of figures for each share of the smoke plan (20 % and 50 %).
+    curve = bench.stdout.split("### Accept latency against load", 1)[-1]
+    assert "Accept p99 ≤ 20 ms held up to: " in curve
+    shares = re.findall(r"^\| (\d+)% \| [\d,]+ \| [\d.]+ / [\d.]+ \| \d+ \| \d+% \| [\d.]+ \|$", curve, re.M)
+    assert shares == ["20", "50"], curve[:1500]
