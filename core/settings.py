@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     model_threads: int = Field(default=1, ge=1, le=64)
     batch_size: int = Field(default=100, ge=1, le=10_000)
     batch_flush_ms: int = Field(default=5, ge=1, le=10_000)
+    # While messages arrive faster than this, a micro-batch waits up to this long for more (0: never waits).
+    batch_hold_ms: int = Field(default=20, ge=0, le=10_000)
     max_attempts: int = Field(default=3, ge=1, le=20)
     # A model version that failed to load in a worker process is not tried again for this long; its rows stay
     # queued meanwhile (the redrive publishes them again), and the other versions keep serving.

@@ -1,12 +1,15 @@
-"""The worker's batching rule: the flush timer waits while every pool process is busy, so batches grow."""
+"""The worker's batching rule: the flush timer waits while every pool process is busy, so batches grow; and
+while messages come fast, a free process waits a moment for the next ones."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from celery import Celery
 
+import worker.adaptive_batches
 from worker.adaptive_batches import AdaptiveBatches
 
 
@@ -51,11 +54,18 @@ class RecordingPool:
         callbacks["error_callback"](None) if lost else callbacks["callback"](None)
 
 
-def batching_task(processes: int, flush_every: int = 10) -> tuple[Any, RecordingPool]:
+def batching_task(
+    processes: int, flush_every: int = 10, hold_for_more_s: float = 0.0
+) -> tuple[Any, RecordingPool]:
     app = Celery(set_as_current=False)
 
     @app.task(
-        base=AdaptiveBatches, flush_every=flush_every, flush_interval=0.01, acks_late=True, shared=False
+        base=AdaptiveBatches,
+        flush_every=flush_every,
+        flush_interval=0.01,
+        hold_for_more_s=hold_for_more_s,
+        acks_late=True,
+        shared=False,
     )
     def predict(requests: list[Any]) -> None:
         return None
@@ -118,3 +128,64 @@ def test_a_message_never_waits_longer_than_the_longest_hold() -> None:
     task.longest_hold_s = 0.0  # as if the hold had run out
     task._do_flush()
     assert pool.batches == [["a"], ["b"]]
+
+
+class Clock:
+    """The batching rule's clock, set by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(worker.adaptive_batches, "monotonic", clock)
+    return clock
+
+
+def arrive_at(task: Any, clock: Clock, at_ms: float, observation_id: str) -> None:
+    """A message arrives at at_ms (as the worker's message handler sees it: timed, then buffered)."""
+    clock.now = 1000.0 + at_ms / 1000
+    task._note_arrival()
+    task._buffer.put(BufferedRequest(id=observation_id, task=task))
+
+
+def tick_at(task: Any, clock: Clock, at_ms: float) -> None:
+    clock.now = 1000.0 + at_ms / 1000
+    task._do_flush()
+
+
+def test_while_messages_come_fast_a_free_process_waits_for_more_up_to_the_hold(clock: Clock) -> None:
+    task, pool = batching_task(processes=1, flush_every=100, hold_for_more_s=0.020)
+    ids = [f"m{n}" for n in range(10)]
+    for n, observation_id in enumerate(ids):  # one every 2 ms
+        arrive_at(task, clock, 2 * n, observation_id)
+        if n in (3, 6):
+            tick_at(task, clock, 2 * n + 1)  # the oldest waited 7 and 13 ms: the next is due in 2
+    assert pool.batches == []
+    tick_at(task, clock, 19)  # 19 ms + the 2 ms to the next would pass the 20 ms hold
+    assert pool.batches == [ids]
+
+
+def test_at_a_light_rate_nothing_waits_for_a_next_message(clock: Clock) -> None:
+    task, pool = batching_task(processes=1, flush_every=100, hold_for_more_s=0.020)
+    arrive_at(task, clock, 0, "a")  # the first: no next one expected
+    tick_at(task, clock, 5)
+    pool.finish_oldest()
+    arrive_at(task, clock, 50, "b")  # one every 50 ms: the next is not due within the hold
+    tick_at(task, clock, 55)
+    assert pool.batches == [["a"], ["b"]]
+
+
+def test_a_pause_after_fast_messages_ends_the_wait(clock: Clock) -> None:
+    task, pool = batching_task(processes=1, flush_every=100, hold_for_more_s=0.020)
+    for n, observation_id in enumerate(["a", "b", "c"]):
+        arrive_at(task, clock, 2 * n, observation_id)
+    tick_at(task, clock, 6)
+    assert pool.batches == []  # still coming every 2 ms, as far as the worker knows
+    tick_at(task, clock, 13)  # quiet for 9 ms: the next is at least that far off, past the hold
+    assert pool.batches == [["a", "b", "c"]]

@@ -5,6 +5,11 @@ tiny batches behind a busy process, each paying predict_proba's fixed cost (mill
 a timer tick flushes only when a pool process is free (or the buffer holds flush_every messages): at light
 load a message still leaves within flush_interval; under load, what arrived meanwhile goes out as one
 bigger batch.
+
+A free pool process may also wait for more: while messages arrive faster than hold_for_more_s, the oldest
+buffered one waits up to that long for the next (fewer, bigger batches at a moderate rate, where a batch of
+one or two pays predict_proba's fixed cost per observation). At a light rate, when no next message is
+expected within it, nothing waits.
 """
 
 from __future__ import annotations
@@ -26,8 +31,14 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
     # of batches in flight ever be wrong).
     longest_hold_s = 1.0
     _in_flight = 0
+    # How long the oldest buffered message may wait for the next one while they arrive that fast (0: never).
+    hold_for_more_s = 0.0
     _tref: Any  # celery-batches' flush timer entry, or None
     _last_flush = 0.0
+    _last_arrival = 0.0
+    _oldest_arrival = 0.0
+    # Moving average of the time between messages (s); starts as "none expected soon".
+    _mean_interval = float("inf")
 
     def Strategy(self, task: Any, app: Any, consumer: Any) -> Any:
         """Build the message handler, as celery-batches does, with a flush timer armed afresh.
@@ -40,7 +51,32 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
         if self._tref is not None:
             self._tref.cancel()
             self._tref = None
-        return super().Strategy(task, app, consumer)
+        handle = super().Strategy(task, app, consumer)
+
+        def handle_and_time(*args: Any, **kwargs: Any) -> None:
+            self._note_arrival()
+            handle(*args, **kwargs)
+
+        return handle_and_time
+
+    def _note_arrival(self) -> None:
+        now = monotonic()
+        if self._last_arrival:
+            interval = now - self._last_arrival
+            first = self._mean_interval == float("inf")
+            self._mean_interval = interval if first else self._mean_interval * 0.8 + interval * 0.2
+        if self._buffer.empty():
+            self._oldest_arrival = now
+        self._last_arrival = now
+
+    def _next_expected_in_time(self) -> bool:
+        """Return whether the next message is expected before the oldest buffered one has held long enough."""
+        if self.hold_for_more_s <= 0 or self._buffer.empty():
+            return False
+        now = monotonic()
+        # Quiet since the last message: the next is at least that far off.
+        expected_in = max(self._mean_interval, now - self._last_arrival)
+        return now - self._oldest_arrival + expected_in < self.hold_for_more_s
 
     def _all_processes_busy(self) -> bool:
         processes = getattr(self._pool, "num_processes", None) or 1
@@ -53,6 +89,8 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
             and monotonic() - self._last_flush < self.longest_hold_s
         ):
             return  # keep buffering; the timer ticks again
+        if self._buffer.qsize() < self.flush_every and self._next_expected_in_time():
+            return
         self._last_flush = monotonic()
         super()._do_flush()
 

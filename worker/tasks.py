@@ -166,6 +166,7 @@ def observations_of(requests: list[SimpleRequest], engine: Engine) -> list[Queue
     name=PREDICT_TASK,
     flush_every=settings.batch_size,
     flush_interval=settings.batch_flush_ms / 1000,
+    hold_for_more_s=settings.batch_hold_ms / 1000,
     acks_late=True,
     reject_on_worker_lost=True,
 )
