@@ -6,8 +6,9 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 
-# How long a killed group's leader gets to be reaped.
+# How long a killed group's leader gets to exit.
 KILL_WAIT_S = 10
 
 
@@ -16,18 +17,34 @@ def _signal_group(group: int, signum: int) -> None:
         os.killpg(group, signum)
 
 
+def _exited(pid: int) -> bool:
+    """Return whether the process has exited, without reaping it: its pid, and so its group's, stay taken."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _wait_for_exit(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not _exited(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def stop_process_group(process: subprocess.Popen[bytes], *, kill: bool = False, grace_s: float = 20) -> None:
     """Signal the whole group (SIGTERM, or SIGKILL as a crash would) and wait for its leader.
 
     A leader that does not stop within grace_s is killed. Then whatever is left of the group is killed too: a
     child that ignored the signal, or that its leader did not wait for, would otherwise run on, orphaned,
-    beside the next service started (a second redrive, say).
+    beside the next service started (a second redrive, say). The leader is reaped only after that, so the
+    group signalled is still its own. A leader reaped earlier is left alone: its group may be another's now.
     """
-    if process.poll() is None:
+    if process.returncode is not None:
+        return
+    if not _exited(process.pid):
         _signal_group(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
+        if not _wait_for_exit(process.pid, grace_s):
             _signal_group(process.pid, signal.SIGKILL)
-            process.wait(timeout=KILL_WAIT_S)
+            _wait_for_exit(process.pid, KILL_WAIT_S)
     _signal_group(process.pid, signal.SIGKILL)
+    process.wait(timeout=KILL_WAIT_S)
