@@ -55,14 +55,14 @@ class RecordingPool:
 
 
 def batching_task(
-    processes: int, flush_every: int = 10, hold_for_more_s: float = 0.0
+    processes: int, flush_every: int = 10, hold_for_more_s: float = 0.0, flush_interval: float = 0.01
 ) -> tuple[Any, RecordingPool]:
     app = Celery(set_as_current=False)
 
     @app.task(
         base=AdaptiveBatches,
         flush_every=flush_every,
-        flush_interval=0.01,
+        flush_interval=flush_interval,
         hold_for_more_s=hold_for_more_s,
         acks_late=True,
         shared=False,
@@ -159,20 +159,26 @@ def tick_at(task: Any, clock: Clock, at_ms: float) -> None:
     task._do_flush()
 
 
-def test_while_messages_come_fast_a_free_process_waits_for_more_up_to_the_hold(clock: Clock) -> None:
-    task, pool = batching_task(processes=1, flush_every=100, hold_for_more_s=0.020)
+def holding_task(processes: int = 1) -> tuple[Any, RecordingPool]:
+    """A task that holds for 20 ms, its timer ticking every 5 ms (the service's defaults)."""
+    return batching_task(processes, flush_every=100, hold_for_more_s=0.020, flush_interval=0.005)
+
+
+def test_while_messages_come_fast_a_free_process_waits_for_more_within_the_hold(clock: Clock) -> None:
+    task, pool = holding_task()
     ids = [f"m{n}" for n in range(10)]
     for n, observation_id in enumerate(ids):  # one every 2 ms
         arrive_at(task, clock, 2 * n, observation_id)
-        if n in (3, 6):
-            tick_at(task, clock, 2 * n + 1)  # the oldest waited 7 and 13 ms: the next is due in 2
-    assert pool.batches == []
-    tick_at(task, clock, 19)  # 19 ms + the 2 ms to the next would pass the 20 ms hold
-    assert pool.batches == [ids]
+        if n in (3, 5):
+            tick_at(task, clock, 2 * n + 1)  # the oldest waited 7 and 11 ms; the next tick comes in 5
+        if n == 8:
+            assert pool.batches == []
+            tick_at(task, clock, 17)  # 17 ms, and the next tick would be past the 20 ms hold: flush now
+    assert pool.batches == [ids[:9]]
 
 
 def test_at_a_light_rate_nothing_waits_for_a_next_message(clock: Clock) -> None:
-    task, pool = batching_task(processes=1, flush_every=100, hold_for_more_s=0.020)
+    task, pool = holding_task()
     arrive_at(task, clock, 0, "a")  # the first: no next one expected
     tick_at(task, clock, 5)
     pool.finish_oldest()
@@ -182,10 +188,37 @@ def test_at_a_light_rate_nothing_waits_for_a_next_message(clock: Clock) -> None:
 
 
 def test_a_pause_after_fast_messages_ends_the_wait(clock: Clock) -> None:
-    task, pool = batching_task(processes=1, flush_every=100, hold_for_more_s=0.020)
+    task, pool = holding_task()
     for n, observation_id in enumerate(["a", "b", "c"]):
         arrive_at(task, clock, 2 * n, observation_id)
     tick_at(task, clock, 6)
     assert pool.batches == []  # still coming every 2 ms, as far as the worker knows
     tick_at(task, clock, 13)  # quiet for 9 ms: the next is at least that far off, past the hold
     assert pool.batches == [["a", "b", "c"]]
+
+
+def test_a_message_after_a_gap_longer_than_the_hold_does_not_wait(clock: Clock) -> None:
+    task, pool = holding_task()
+    for n, observation_id in enumerate(["a", "b", "c"]):  # a burst, one every 2 ms
+        arrive_at(task, clock, 2 * n, observation_id)
+    tick_at(task, clock, 17)
+    pool.finish_oldest()
+    arrive_at(task, clock, 40, "d")  # 36 ms after the burst
+    tick_at(task, clock, 45)
+    assert pool.batches == [["a", "b", "c"], ["d"]]
+
+
+def test_the_message_handler_times_each_message_before_handling_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task, _ = batching_task(processes=1)
+    timed_when_handled: list[float] = []
+
+    def celery_batches_strategy(self: Any, *_: Any) -> Any:
+        return lambda *args, **kwargs: timed_when_handled.append(task._last_arrival)
+
+    monkeypatch.setattr(worker.adaptive_batches.Batches, "Strategy", celery_batches_strategy)
+    handle = task.Strategy(task, task.app, consumer=None)
+    handle("message")
+    handle("message")
+    assert len(timed_when_handled) == 2 and all(at > 0 for at in timed_when_handled)

@@ -7,9 +7,9 @@ load a message still leaves within flush_interval; under load, what arrived mean
 bigger batch.
 
 A free pool process may also wait for more: while messages arrive faster than hold_for_more_s, the oldest
-buffered one waits up to that long for the next (fewer, bigger batches at a moderate rate, where a batch of
-one or two pays predict_proba's fixed cost per observation). At a light rate, when no next message is
-expected within it, nothing waits.
+buffered one waits for the next, at most hold_for_more_s (fewer, bigger batches at a moderate rate, where a
+batch of one or two pays predict_proba's fixed cost per observation). A message that came after a gap as long
+as the hold, or at a rate slower than it, does not wait.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
     _tref: Any  # celery-batches' flush timer entry, or None
     _last_flush = 0.0
     _last_arrival = 0.0
+    _last_interval = float("inf")
     _oldest_arrival = 0.0
     # Moving average of the time between messages (s); starts as "none expected soon".
     _mean_interval = float("inf")
@@ -62,7 +63,7 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
     def _note_arrival(self) -> None:
         now = monotonic()
         if self._last_arrival:
-            interval = now - self._last_arrival
+            interval = self._last_interval = now - self._last_arrival
             first = self._mean_interval == float("inf")
             self._mean_interval = interval if first else self._mean_interval * 0.8 + interval * 0.2
         if self._buffer.empty():
@@ -70,13 +71,15 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
         self._last_arrival = now
 
     def _next_expected_in_time(self) -> bool:
-        """Return whether the next message is expected before the oldest buffered one has held long enough."""
+        """Return whether the next message, and the next tick to flush it, come before the hold runs out."""
         if self.hold_for_more_s <= 0 or self._buffer.empty():
             return False
         now = monotonic()
-        # Quiet since the last message: the next is at least that far off.
-        expected_in = max(self._mean_interval, now - self._last_arrival)
-        return now - self._oldest_arrival + expected_in < self.hold_for_more_s
+        # The next message is at least as far off as the usual gap, the last gap (a burst is over once a
+        # message comes after a long one) and the quiet since the last message; it leaves at a tick.
+        expected_in = max(self._mean_interval, self._last_interval, now - self._last_arrival)
+        next_tick_in = float(self.flush_interval)
+        return now - self._oldest_arrival + max(expected_in, next_tick_in) < self.hold_for_more_s
 
     def _all_processes_busy(self) -> bool:
         processes = getattr(self._pool, "num_processes", None) or 1
