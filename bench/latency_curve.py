@@ -8,6 +8,7 @@ is merged (a message, a micro-batch and a commit per observation) and every wake
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import psutil
@@ -37,9 +38,10 @@ class CurvePoint:
 
 @dataclass(frozen=True)
 class LatencyCurve:
-    """The points of the curve, from the lightest rate up."""
+    """The points of the curve, from the lightest rate up, and how busy the machine was with no load."""
 
     seconds: float
+    idle_busy: float
     points: tuple[CurvePoint, ...]
 
     def highest_within_target(self) -> CurvePoint | None:
@@ -52,16 +54,29 @@ class LatencyCurve:
         return best
 
 
+def _busy_seconds() -> float:
+    """Return the CPU seconds all cores have spent running code since boot (user, system and interrupts)."""
+    times = psutil.cpu_times()
+    busy = ("user", "nice", "system", "irq", "softirq")  # guest time is counted in user already
+    return sum(getattr(times, field, 0.0) for field in busy)
+
+
 def run_latency_curve(stack: ServiceStack, plan: Plan, max_rate: float) -> LatencyCurve:
-    """Load POST /predict at each of plan.curve_shares of max_rate in turn, the queue drained between them."""
+    """Load POST /predict at each of plan.curve_shares of max_rate in turn, the queue drained between them.
+
+    A point's CPU counts from its first request to its last prediction, so the work that each request left
+    to the workers is in it. The machine's busy share with no load comes first, to read the points against.
+    """
     cores = psutil.cpu_count() or 1
+    busy_before, started = _busy_seconds(), time.monotonic()
+    time.sleep(plan.curve_seconds)
+    idle_busy = (_busy_seconds() - busy_before) / (cores * (time.monotonic() - started))
     points = []
     for share in sorted(plan.curve_shares):
-        psutil.cpu_percent()  # starts the window: the next call averages over it
+        busy_before, started = _busy_seconds(), time.monotonic()
         result = open_loop(stack.url("/predict"), rate=share * max_rate, seconds=plan.curve_seconds)
-        busy = psutil.cpu_percent() / 100
         wait_all_predicted(stack)
-        accepted = max(len(result.ids), 1)
+        busy = _busy_seconds() - busy_before
         points.append(
             CurvePoint(
                 share=share,
@@ -69,11 +84,11 @@ def run_latency_curve(stack: ServiceStack, plan: Plan, max_rate: float) -> Laten
                 p50=percentile(result.latencies_ms, 0.5),
                 p99=percentile(result.latencies_ms, 0.99),
                 errors=result.errors,
-                machine_busy=busy,
-                machine_cpu_ms=busy * cores * result.elapsed * 1000 / accepted,
+                machine_busy=busy / (cores * (time.monotonic() - started)),
+                machine_cpu_ms=busy * 1000 / max(len(result.ids), 1),
             )
         )
-    return LatencyCurve(seconds=plan.curve_seconds, points=tuple(points))
+    return LatencyCurve(seconds=plan.curve_seconds, idle_busy=idle_busy, points=tuple(points))
 
 
 def render_latency_curve(curve: LatencyCurve, max_rate: float) -> str:
@@ -88,9 +103,10 @@ def render_latency_curve(curve: LatencyCurve, max_rate: float) -> str:
         "### Accept latency against load",
         "",
         f"Open loop, {curve.seconds:g} s at each share of the accept rate measured above "
-        f"({max_rate:,.0f}/s), the queue drained between them. Machine CPU per request: busy time of all "
-        "cores (every process, the load generator's too) over the requests accepted. "
-        f"Accept p99 ≤ {ACCEPT_P99_TARGET_MS:g} ms held up to: {within}.",
+        f"({max_rate:,.0f}/s), the queue drained between them. Machine busy and CPU per request: busy time "
+        "of all cores (every process, the load generator's too) from the first request to the last "
+        f"prediction, over that time and over the requests accepted. With no load the machine was "
+        f"{curve.idle_busy:.0%} busy. Accept p99 ≤ {ACCEPT_P99_TARGET_MS:g} ms held up to: {within}.",
         "",
         "| share | requests/s | accept p50 / p99 (ms) | errors | machine busy "
         "| machine CPU per request (ms) |",
