@@ -84,6 +84,7 @@ def _fresh_postgres_database() -> tuple[str, Callable[[], None]]:
 
 def rabbitmq_backend() -> Backend:
     """A fresh Postgres database, queues of its own on the local RabbitMQ, and the local Redis for notices."""
+    _require_rabbitmq_management()
     database_url, drop = _fresh_postgres_database()
     queue_name = f"predictions-{uuid.uuid4().hex[:8]}"
 
@@ -108,6 +109,18 @@ def rabbitmq_backend() -> Backend:
             ["close_all_connections", "broker emptied by a test"], ["purge_queue", queue_name]
         ),
     )
+
+
+def _require_rabbitmq_management() -> None:
+    """Raise at once, saying what to run, when RabbitMQ's management API does not answer (the redrive reads
+    held messages there, and the queues are deleted through it): not minutes later, at teardown."""
+    try:
+        requests.get(f"{RABBITMQ_MANAGEMENT_URL}/api/overview", timeout=10).raise_for_status()
+    except requests.RequestException as error:
+        raise RuntimeError(
+            f"RabbitMQ's management API does not answer ({error}): scripts/ensure-services starts RabbitMQ "
+            "and enables it (make test runs it first)"
+        ) from error
 
 
 def _rabbitmqctl(*commands: str | list[str]) -> None:
