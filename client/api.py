@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -93,9 +94,9 @@ class PredictionClient:
         """Return the current state of one observation, holding up to wait seconds for the result."""
         params = {"wait": wait} if wait else None
         timeout = self.timeout + wait
-        body: dict[str, Any] = self._call(
-            "GET", f"/predictions/{observation_id}", params=params, timeout=timeout
-        ).json()
+        # Quoted, so an id holding '?', '#' or '%' reads back as itself; '/' stays, as in the server's paths.
+        path = f"/predictions/{quote(observation_id, safe='/')}"
+        body: dict[str, Any] = self._call("GET", path, params=params, timeout=timeout).json()
         return body
 
     def wait(self, observation_id: str, *, timeout: float = 60) -> dict[str, Any]:

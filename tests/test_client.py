@@ -106,6 +106,17 @@ def test_client_submits_waits_labels_and_reads_batches(stack: ServiceStack) -> N
         assert error.value.status == 422 and "hour" in error.value.error["fields"]["observation"]
 
 
+@pytest.mark.parametrize("suffix", ["q?x=1", "hash#1", "pct%2F", "a/b", "with space", "café"])
+def test_client_reads_back_an_id_holding_characters_a_url_gives_meaning_to(
+    stack: ServiceStack, suffix: str
+) -> None:
+    observation_id = f"{new_id('url')}-{suffix}"
+    with PredictionClient(stack.base_url, timeout=10) as client:
+        client.submit(observation_id, observation())
+        assert client.get(observation_id)["id"] == observation_id
+        assert client.wait(observation_id, timeout=30)["status"] == "done"
+
+
 def test_cli_atomic_chunk_with_a_bad_row_names_it_and_exits_three(
     stack: ServiceStack, tmp_path: Path
 ) -> None:
