@@ -31,6 +31,8 @@ def start_embedded_redis(port: int, work_dir: Path) -> subprocess.Popen[bytes]:
             "--loglevel", "warning",
         ],
         stdout=subprocess.DEVNULL,
+        # Its own session: a terminal's Ctrl-C does not reach it; whoever started it stops it, last.
+        start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
