@@ -212,16 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
     submit_cmd.add_argument(
         "--out", type=lambda text: _writable_file(Path(text)), help="where to write the results as CSV"
     )
-    submit_cmd.add_argument("--url", default="http://127.0.0.1:5000", help="service base URL")
+    submit_cmd.add_argument(
+        "--url", default="http://127.0.0.1:5000", help="service base URL (default: %(default)s)"
+    )
     submit_cmd.add_argument(
         "--wait", action=argparse.BooleanOptionalAction, default=True, help="follow until done"
     )
     submit_cmd.add_argument("--atomic", action="store_true", help="all-or-nothing per uploaded chunk")
     submit_cmd.add_argument(
-        "--chunk-rows", type=_positive_int, default=10_000, help="rows per uploaded batch"
+        "--chunk-rows",
+        type=_positive_int,
+        default=10_000,
+        help="rows per uploaded batch (default: %(default)s)",
     )
-    submit_cmd.add_argument("--poll-seconds", type=float, default=0.5)
-    submit_cmd.add_argument("--timeout", type=float, default=120, help="seconds per HTTP call")
+    submit_cmd.add_argument(
+        "--poll-seconds", type=float, default=0.5, help="between progress reads (default: %(default)s)"
+    )
+    submit_cmd.add_argument(
+        "--timeout", type=float, default=120, help="seconds per HTTP call (default: %(default)s)"
+    )
     submit_cmd.add_argument(
         "--api-key",
         default=os.environ.get(API_KEY_VARIABLE),

@@ -47,9 +47,11 @@ def fresh_metrics_dir(path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Start everything, print where to look, stop everything on Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m devstack.run_local", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--redis-port", type=int, default=6380, help="port of the embedded Redis")
+    parser.add_argument("--host", default="127.0.0.1", help="the gateway's address (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=5000, help="the gateway's port (default: %(default)s)")
+    parser.add_argument(
+        "--redis-port", type=int, default=6380, help="port of the embedded Redis (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
 
     settings = get_settings()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from client import PredictionClient, ServiceError
+from core.settings import PROJECT_ROOT
 from devstack.stack import ServiceStack
 from tests.factories import COURSE_OBSERVATION, new_id, observation, prediction_request
 
@@ -48,6 +49,19 @@ def test_cli_submits_a_csv_follows_it_and_writes_results_with_line_numbers(
         ("6", rows[4]["id"]),
     ]
     assert {r["status"] for r in results} == {"done"}
+
+
+def test_cli_uploads_the_readmes_example_file_as_the_readme_says(stack: ServiceStack, tmp_path: Path) -> None:
+    out = tmp_path / "results.csv"
+    cli = subprocess.run(
+        [sys.executable, "-m", "client.cli", "submit", "docs/stops.csv", "--out", str(out),
+         "--url", stack.base_url, "--poll-seconds", "0.1"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert cli.returncode == 3, cli.stderr
+    assert "line 4: id 'csv-3': {'observation': {'StatuteReason': ['Must be one of: " in cli.stderr
+    assert "9 rows accepted, 1 rejected, in 1 batches" in cli.stderr
+    assert len(list(csv.DictReader(out.read_text().splitlines()))) == 9
 
 
 def test_cli_results_show_an_id_a_spreadsheet_would_run_as_text(stack: ServiceStack, tmp_path: Path) -> None:
