@@ -54,30 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    settings = get_settings()
-    overrides = {"PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(PROJECT_ROOT / "var" / "prometheus"))}
-    children: dict[str, subprocess.Popen[bytes]] = {}
-    broker_url = settings.broker_url
-    if "broker_url" not in settings.model_fields_set:  # no BROKER_URL given: the embedded Redis
-        children["redis"] = start_embedded_redis(args.redis_port, PROJECT_ROOT / "var" / "redis")
-        broker_url = overrides["BROKER_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
-    env = child_environment(overrides)
-    database_url = settings.database_url
-    upgrade_to_head(database_url)
-
-    for name, command in service_commands(args.host, args.port, PROJECT_ROOT / "var", settings).items():
-        # Own sessions: Ctrl-C reaches only this supervisor, which stops them in order.
-        children[name] = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
-    base = f"http://{args.host}:{args.port}"
-    print(
-        f"\nContraband predictions is starting:\n"
-        f"  API        {base}/predict  (POST)   results: {base}/predictions/<id>\n"
-        f"  ready      {base}/ready     docs: {base}/docs     metrics: {base}/metrics\n"
-        f"  database   {database_url}\n  broker     {broker_url}\n"
-        f"Ctrl-C stops everything.\n",
-        flush=True,
-    )
-
+    # Handlers first: a Ctrl-C while things start only asks to stop, and what has started is stopped below.
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -86,15 +63,47 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    children: dict[str, subprocess.Popen[bytes]] = {}
     exit_code = 0
-    while not stopping:
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"{name} exited with {child.returncode}; stopping everything", flush=True)
-                stopping, exit_code = True, 1
-        time.sleep(0.5)
-    # In reverse order, each gone before the next: the embedded Redis stops last, once the worker has acked
-    # or requeued its batch on the way out.
+    try:
+        settings = get_settings()
+        overrides = {"PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(PROJECT_ROOT / "var" / "prometheus"))}
+        broker_url = settings.broker_url
+        if "broker_url" not in settings.model_fields_set:  # no BROKER_URL given: the embedded Redis
+            children["redis"] = start_embedded_redis(args.redis_port, PROJECT_ROOT / "var" / "redis")
+            broker_url = overrides["BROKER_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
+        env = child_environment(overrides)
+        database_url = settings.database_url
+        upgrade_to_head(database_url)
+
+        for name, command in service_commands(args.host, args.port, PROJECT_ROOT / "var", settings).items():
+            if stopping:
+                break
+            # Own sessions: Ctrl-C reaches only this supervisor, which stops them in order.
+            children[name] = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+        base = f"http://{args.host}:{args.port}"
+        print(
+            f"\nContraband predictions is starting:\n"
+            f"  API        {base}/predict  (POST)   results: {base}/predictions/<id>\n"
+            f"  ready      {base}/ready     docs: {base}/docs     metrics: {base}/metrics\n"
+            f"  database   {database_url}\n  broker     {broker_url}\n"
+            f"Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        while not stopping:
+            for name, child in children.items():
+                if child.poll() is not None:
+                    print(f"{name} exited with {child.returncode}; stopping everything", flush=True)
+                    stopping, exit_code = True, 1
+            time.sleep(0.5)
+    finally:
+        stop_in_reverse(children)
+    return exit_code
+
+
+def stop_in_reverse(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Stop the children last started first, each gone before the next: the embedded Redis stops last, once
+    the worker has acked or requeued its batch on the way out."""
     for child in reversed(children.values()):
         if child.poll() is None:
             child.terminate()
@@ -103,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-    return exit_code
 
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import psutil
+import redis
 import requests
 
 from core.settings import PROJECT_ROOT
@@ -57,3 +60,26 @@ def test_run_command_serves_the_course_example_and_stops_everything_on_ctrl_c(tm
     # The embedded Redis went last: the worker never lost its broker on the way out.
     output = (tmp_path / "run.log").read_text()
     assert "Connection to broker lost" not in output and "Cannot connect" not in output, output[-3000:]
+
+
+def test_run_command_that_cannot_migrate_leaves_no_embedded_redis_behind(tmp_path: Path) -> None:
+    redis_port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/nothing",
+        "LOG_LEVEL": "WARNING",
+    }
+    env.pop("BROKER_URL", None)  # the embedded Redis, started before the migrations
+    with (tmp_path / "run.log").open("wb") as log:  # a file, not a pipe a leftover server would hold open
+        run = subprocess.run(
+            [sys.executable, "-m", "devstack.run_local", "--port", str(free_port()),
+             "--redis-port", str(redis_port)],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=120, check=False,
+        )  # fmt: skip
+    assert run.returncode != 0 and "OperationalError" in (tmp_path / "run.log").read_text()
+    with socket.socket() as probe:
+        left_behind = probe.connect_ex(("127.0.0.1", redis_port)) == 0
+    if left_behind:  # not for the next run to trip over
+        with contextlib.suppress(redis.ConnectionError):
+            redis.Redis(port=redis_port).shutdown(nosave=True)
+    assert not left_behind, "the embedded Redis still answered after the command had exited"
