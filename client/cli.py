@@ -216,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--url", default="http://127.0.0.1:5000", help="service base URL (default: %(default)s)"
     )
     submit_cmd.add_argument(
-        "--wait", action=argparse.BooleanOptionalAction, default=True, help="follow until done"
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="follow the batches until done (default: --wait)",
     )
     submit_cmd.add_argument("--atomic", action="store_true", help="all-or-nothing per uploaded chunk")
     submit_cmd.add_argument(
@@ -226,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows per uploaded batch (default: %(default)s)",
     )
     submit_cmd.add_argument(
-        "--poll-seconds", type=float, default=0.5, help="between progress reads (default: %(default)s)"
+        "--poll-seconds",
+        type=float,
+        default=0.5,
+        help="seconds between progress reads (default: %(default)s)",
     )
     submit_cmd.add_argument(
         "--timeout", type=float, default=120, help="seconds per HTTP call (default: %(default)s)"
@@ -242,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `contraband` command; exit 0 all done, 3 some rows rejected, 1 failure."""
+    """Entry point of the `contraband` command.
+
+    Exit 0 all done, 3 some rows rejected, 1 failure (unreadable input, service), 2 bad options (argparse).
+    """
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)

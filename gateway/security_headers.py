@@ -1,4 +1,4 @@
-"""Security headers on every response, and the Content-Security-Policy of the HTML pages (/docs)."""
+"""Security headers on every response, and the Content-Security-Policy of the HTML pages (docs, dashboard)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-# What the Swagger UI page needs: its own scripts, stylesheet and API calls, and the data: images its
-# stylesheet draws icons with. No inline script or style, nothing from another site, no framing.
+# What the HTML pages (Swagger UI, the dashboard) need: their own scripts, stylesheets and API calls, and
+# the data: images Swagger UI's stylesheet draws icons with. No inline script or style, nothing from another
+# site, no framing.
 HTML_POLICY = "; ".join(
     (
         "default-src 'self'",

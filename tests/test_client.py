@@ -61,7 +61,11 @@ def test_cli_uploads_the_readmes_example_file_as_the_readme_says(stack: ServiceS
     assert cli.returncode == 3, cli.stderr
     assert "line 4: id 'csv-3': {'observation': {'StatuteReason': ['Must be one of: " in cli.stderr
     assert "9 rows accepted, 1 rejected, in 1 batches" in cli.stderr
-    assert len(list(csv.DictReader(out.read_text().splitlines()))) == 9
+    results = list(csv.DictReader(out.read_text().splitlines()))
+    assert [(r["line"], r["id"]) for r in results] == [
+        (str(n + 1), f"csv-{n}") for n in range(1, 11) if n != 3
+    ]
+    assert {r["status"] for r in results} == {"done"}
 
 
 def test_cli_results_show_an_id_a_spreadsheet_would_run_as_text(stack: ServiceStack, tmp_path: Path) -> None:
@@ -120,11 +124,13 @@ def test_client_submits_waits_labels_and_reads_batches(stack: ServiceStack) -> N
         assert error.value.status == 422 and "hour" in error.value.error["fields"]["observation"]
 
 
-@pytest.mark.parametrize("suffix", ["q?x=1", "hash#1", "pct%2F", "a/b", "with space", "café"])
+@pytest.mark.parametrize(
+    "template", ["/{}", "{}/", "{}-q?x=1", "{}-hash#1", "{}-pct%2F", "{}-a//b", "{}-with space", "{}-café"]
+)
 def test_client_reads_back_an_id_holding_characters_a_url_gives_meaning_to(
-    stack: ServiceStack, suffix: str
+    stack: ServiceStack, template: str
 ) -> None:
-    observation_id = f"{new_id('url')}-{suffix}"
+    observation_id = template.format(new_id("url"))
     with PredictionClient(stack.base_url, timeout=10) as client:
         client.submit(observation_id, observation())
         assert client.get(observation_id)["id"] == observation_id
