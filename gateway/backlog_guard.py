@@ -7,9 +7,6 @@ requests never pay for the count (on a backlog of a million rows it takes a tent
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +16,7 @@ from core.storage.records import utc_now
 from core.storage.reports import Backlog, backlog
 from gateway.errors import ApiError
 from gateway.metrics import SHED_SUBMISSIONS
+from gateway.periodic import EveryProcess, OutageLog
 
 log = logging.getLogger(__name__)
 SHED_RETRY_AFTER_S = 30
@@ -31,15 +29,13 @@ class BacklogGuard:
         self._engine = engine
         self._max_queued = settings.backlog_max_queued
         self._max_age_s = settings.backlog_max_age_s
-        self._interval_s = settings.backlog_check_s
-        self._pid = -1
-        self._lock = threading.Lock()
         self._reason: str | None = None
+        self._thread = EveryProcess("backlog-guard", settings.backlog_check_s, self.check_now)
+        self._outage = OutageLog(log, "backlog guard")
 
     def refusal(self) -> str | None:
         """Return why submissions are refused now, or None to accept them."""
-        if self._pid != os.getpid():
-            self._start()  # first use in this process (gunicorn forks after the app is built)
+        self._thread.ensure_started(self._first_check)
         return self._reason
 
     def reason_for(self, state: Backlog) -> str | None:
@@ -58,26 +54,21 @@ class BacklogGuard:
             with self._engine.connect() as conn:
                 reason = self.reason_for(backlog(conn=conn))
         except SQLAlchemyError:
-            log.warning("backlog guard: database unreachable", exc_info=True)
+            self._outage.failed()
             return
+        self._outage.answered()
         if reason != self._reason:
             log.warning("backlog guard: %s", "shedding submissions" if reason else "accepting again",
                         extra={"reason": reason})  # fmt: skip
         self._reason = reason
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._reason = None
-            self.check_now()
-            threading.Thread(target=self._run, name="backlog-guard", daemon=True).start()
-            self._pid = os.getpid()
+    def stop(self) -> None:
+        """Stop reading the backlog (for apps built in-process)."""
+        self._thread.stop()
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._interval_s)
-            self.check_now()
+    def _first_check(self) -> None:
+        self._reason = None  # a forked process does not inherit its parent's decision
+        self.check_now()
 
 
 def refuse_if_shedding(guard: BacklogGuard) -> None:

@@ -34,6 +34,12 @@ class GatewayContext:
     # Each version's reference distributions and precision bar, for the model's monitoring.
     models: ServingModels
 
+    def close(self) -> None:
+        """Stop this app's reading threads and close its database connections (an app built in-process)."""
+        self.backlog_guard.stop()
+        self.rollout.stop()
+        self.engine.dispose()
+
     def monitored_model(self) -> ServingModel:
         """Return the model monitoring compares with: the rollout's stable version (as last read)."""
         rollout = self.rollout.last_reading()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from core.rollout import Rollout, version_for
 from core.serving_versions import RolloutReader, pinned_versions
 from core.settings import Settings
 from gateway.errors import ApiError
+from gateway.periodic import EveryProcess, OutageLog
 from worker.schemas import RequestSchemas, request_schemas
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,12 @@ class RolloutView:
     def __init__(self, engine: Engine, settings: Settings, default: VersionSchemas) -> None:
         self._settings = settings
         self._reader = RolloutReader(engine, default.version, interval_s=float("inf"))
-        self._interval_s = settings.rollout_check_s
+        self._thread = EveryProcess("rollout-view", settings.rollout_check_s, self.check_now)
+        self._outage = OutageLog(log, "rollout view")
         self._pinned = pinned_versions(settings, default.version)
         self._contracts: dict[str, VersionSchemas] = {default.version: default}
         self._failures: dict[str, float] = {}  # version -> when its spec was last refused
         self._lock = threading.Lock()
-        self._pid = -1
 
     @property
     def default_version(self) -> str:
@@ -67,8 +67,7 @@ class RolloutView:
 
     def current(self) -> Rollout:
         """Return what serves, as last read (read now only by a process that has no reading yet)."""
-        if self._pid != os.getpid():
-            self._start()  # first use in this process (gunicorn forks after the app is built)
+        self._thread.ensure_started(self.check_now)
         return self._reader.current()
 
     def last_reading(self) -> Rollout | None:
@@ -114,26 +113,18 @@ class RolloutView:
         try:
             rollout = self._reader.read_now()
         except SQLAlchemyError:
-            log.warning("rollout view: database unreachable", exc_info=True)
+            self._outage.failed()
             return
+        self._outage.answered()
         for version in (rollout.stable_version, rollout.canary_version):
             if version is not None:
                 # Logged by contract(); requests routed to a version that cannot load get 503 until it does.
                 with contextlib.suppress(ApiError):
                     self.contract(version)
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            threading.Thread(target=self._run, name="rollout-view", daemon=True).start()
-            self._pid = os.getpid()
-        self.check_now()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self._interval_s)
-            self.check_now()
+    def stop(self) -> None:
+        """Stop reading the rollout (for apps built in-process)."""
+        self._thread.stop()
 
 
 def _unavailable(version: str) -> ApiError:

@@ -40,7 +40,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     upgrade_to_head(database_url)
     app = create_app({"SETTINGS": Settings(database_url=database_url)})
     yield app
-    app.extensions["predictions"].engine.dispose()
+    app.extensions["predictions"].close()
 
 
 @pytest.fixture

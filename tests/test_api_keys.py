@@ -86,7 +86,7 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
 
     yield build
     for app in apps:
-        engine_of(app).dispose()
+        app.extensions["predictions"].close()
 
 
 @pytest.fixture
@@ -261,7 +261,7 @@ def test_production_requires_keys_and_local_mode_says_it_is_open(
     with caplog.at_level(logging.WARNING, logger="gateway.access"):
         app = create_app({"SETTINGS": Settings(database_url=f"sqlite:///{tmp_path / 'open.db'}")})
     assert any("API keys are NOT required" in record.getMessage() for record in caplog.records)
-    engine_of(app).dispose()
+    app.extensions["predictions"].close()
 
 
 # --- the keys command ---------------------------------------------------------------------------------------

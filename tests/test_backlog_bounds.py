@@ -34,7 +34,7 @@ def gateway(tmp_path: Path) -> Iterator[Flask]:
     )
     app = create_app({"SETTINGS": settings})
     yield app
-    app.extensions["predictions"].engine.dispose()
+    app.extensions["predictions"].close()
 
 
 def context_of(app: Flask) -> GatewayContext:

@@ -31,7 +31,7 @@ def test_unexpected_exception_is_a_500_envelope_without_details(tmp_path: Path) 
         }
     }
     assert b"secret" not in response.data
-    app.extensions["predictions"].engine.dispose()
+    app.extensions["predictions"].close()
 
 
 def test_log_records_inside_a_request_carry_its_id(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -45,7 +45,7 @@ def test_log_records_inside_a_request_carry_its_id(tmp_path: Path, caplog: pytes
     with caplog.at_level(logging.ERROR, logger="gateway.errors"):
         app.test_client().get("/boom", headers={"X-Request-ID": "req-7"})
     assert [getattr(r, "request_id", None) for r in caplog.records if r.name == "gateway.errors"] == ["req-7"]
-    app.extensions["predictions"].engine.dispose()
+    app.extensions["predictions"].close()
 
 
 def test_options_names_the_allowed_methods_without_a_body(tmp_path: Path) -> None:
@@ -55,4 +55,4 @@ def test_options_names_the_allowed_methods_without_a_body(tmp_path: Path) -> Non
     assert set(response.headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
     assert "Content-Type" not in response.headers
     assert response.data == b""
-    app.extensions["predictions"].engine.dispose()
+    app.extensions["predictions"].close()

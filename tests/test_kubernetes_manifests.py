@@ -331,7 +331,7 @@ def test_redrive_runs_exactly_one_beat(rendered: list[Manifest]) -> None:
 def test_gateway_probes_point_at_routes_the_gateway_serves(rendered: list[Manifest], tmp_path: Path) -> None:
     app = create_app({"SETTINGS": Settings(database_url=f"sqlite:///{tmp_path / 'routes.db'}")})
     routes = {rule.rule for rule in app.url_map.iter_rules()}
-    app.extensions["predictions"].engine.dispose()
+    app.extensions["predictions"].close()
     gateway = container(rendered, "gateway")
     assert gateway["livenessProbe"]["httpGet"]["path"] == "/health"
     assert gateway["readinessProbe"]["httpGet"]["path"] == "/ready"

@@ -59,7 +59,7 @@ def make_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Callable[..., Flas
 
     yield build
     for app in apps:
-        engine_of(app).dispose()
+        app.extensions["predictions"].close()
 
 
 @pytest.fixture

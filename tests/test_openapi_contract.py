@@ -176,7 +176,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     )
     yield app
     _flush_published()
-    app.extensions[EXTENSION].engine.dispose()
+    app.extensions[EXTENSION].close()
 
 
 def _flush_published() -> None:
@@ -483,7 +483,7 @@ def unreachable_database(app: Flask, tmp_path_factory: pytest.TempPathFactory) -
     update = {"database_url": f"sqlite:///{folder / 'gateway.db'}", "backlog_check_s": 60}
     broken = create_app({"SETTINGS": app.extensions[EXTENSION].settings.model_copy(update=update)})
     yield broken
-    broken.extensions[EXTENSION].engine.dispose()
+    broken.extensions[EXTENSION].close()
 
 
 @pytest.mark.parametrize(
@@ -517,4 +517,4 @@ def test_a_submission_shed_for_the_backlog_is_a_documented_503(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
     _conforms(api_schema, "POST", "/predict", response, unavailable=True)
-    shedding.extensions[EXTENSION].engine.dispose()
+    shedding.extensions[EXTENSION].close()

@@ -136,7 +136,7 @@ def test_ready_is_503_naming_the_broker_when_it_is_down(stack: ServiceStack) -> 
     dead_broker = stack.settings().model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
     app = create_app({"SETTINGS": dead_broker})
     response = app.test_client().get("/ready")
-    app.extensions["predictions"].engine.dispose()
+    app.extensions["predictions"].close()
     assert response.status_code == 503
     error = response.get_json()["error"]
     assert error["checks"] == {"database": "ok", "broker": "down", "model_bundle": "ok", "backlog": "ok"}
