@@ -24,6 +24,7 @@ RESULT_COLUMNS = [
     "prediction",
     "proba",
     "model_version",
+    "accepted_version",
     "predicted_at",
     "failure_reason",
 ]

@@ -49,6 +49,8 @@ def test_cli_submits_a_csv_follows_it_and_writes_results_with_line_numbers(
         ("6", rows[4]["id"]),
     ]
     assert {r["status"] for r in results} == {"done"}
+    # Which version accepted each row, as the API's own CSV says (no rollout here: the one that predicted).
+    assert all(r["accepted_version"] and r["accepted_version"] == r["model_version"] for r in results)
 
 
 def test_cli_uploads_the_readmes_example_file_as_the_readme_says(stack: ServiceStack, tmp_path: Path) -> None:
