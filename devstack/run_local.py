@@ -13,6 +13,7 @@ from pathlib import Path
 from core.settings import PROJECT_ROOT, Settings, child_environment, get_settings
 from core.storage.migrate import upgrade_to_head
 from devstack.embedded_redis import start_embedded_redis
+from devstack.process_groups import stop_process_group
 
 
 def service_commands(host: str, port: int, state_dir: Path, settings: Settings) -> dict[str, list[str]]:
@@ -97,21 +98,11 @@ def main(argv: list[str] | None = None) -> int:
                     stopping, exit_code = True, 1
             time.sleep(0.5)
     finally:
-        stop_in_reverse(children)
+        # In reverse order, each group gone before the next: the embedded Redis stops last, once the worker
+        # has acked or requeued its batch on the way out.
+        for child in reversed(children.values()):
+            stop_process_group(child)
     return exit_code
-
-
-def stop_in_reverse(children: dict[str, subprocess.Popen[bytes]]) -> None:
-    """Stop the children last started first, each gone before the next: the embedded Redis stops last, once
-    the worker has acked or requeued its batch on the way out."""
-    for child in reversed(children.values()):
-        if child.poll() is None:
-            child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
 
 
 if __name__ == "__main__":
