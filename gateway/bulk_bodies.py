@@ -1,4 +1,9 @@
-"""Parse bulk uploads as streams (a JSON document, NDJSON lines, CSV rows typed by the spec); count first."""
+"""Parse bulk uploads as streams (a JSON document, NDJSON lines, CSV rows typed by the spec); count first.
+
+Whatever an upload's shape, what one request holds in memory is bounded before anything is parsed whole:
+a JSON document may nest at most MAX_JSON_DEPTH containers and hold no token longer than about two windows of
+WINDOW_BYTES; an NDJSON line or CSV line is read at most max_line_bytes at a time.
+"""
 
 from __future__ import annotations
 
@@ -26,37 +31,82 @@ def _json_error(error: Exception) -> ApiError:
     return ApiError(400, f"The request body is not valid JSON: {reason}")
 
 
-ITEM_STARTS = frozenset({"start_map", "start_array", "string", "number", "boolean", "null"})
+VALUE_EVENTS = frozenset({"start_map", "start_array", "string", "number", "boolean", "null"})
+# {"observations": [{"id": …, "observation": {"hour": 10, …}}]} is four containers deep; an item whose values
+# nest a little is that item's rejection, anything deeper is not a batch document.
+MAX_JSON_DEPTH = 8
+# What ijson reads at a time. A batch document's strings are ids and category values: each window of it holds
+# quotes. A window without one is inside a token the parser would hold whole, and slowly (100 MB: 52 s).
+WINDOW_BYTES = 1 << 16
+
+
+class QuotedWindows:
+    """Hand a JSON document to the parser a window at a time, refusing a window that is one long token."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+
+    def read(self, size: int = WINDOW_BYTES) -> bytes:
+        window = self._stream.read(size)
+        # A quote not preceded by a backslash ends or starts a string; an escaped one does neither.
+        if len(window) >= WINDOW_BYTES and window.count(b'"') <= window.count(b'\\"'):
+            raise ApiError(
+                400,
+                f"The request body holds a string, number or run of blanks longer than {WINDOW_BYTES} bytes; "
+                "a batch document holds only short values.",
+            )
+        return window
+
+
+def _nested_too_deeply() -> ApiError:
+    return ApiError(
+        400,
+        f"The request body nests more than {MAX_JSON_DEPTH} levels deep; "
+        'send {"observations": [{"id", "observation"}, ...]} with plain values.',
+    )
 
 
 def count_json_document(stream: IO[bytes]) -> int:
-    """Check a {"observations": [...]} body whole, streamed (syntax, shape, repeated keys); count its items.
+    """Check a {"observations": [...]} body whole, streamed (syntax, shape, depth, repeated keys); count it.
 
-    400 if it is not JSON or repeats a key, 422 if it is not that shape: before anything is stored.
+    400 if it is not JSON, nests too deeply, holds an overlong token or repeats a key, 422 if it is not that
+    shape: before anything is stored. Memory stays bounded whatever the document's shape: the parser's events
+    carry no path (a path per event grows with the square of the depth: 21 GB for a 200 KB body).
     """
     if not stream.read(1):
         raise ApiError(400, "The request body is empty; send a JSON object.")
     stream.seek(0)
-    open_maps: list[set[str]] = []
+    open_maps: list[set[str] | None] = []  # one entry per open container; None for an array
     top_level: list[str] = []
-    kinds: dict[str, str] = {}  # the first event at "" and at "observations": what each value is
+    kinds: dict[str, str] = {}  # the first value at "" and at "observations": what each is
+    key = ""  # the key of the top-level member being read
     items = 0
     try:
-        for prefix, event, value in ijson.parse(stream):
-            if prefix in ("", "observations") and event not in ("map_key", "end_map", "end_array"):
-                kinds.setdefault(prefix, event)
-            if prefix == "observations.item" and event in ITEM_STARTS:
-                items += 1
-            if event == "start_map":
-                open_maps.append(set())
-            elif event == "end_map":
-                open_maps.pop()
-            elif event == "map_key":
-                if value in open_maps[-1]:
+        for event, value in ijson.basic_parse(QuotedWindows(stream), buf_size=WINDOW_BYTES):
+            depth = len(open_maps)
+            if event == "map_key":
+                keys = open_maps[-1]
+                assert keys is not None  # a key is only ever read inside an object
+                if value in keys:
                     raise ApiError(400, f"The request body is not valid JSON: repeated key {value!r}")
-                open_maps[-1].add(value)
-                if prefix == "":
+                keys.add(value)
+                if depth == 1:
+                    key = value
                     top_level.append(value)
+                continue
+            if depth <= 2 and event in VALUE_EVENTS:  # what the top level, a member or an item is
+                if depth == 0:
+                    kinds.setdefault("", event)
+                elif depth == 1 and open_maps[0] is not None:
+                    kinds.setdefault(key, event)
+                elif key == "observations" and open_maps[1] is None:
+                    items += 1
+            if event == "start_map" or event == "start_array":
+                if depth >= MAX_JSON_DEPTH:
+                    raise _nested_too_deeply()
+                open_maps.append(set() if event == "start_map" else None)
+            elif event == "end_map" or event == "end_array":
+                open_maps.pop()
     except (ijson.JSONError, ValueError) as error:  # ValueError: a number Python will not convert
         raise _json_error(error) from None
     if kinds.get("") != "start_map":
@@ -88,15 +138,36 @@ def iter_json_document(stream: IO[bytes]) -> Iterator[RawItem]:
         yield RawItem(index=index, value=value)
 
 
-def count_ndjson(stream: IO[bytes]) -> int:
-    """Count the items of an NDJSON body (its non-blank lines)."""
-    return sum(1 for line in stream if line.strip())
+def _bounded_lines(stream: IO[bytes], max_line_bytes: int) -> Iterator[bytes | None]:
+    """Yield each line of a binary stream, or None for a line over max_line_bytes (skipped, never held)."""
+    while line := stream.readline(max_line_bytes + 1):
+        if len(line) <= max_line_bytes or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := stream.readline(max_line_bytes)) and not rest.endswith(b"\n"):
+            pass
+        yield None
 
 
-def count_csv(stream: IO[bytes], spec: FeatureSpec) -> int:
+def count_ndjson(stream: IO[bytes], max_line_bytes: int) -> int:
+    """Count the items of an NDJSON body (its non-blank lines), reading at most max_line_bytes at a time."""
+    return sum(1 for line in _bounded_lines(stream, max_line_bytes) if line is None or line.strip())
+
+
+def _csv_lines(text: IO[str], max_line_bytes: int) -> Iterator[str]:
+    """Yield the lines of a CSV body as csv reads them; 400 for a line over max_line_bytes characters."""
+    while line := text.readline(max_line_bytes + 1):
+        if len(line) > max_line_bytes:
+            raise ApiError(
+                400, f"The CSV body cannot be read: a line is longer than {max_line_bytes} characters."
+            )
+        yield line
+
+
+def count_csv(stream: IO[bytes], spec: FeatureSpec, max_line_bytes: int) -> int:
     """Check the header of a CSV body and count its data rows (blank lines skipped); 400 if unreadable."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+    reader = csv.reader(_csv_lines(text, max_line_bytes))
     try:
         _checked_header(reader, spec)
         return sum(1 for row in reader if row)
@@ -106,10 +177,14 @@ def count_csv(stream: IO[bytes], spec: FeatureSpec) -> int:
         text.detach()  # the stream is read again
 
 
-def iter_ndjson(stream: IO[bytes]) -> Iterator[RawItem]:
-    """Yield one item per non-blank line; a line that is not JSON becomes a rejected item."""
+def iter_ndjson(stream: IO[bytes], max_line_bytes: int) -> Iterator[RawItem]:
+    """Yield one item per non-blank line; a line that is not JSON, or too long, becomes a rejected item."""
     index = 0
-    for raw_line in stream:
+    for raw_line in _bounded_lines(stream, max_line_bytes):
+        if raw_line is None:
+            yield RawItem(index=index, parse_errors={"_schema": [f"Longer than {max_line_bytes} bytes."]})
+            index += 1
+            continue
         line = raw_line.strip()
         if not line:
             continue
@@ -167,10 +242,10 @@ def _checked_header(reader: Iterator[list[str]], spec: FeatureSpec) -> list[str]
     return header
 
 
-def iter_csv(stream: IO[bytes], spec: FeatureSpec) -> Iterator[RawItem]:
+def iter_csv(stream: IO[bytes], spec: FeatureSpec, max_line_bytes: int) -> Iterator[RawItem]:
     """Yield one item per CSV row; the header must hold `id` and every feature column."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # spreadsheets write a BOM
-    reader = csv.reader(text)
+    reader = csv.reader(_csv_lines(text, max_line_bytes))
     header = _checked_header(reader, spec)
     id_index = header.index("id")
     columns = {column.name: column for column in spec.columns}

@@ -53,16 +53,17 @@ RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _counted_items(body: IO[bytes], spec: FeatureSpec) -> tuple[int, Iterator[RawItem]]:
+def _counted_items(body: IO[bytes], spec: FeatureSpec, max_line_bytes: int) -> tuple[int, Iterator[RawItem]]:
     """Return how many items the upload holds (counted and checked first) and an iterator over them.
 
     spec: the feature spec of the version accepting the batch, which types CSV cells.
+    max_line_bytes: the longest NDJSON or CSV line read (one item is no larger than one submission's body).
     """
     mimetype = request.mimetype
     if mimetype in NDJSON_TYPES:
-        return count_ndjson(body), iter_ndjson(_rewound(body))
+        return count_ndjson(body, max_line_bytes), iter_ndjson(_rewound(body), max_line_bytes)
     if mimetype in CSV_TYPES:
-        return count_csv(body, spec), iter_csv(_rewound(body), spec)
+        return count_csv(body, spec, max_line_bytes), iter_csv(_rewound(body), spec, max_line_bytes)
     if mimetype == "application/json":
         return count_json_document(body), iter_json_document(_rewound(body))
     raise ApiError(415, "Send the batch as application/json, application/x-ndjson or text/csv.")
@@ -85,7 +86,7 @@ def submit_batch_request() -> Response:
     batch_id = new_batch_id()
     accepting = context.rollout.accepting(batch_id)
     with request_body_file(settings.bulk_max_body_bytes) as body:
-        count, items = _counted_items(body, accepting.spec)
+        count, items = _counted_items(body, accepting.spec, settings.max_body_bytes)
         try:
             # Known before anything is stored: the upload has arrived whole and been counted.
             check_item_count(count, settings.bulk_max_items)
