@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from core.settings import Settings
 from gateway.api_keys import ADMIN, LABEL, READ, SUBMIT, KeyRing, grants
 from gateway.errors import ApiError
+from gateway.header_checks import was_checked
 from gateway.rate_limits import SubmissionLimits
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,8 @@ def _authorize_request() -> None:
             f"API key {record.name!r} may not do this: it needs the {needed!r} scope (it has: {held}).",
             headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{needed}"'},
         )
-    if endpoint in SUBMISSIONS:
-        control.limits.charge_submission(record.name)
+    if endpoint in SUBMISSIONS and not was_checked():
+        control.limits.charge_submission(record.name)  # once: on the header check when there was one
 
 
 def _presented_key() -> str:

@@ -31,6 +31,7 @@ from gateway.access import install_access_control
 from gateway.backlog_guard import BacklogGuard
 from gateway.context import EXTENSION, GatewayContext
 from gateway.errors import ApiError, register_error_handlers
+from gateway.header_checks import PROCEED_HEADER, answer_from_headers
 from gateway.long_polls import BODY_OVER_LIMIT, HANDED_ON_AT, HOLD_HEADER, scope_of
 from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS, THREAD_WAIT
 from gateway.publisher import BackgroundPublisher
@@ -100,6 +101,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(_start_request)
     app.before_request(_refuse_body_over_limit)
     install_access_control(app, settings, engine)  # its hook runs after these two: id set, 413 first
+    app.before_request(answer_from_headers)  # after access: a key that may not send the body is refused
     app.after_request(_finish_request)
     app.after_request(add_security_headers)
     return app
@@ -124,8 +126,8 @@ def _finish_request(response: Response) -> Response:
         # Flask's automatic answer: the Allow header is the content, so no body and no HTML type.
         response.status_code = 204
         del response.headers["Content-Type"]
-    if HOLD_HEADER in response.headers:
-        return response  # the front holds this long-poll and asks again: that answer is the one counted
+    if HOLD_HEADER in response.headers or PROCEED_HEADER in response.headers:
+        return response  # the front asks again (after a hold, or with the body): that answer is counted
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     REQUESTS.labels(method=request.method, endpoint=endpoint, status=response.status_code).inc()

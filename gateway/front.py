@@ -25,6 +25,7 @@ from a2wsgi.wsgi import build_environ
 
 from core.settings import Settings
 from gateway.finished_listener import FinishedListener
+from gateway.header_checks import HEADERS_CHECKED, HEADERS_ONLY, PROCEED_HEADER, needs_header_check
 from gateway.long_polls import BODY_FILE, BODY_OVER_LIMIT, HANDED_ON_AT, HOLD_HEADER, THROUGH_FRONT
 from gateway.metrics import LONG_POLLS_HELD
 
@@ -38,6 +39,7 @@ SPOOL_IN_MEMORY_BYTES = 1 << 20
 WHOLE_RESPONSE_BYTES = 1 << 16
 RESULT_PREFIX = "/predictions/"
 HOLD = HOLD_HEADER.lower().encode()
+PROCEED = PROCEED_HEADER.lower().encode()
 
 
 class BufferedBody:
@@ -71,17 +73,27 @@ class Captured:
     async def __call__(self, message: Message) -> None:
         self.messages.append(message)
 
+    def _header(self, name: bytes) -> bytes | None:
+        start = self.messages[0] if self.messages else {}
+        return next((value for key, value in start.get("headers", []) if key == name), None)
+
     def hold_seconds(self) -> float | None:
         """Return how long the route asked the front to hold the request, if it did."""
-        start = self.messages[0] if self.messages else {}
-        held = next((value for key, value in start.get("headers", []) if key == HOLD), None)
+        held = self._header(HOLD)
         return float(held) if held is not None else None
 
-    async def send_to(self, send: Send) -> None:
-        """Send the response on, without the front's own header."""
+    def proceeds(self) -> bool:
+        """Say whether the app, asked with the headers alone, let the request go on to its body."""
+        return self._header(PROCEED) is not None
+
+    async def send_to(self, send: Send, *, close: bool = False) -> None:
+        """Send the response on, without the front's own header; with close, end the connection after it."""
         for message in self.messages:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [(k, v) for k, v in message["headers"] if k != HOLD]}
+                headers = [(k, v) for k, v in message["headers"] if k != HOLD and k != b"connection"]
+                if close:
+                    headers.append((b"connection", b"close"))  # what the client still sends is not read
+                message = {**message, "headers": headers}
             await send(message)
 
 
@@ -153,6 +165,7 @@ class BufferedWsgi:
         body.file.seek(0)
         # The body file reads as a2wsgi's Body does: without a hop to the loop for each read.
         environ: dict[str, Any] = build_environ(scope, body.file)  # type: ignore[arg-type,assignment]
+        environ["wsgi.input_terminated"] = True  # the body is whole: Flask reads a chunked one to its end
         loop = asyncio.get_running_loop()
         call = WsgiCall(loop, send)
         run = functools.partial(contextvars.copy_context().run, call.run, self._app, environ)
@@ -174,6 +187,10 @@ class GatewayFront:
             return
         if scope["type"] != "http":
             return
+        if needs_header_check(scope["method"], dict(scope["headers"])):
+            if not await self._passes_header_check(scope, send):
+                return
+            scope = {**scope, HEADERS_CHECKED: True}
         body = await self._read_body(scope, receive)
         try:
             marks = {
@@ -185,6 +202,20 @@ class GatewayFront:
             await self._answer({**scope, **marks}, body, send)
         finally:
             body.file.close()
+
+    async def _passes_header_check(self, scope: Scope, send: Send) -> bool:
+        """Ask the app about the headers alone; send its refusal, if it refuses, without reading the body."""
+        marks = {THROUGH_FRONT: True, HEADERS_ONLY: True, HANDED_ON_AT: time.perf_counter()}
+        answer = Captured()
+        nothing = BufferedBody()
+        try:
+            await self._flask({**scope, **marks}, nothing, answer)
+        finally:
+            nothing.file.close()
+        if answer.proceeds():
+            return True
+        await answer.send_to(send, close=True)
+        return False
 
     async def _answer(self, scope: Scope, body: BufferedBody, send: Send) -> None:
         observation_id = _long_poll_id(scope)
