@@ -107,8 +107,8 @@ def test_a_client_sending_a_header_of_many_megabytes_is_refused_at_once_and_bloc
             while sent[client] < 64 << 20:
                 connection.sendall(b"h" * (1 << 20))
                 sent[client] += 1 << 20
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except OSError:
+            pass  # refused (reset), or closed by the test when it failed
 
     # Two at once: with two gateway processes, likely one each.
     connections = [socket.create_connection(("127.0.0.1", stack.port), timeout=30) for _ in range(2)]
@@ -167,12 +167,18 @@ def served_once(stack: ServiceStack) -> socket.socket:
     connection = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
     connection.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
     answer = b""
-    while not answer.endswith(b'"ok"}\n') and not answer.endswith(b'"ok"}'):
+    while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < length(answer):
         chunk = connection.recv(65536)
         assert chunk, answer
         answer += chunk
     assert answer.startswith(b"HTTP/1.1 200 ")
     return connection
+
+
+def length(answer: bytes) -> int:
+    """Return the Content-Length of an answer whose head has arrived."""
+    [value] = re.findall(rb"(?im)^content-length: *(\d+)\r$", answer.partition(b"\r\n\r\n")[0])
+    return int(value)
 
 
 @pytest.mark.parametrize("after_a_response", [False, True], ids=["new connection", "after a response"])
