@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     # Threads per gateway process running Flask; connections and long-polls wait on its event loop instead.
     gateway_threads: int = Field(default=8, ge=1, le=256)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A request's head (request line and headers) is refused past any of these, before the app sees it: its
+    # bytes (431), one header line (431) or the URL (414), its header count (431). A gateway process holds no
+    # more than MAX_HEADER_BYTES of a head it has not refused.
+    max_header_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
+    max_header_line_bytes: int = Field(default=8_192, ge=256)
+    max_headers: int = Field(default=100, ge=1, le=1_000)
+    # A connection is closed when a request's head has not arrived this long after it connected or after its
+    # last response (an idle connection quietly; a head begun, with 408).
+    header_timeout_s: float = Field(default=15.0, gt=0, le=300)
     # Past either bound the gateway refuses submissions (503, Retry-After) until the workers catch up.
     backlog_max_queued: int = Field(default=2_000_000, ge=1)
     backlog_max_age_s: int = Field(default=3600, ge=1)
@@ -186,6 +195,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR: pool processes write their figures there"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _header_line_within_the_head(self) -> Settings:
+        if self.max_header_line_bytes > self.max_header_bytes:
+            raise ValueError("MAX_HEADER_LINE_BYTES must be at most MAX_HEADER_BYTES")
         return self
 
     @model_validator(mode="after")

@@ -63,6 +63,11 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def new_request_id() -> str:
+    """Return a request id of the gateway's own: 32 hex digits."""
+    return uuid.uuid4().hex
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the gateway; config may carry SETTINGS (a Settings object) and Flask config overrides."""
     config = dict(config or {})
@@ -109,7 +114,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def _start_request() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if CLIENT_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_id = incoming if CLIENT_REQUEST_ID.fullmatch(incoming) else new_request_id()
     g.flask_started = time.perf_counter()
     # Counted from when the front handed the request on: a wait for a free Flask thread is latency too.
     g.started = scope_of(request.environ).get(HANDED_ON_AT, g.flask_started)

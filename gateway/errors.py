@@ -21,11 +21,14 @@ HTTP_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "validation_error",
     429: "too_many_requests",
+    431: "request_header_fields_too_large",
     500: "internal_error",
     503: "service_unavailable",
 }
@@ -66,17 +69,39 @@ def validation_fields(error: ValidationError) -> dict[str, Any]:
     return error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
 
 
+def envelope(
+    status: int,
+    message: str,
+    *,
+    request_id: str | None,
+    fields: dict[str, Any] | None = None,
+    links: dict[str, str] | None = None,
+    checks: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Return the error envelope of a status: its code, the message, and the details that apply."""
+    body = {
+        "code": HTTP_CODES.get(status, "error"),
+        "message": message,
+        "fields": fields,
+        "links": links,
+        "checks": checks,
+        "request_id": request_id,
+    }
+    dumped: dict[str, Any] = error_schema.dump({"error": body})
+    return dumped
+
+
 def error_response(error: ApiError) -> Response:
     """Render an ApiError as the JSON envelope with its status code."""
-    body = {
-        "code": HTTP_CODES.get(error.status, "error"),
-        "message": error.message,
-        "fields": error.fields,
-        "links": error.links,
-        "checks": error.checks,
-        "request_id": g.get("request_id") or None,
-    }
-    response = jsonify(error_schema.dump({"error": body}))
+    body = envelope(
+        error.status,
+        error.message,
+        request_id=g.get("request_id") or None,
+        fields=error.fields,
+        links=error.links,
+        checks=error.checks,
+    )
+    response = jsonify(body)
     response.status_code = error.status
     if error.close_connection:
         response.headers["Connection"] = "close"
