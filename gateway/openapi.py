@@ -13,13 +13,15 @@ from gateway.monitoring_responses import MonitoringSchema
 from gateway.openapi_answers import access_errors, answer, errors, json_answer, ndjson, ref
 from gateway.openapi_models import MODEL_REQUESTS, MODEL_RESPONSES, model_operations
 from gateway.openapi_parts import (
-    BATCH_UPLOADS,
+    ATOMIC_BATCHES,
     HEADERS,
     ID_DESCRIPTION,
     ID_FORMAT,
+    ID_PATTERN,
     OVERVIEW,
     SCOPES,
     SECURITY_SCHEMES,
+    batch_uploads,
 )
 from gateway.query_args import DURATION, BatchArgs, Duration, ResultFormatArgs, WaitArgs, WindowArgs
 from worker.schemas import OutcomeFlag, RequestSchemas, StrictBoolean, StrictSchema
@@ -53,7 +55,7 @@ def _request_field(self: Any, field: fields.Field[Any], **_: Any) -> dict[str, A
     if isinstance(field, Duration):
         return {"pattern": f"^{DURATION.pattern}$"}
     if field.name == "id" and isinstance(field.parent, StrictSchema):
-        return {"format": ID_FORMAT, "description": ID_DESCRIPTION}
+        return {"format": ID_FORMAT, "pattern": ID_PATTERN, "description": ID_DESCRIPTION}
     return {}
 
 
@@ -86,12 +88,12 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
     spec.components.schema("FeedbackRequest", schema=schemas.feedback)
     for name, schema in (MODEL_RESPONSES | MODEL_REQUESTS).items():
         spec.components.schema(name, schema=schema)
-    _add_operations(spec)
+    _add_operations(spec, columns=list(schemas.observation.fields))
     return spec.to_dict()
 
 
-def _add_operations(spec: APISpec) -> None:
-    """Add every operation, with every status it answers."""
+def _add_operations(spec: APISpec, *, columns: list[str]) -> None:
+    """Add every operation, with every status it answers; columns: the feature columns, in order."""
     prediction, queued_prediction = ref("Prediction"), {"oneOf": [ref("Accepted"), ref("Prediction")]}
     observation_id, batch_id = _path_parameter("observation_id", minLength=1), _path_parameter("batch_id")
     results = {**ndjson(ref("BatchResult")), "text/csv": {"schema": {"type": "string"}}}
@@ -154,12 +156,14 @@ def _add_operations(spec: APISpec) -> None:
                 503,
                 reasons={
                     413: "The body is over the size limit, or holds more than BULK_MAX_ITEMS items",
-                    422: "Not of the shape above, no item, or (atomic=true) an item not valid",
+                    422: "Not of the shape above, no item, or (atomic=true) an item not valid: "
+                    "error.fields.rejected lists the first ones, error.fields.rejected_count counts them",
                 },
             ),
         },
         parameters=[{"in": "query", "schema": BatchArgs}],
-        requestBody={"required": True, "content": BATCH_UPLOADS},
+        requestBody={"required": True, "content": batch_uploads(columns)},
+        description=ATOMIC_BATCHES,
     )
     add(
         "get",

@@ -6,11 +6,22 @@ from typing import Any
 
 from worker.schemas import ID_MAX_LENGTH
 
-# A format, not a pattern: "printable" follows Python's Unicode tables, which no portable pattern can.
+# "Printable" follows Python's Unicode tables, which no portable pattern can: the format names the whole rule,
+# the pattern states what an ECMA regex can (no '.' or '..' segment; no control character, NUL included, and
+# no separator, format, private-use or noncharacter code point of the Basic Multilingual Plane), the
+# description the rest (unassigned code points, and what lies beyond the BMP). The length is minLength and
+# maxLength, not the pattern's: a regex without the u flag counts a character beyond the BMP twice.
 ID_FORMAT = "observation-id"
+ID_PATTERN = (
+    r"^(?!\.\.?(?:/|$))(?!.*/\.\.?(?:/|$))"
+    r"[^\u0000-\u001f\u007f-\u00a0\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u1680"
+    r"\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ue000-\uf8ff\ufdd0-\ufdef\ufeff\ufff0-\ufffb\ufffe\uffff]+$"
+)
 ID_DESCRIPTION = (
     f"1 to {ID_MAX_LENGTH} printable characters (as Python's str.isprintable: no control, format, "
-    "unassigned or separator character but the space), with no '.' or '..' path segment (as in 'x/../b')."
+    "private-use, unassigned or separator character but the space), with no '.' or '..' path segment (as in "
+    "'x/../b'). The pattern states all of it but unassigned code points (as of Unicode 14) and, beyond the "
+    "Basic Multilingual Plane, format and private-use ones: the server refuses those too."
 )
 OVERVIEW = (
     "Asynchronous predictions; the request schema of model bundle {version}, the stable version (during a "
@@ -60,26 +71,28 @@ BATCH_ITEM = {
     "description": "A PredictionRequest each; an item that is not valid is rejected alone and listed (with "
     "atomic=true, it refuses the whole batch: 422, nothing stored)"
 }
+# A rule across the query and the body, which no schema states: the body's schemas say what a batch is, this
+# says when one item refuses it.
+ATOMIC_BATCHES = (
+    "Each item is a PredictionRequest. With atomic=false (the default) an item that is not one is rejected "
+    "alone and listed in the receipt and at the rejections URL, and the others are queued. With atomic=true "
+    "the server is stricter than the body's schemas: one item that is not a valid PredictionRequest (or a "
+    "CSV row that is not a valid item) refuses the whole batch with a 422, nothing stored, "
+    "error.fields.rejected listing the first such items."
+)
 BATCH_DOCUMENT = {
     "type": "object",
     "properties": {"observations": {"type": "array", "minItems": 1, "items": BATCH_ITEM}},
     "required": ["observations"],
     "additionalProperties": False,
 }
-BATCH_UPLOADS = {
-    "application/json": {"schema": BATCH_DOCUMENT},
-    "application/x-ndjson": {
-        # What makes an item: a byte other than the ones bytes.strip() removes.
-        "schema": {"type": "string", "pattern": "[^\\t\\n\\v\\f\\r ]", "description": "One item per line"}
-    },
-    "text/csv": {
-        "schema": {
-            "type": "string",
-            "description": "A header row with id and every feature column, once each and nothing else; a row "
-            "per item",
-        }
-    },
-}
+# What makes an item: a byte other than the ones bytes.strip() removes.
+NDJSON_UPLOAD = {"type": "string", "pattern": "[^\\t\\n\\v\\f\\r ]", "description": "One item per line"}
+# A CSV cell as RFC 4180 writes it: plain, or quoted with its quotes doubled (then it may hold a comma or
+# a line break).
+CSV_CELL = r'(?:[^",\r\n]*|"(?:[^"]|"")*")'
+CSV_ROW = rf"{CSV_CELL}(?:,{CSV_CELL})*"
+CSV_ITEM_ROW = rf'(?:[^",\r\n]+|"(?:[^"]|"")*"|,{CSV_CELL})(?:,{CSV_CELL})*'  # a row that is not blank
 SECURITY_SCHEMES = {
     "bearerAuth": {
         "type": "http",
@@ -107,3 +120,24 @@ SCOPES = {
     ("post", "/models/shadow"): "admin",
     ("delete", "/models/shadow"): "admin",
 }
+
+
+def batch_uploads(columns: list[str]) -> dict[str, Any]:
+    """Return the bodies POST /batches takes; columns: the feature columns of the CSV header, in order."""
+    header = ",".join(["id", *columns])
+    csv_upload = {
+        "type": "string",
+        # The header in the document's order; the server takes the same columns in any order, which a pattern
+        # could only say with a lookahead per column (and generators cannot draw from those).
+        "pattern": rf"^{header}\r?\n(?:{CSV_ROW}\r?\n)*{CSV_ITEM_ROW}(?:\r?\n{CSV_ROW})*$",
+        "description": f"UTF-8 (a byte order mark is skipped), a header row with the columns {header}, "
+        "once each and nothing else (the pattern writes them in this order; the server takes any order), "
+        "then a row per item (at least one; blank lines are skipped). A row that is not a valid item, as one "
+        "with another number of cells, is rejected alone and listed (with atomic=true, it refuses the whole "
+        "batch: 422)",
+    }
+    return {
+        "application/json": {"schema": BATCH_DOCUMENT},
+        "application/x-ndjson": {"schema": NDJSON_UPLOAD},
+        "text/csv": {"schema": csv_upload},
+    }
