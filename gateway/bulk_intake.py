@@ -37,6 +37,7 @@ from worker.schemas import RequestSchemas
 
 log = logging.getLogger(__name__)
 CONFLICT_MESSAGE = "Already submitted with a different observation."
+MAX_BATCH_ID_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ class BatchReceipt:
 def new_batch_id() -> str:
     """Return a fresh batch id (it also decides which model version accepts the batch)."""
     return uuid.uuid4().hex
+
+
+def valid_batch_id(value: str) -> bool:
+    """Return whether value could be a batch id (so a lookup is worth a query): short, printable text."""
+    return 1 <= len(value) <= MAX_BATCH_ID_LENGTH and value.isprintable()
 
 
 class TooManyItems(Exception):
@@ -106,6 +112,22 @@ def _claimed_id(value: Any) -> str | None:
     return claimed if isinstance(claimed, str) else None
 
 
+def _without_nul(value: Any) -> Any:
+    """Return value with each NUL of its text shown as U+FFFD: Postgres text and jsonb cannot hold one."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(inner) for inner in value]
+    return value
+
+
+def _rejection(item: RawItem, errors: dict[str, Any]) -> Rejection:
+    """Return the rejection of an item as stored: its claimed id and errors, with no NUL left in them."""
+    return Rejection(item.index, _without_nul(_claimed_id(item.value)), _without_nul(errors))
+
+
 @dataclass
 class ChunkIntake:
     """What one chunk of a batch gave: accepted count, rejections, the positions of the rows it created."""
@@ -123,12 +145,12 @@ def validated_items(
     rejected: list[Rejection] = []
     for item in chunk:
         if item.parse_errors is not None:
-            rejected.append(Rejection(item.index, _claimed_id(item.value), item.parse_errors))
+            rejected.append(_rejection(item, item.parse_errors))
             continue
         try:
             loaded = schemas.load_prediction(item.value)
         except ValidationError as error:
-            rejected.append(Rejection(item.index, _claimed_id(item.value), validation_fields(error)))
+            rejected.append(_rejection(item, validation_fields(error)))
             continue
         observation = loaded["observation"]
         dumped = orjson.dumps(observation, option=orjson.OPT_SORT_KEYS).decode()

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+from sqlalchemy.engine import Connection
 
 from core.feature_spec import FeatureSpec
-from core.storage.batches import batch_progress, iter_batch_rejections, iter_batch_results
+from core.storage.batches import BatchProgress, batch_progress, iter_batch_rejections, iter_batch_results
 from gateway.access import charge_batch_items
 from gateway.backlog_guard import refuse_if_shedding
 from gateway.bodies import refuse_encoded_body
@@ -33,6 +34,7 @@ from gateway.bulk_intake import (
     check_item_count,
     new_batch_id,
     submit_batch,
+    valid_batch_id,
 )
 from gateway.context import gateway_context
 from gateway.errors import ApiError
@@ -123,13 +125,19 @@ def submit_batch_request() -> Response:
     return response
 
 
+def _progress_or_404(conn: Connection, batch_id: str) -> BatchProgress:
+    """Return a batch's progress; 404 for an unknown id, and unasked for one no batch could have (a NUL)."""
+    progress = batch_progress(conn=conn, batch_id=batch_id) if valid_batch_id(batch_id) else None
+    if progress is None:
+        raise ApiError(404, f"No batch with id {batch_id!r}.")
+    return progress
+
+
 @blueprint.get("/batches/<batch_id>")
 def get_batch(batch_id: str) -> Response:
     """Return the counts by status, progress and times of a batch."""
     with gateway_context().engine.connect() as conn:
-        progress = batch_progress(conn=conn, batch_id=batch_id)
-    if progress is None:
-        raise ApiError(404, f"No batch with id {batch_id!r}.")
+        progress = _progress_or_404(conn, batch_id)
     response = jsonify(batch_progress_schema.dump(progress))
     if not progress.done:
         response.headers["Retry-After"] = str(gateway_context().settings.poll_retry_after_s)
@@ -152,8 +160,7 @@ def get_batch_results(batch_id: str) -> Response:
     result_format = _result_format()
     engine = gateway_context().engine
     with engine.connect() as conn:
-        if batch_progress(conn=conn, batch_id=batch_id) is None:
-            raise ApiError(404, f"No batch with id {batch_id!r}.")
+        _progress_or_404(conn, batch_id)
 
     def rows() -> Iterator[dict[str, Any]]:
         with engine.connect() as conn:
@@ -205,8 +212,7 @@ def get_batch_rejections(batch_id: str) -> Response:
     """Stream every rejected item of a batch, in submission order, as NDJSON."""
     engine = gateway_context().engine
     with engine.connect() as conn:
-        if batch_progress(conn=conn, batch_id=batch_id) is None:
-            raise ApiError(404, f"No batch with id {batch_id!r}.")
+        _progress_or_404(conn, batch_id)
 
     def lines() -> Iterator[str]:
         with engine.connect() as conn:
