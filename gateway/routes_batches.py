@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -51,8 +52,13 @@ from gateway.uploads import request_body_file
 
 blueprint = Blueprint("batches", __name__)
 RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.dump_fields.items()]
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"), after any
+# blanks, and in their fullwidth or small forms too (U+FF1D, U+FE66: NFKC makes them "=").
+FORMULA_STARTS = ("=", "+", "-", "@")
+CONTROL_STARTS = ("\t", "\r", "\n")
+# The quote a spreadsheet hides; written before a formula, and doubled before a text that began with one,
+# so the first quote of a cell is always ours: drop one leading quote and the text is the service's.
+ESCAPE = "'"
 
 
 def _counted_items(body: IO[bytes], spec: FeatureSpec, max_line_bytes: int) -> tuple[int, Iterator[RawItem]]:
@@ -176,9 +182,16 @@ def spreadsheet_cell(value: Any) -> Any:
     """Return a CSV cell value a spreadsheet shows as text: a leading quote before a would-be formula."""
     if isinstance(value, bool):
         return str(value).lower()  # as the input CSV writes them
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
+    if isinstance(value, str) and _needs_escape(value):
+        return ESCAPE + value
     return value
+
+
+def _needs_escape(text: str) -> bool:
+    if text.startswith((ESCAPE, *CONTROL_STARTS)):
+        return True
+    shown = text if text.isascii() else unicodedata.normalize("NFKC", text)
+    return shown.lstrip().startswith(FORMULA_STARTS)
 
 
 def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:

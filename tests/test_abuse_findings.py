@@ -69,12 +69,24 @@ def store_finished_batch(app: Flask, items: list[tuple[str, str | None]], model_
 # 1. Spreadsheet formula injection in the CSV download.
 
 
-@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+@pytest.mark.parametrize(
+    "start", ["=", "+", "-", "@", "\t", "\r", "\n", " =", "\u00a0=", " \u3000+", "\uff1d", "\ufe66", "\uff20"]
+)
 def test_a_text_cell_that_a_spreadsheet_would_run_gets_a_leading_quote(start: str) -> None:
+    # Blanks before the sign, and its fullwidth (U+FF1D, U+FF20) or small (U+FE66) forms, run as formulas.
     assert spreadsheet_cell(f"{start}HYPERLINK(0)") == f"'{start}HYPERLINK(0)"
 
 
-@pytest.mark.parametrize(("value", "cell"), [("a=1", "a=1"), ("", ""), (0.25, 0.25), (3, 3), (None, None)])
+def test_a_text_cell_that_begins_with_a_quote_gets_a_second_one() -> None:
+    # So the first quote is always the escape: one dropped gives the text back, whichever it was.
+    assert spreadsheet_cell("'=1") == "''=1"
+    assert spreadsheet_cell("'plain") == "''plain"
+    assert spreadsheet_cell("=1") == "'=1"
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"), [("a=1", "a=1"), ("a '", "a '"), ("", ""), (0.25, 0.25), (3, 3), (None, None)]
+)
 def test_other_cells_are_written_as_they_are(value: Any, cell: Any) -> None:
     assert spreadsheet_cell(value) == cell
 
