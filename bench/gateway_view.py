@@ -13,7 +13,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import ServiceStack
-from gateway.dashboard import endpoint_buckets, quantile_ms
+from gateway.dashboard.page import endpoint_buckets, quantile_ms
 
 LATENCY = "gateway_request_seconds"
 THREAD_WAIT = "gateway_thread_wait_seconds"

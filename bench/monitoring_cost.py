@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from core.monitored_model import serving_model
-from core.monitoring import measure
+from core.monitoring.measures import measure
+from core.monitoring.monitored_model import serving_model
 from core.settings import get_settings
 from core.storage.bulk_rows import insert_queued_many
 from core.storage.engine import make_engine

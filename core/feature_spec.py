@@ -16,7 +16,7 @@ CURRENT_POINTER = "current"
 PIPELINE_FILE = "pipeline.joblib"
 SPEC_FILE = "feature_spec.json"
 METADATA_FILE = "metadata.json"
-# Monitoring's training reference (core.model_reference); bundles trained before it have none.
+# Monitoring's training reference (core.monitoring.reference); bundles trained before it have none.
 REFERENCE_FILE = "reference.json"
 
 Kind = Literal["category", "boolean", "integer"]

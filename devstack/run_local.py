@@ -22,7 +22,7 @@ def service_commands(host: str, port: int, state_dir: Path, settings: Settings) 
     return {
         "gateway": [
             python, "-m", "gunicorn", "--workers", "2", "--bind", f"{host}:{port}",
-            "--config", "python:gateway.gunicorn_conf", "gateway.asgi:app",
+            "--config", "python:gateway.server.gunicorn_conf", "gateway.server.asgi:app",
         ],
         "worker": [
             python, "-m", "celery", "-A", "worker.main", "worker",

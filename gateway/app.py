@@ -14,32 +14,30 @@ from werkzeug.routing import PathConverter
 
 from core.celery_app import create_celery_app
 from core.feature_spec import load_feature_spec
-from core.monitored_model import ServingModels
-from core.serving_versions import settings_version
+from core.monitoring.monitored_model import ServingModels
+from core.rollout.serving_versions import settings_version
 from core.settings import Settings, get_settings
 from core.storage.engine import make_engine
-from gateway import (
-    routes_batches,
-    routes_dashboard,
-    routes_docs,
-    routes_models,
-    routes_monitoring,
-    routes_ops,
-    routes_predictions,
-)
-from gateway.access import install_access_control
-from gateway.backlog_guard import BacklogGuard
+from gateway.access.checks import install_access_control
+from gateway.batches import routes as batches
 from gateway.context import EXTENSION, GatewayContext
+from gateway.dashboard import routes as dashboard
 from gateway.errors import ApiError, register_error_handlers
-from gateway.header_checks import PROCEED_HEADER, answer_from_headers
-from gateway.long_polls import BODY_OVER_LIMIT, HANDED_ON_AT, HOLD_HEADER, scope_of
 from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS, THREAD_WAIT
-from gateway.publisher import BackgroundPublisher
-from gateway.rollout_view import RolloutView, VersionSchemas
-from gateway.security_headers import add_security_headers
+from gateway.monitoring import routes as monitoring
+from gateway.openapi import routes as docs
+from gateway.ops import routes as ops
+from gateway.predictions import routes as predictions
+from gateway.predictions.backlog_guard import BacklogGuard
+from gateway.rollout import routes as rollout
+from gateway.rollout.view import RolloutView, VersionSchemas
+from gateway.server.header_checks import PROCEED_HEADER, answer_from_headers
+from gateway.server.long_polls import BODY_OVER_LIMIT, HANDED_ON_AT, HOLD_HEADER, scope_of
+from gateway.server.publisher import BackgroundPublisher
+from gateway.server.security_headers import add_security_headers
 from worker.schemas import request_schemas
 
-log = logging.getLogger("gateway.access")
+log = logging.getLogger("gateway.access.checks")
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's request id is kept only if it is up to 64 of [A-Za-z0-9._-] (a UUID, a hex or ULID id, a
 # trace id): it is echoed in a header and written to every log line, so nothing that could forge a log
@@ -95,13 +93,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         rollout=RolloutView(engine, settings, default),
         models=ServingModels(settings),
     )
-    app.register_blueprint(routes_predictions.blueprint)
-    app.register_blueprint(routes_batches.blueprint)
-    app.register_blueprint(routes_ops.blueprint)
-    app.register_blueprint(routes_docs.blueprint)
-    app.register_blueprint(routes_monitoring.blueprint)
-    app.register_blueprint(routes_models.blueprint)
-    app.register_blueprint(routes_dashboard.blueprint)
+    app.register_blueprint(predictions.blueprint)
+    app.register_blueprint(batches.blueprint)
+    app.register_blueprint(ops.blueprint)
+    app.register_blueprint(docs.blueprint)
+    app.register_blueprint(monitoring.blueprint)
+    app.register_blueprint(rollout.blueprint)
+    app.register_blueprint(dashboard.blueprint)
     register_error_handlers(app)
     app.before_request(_start_request)
     app.before_request(_refuse_body_over_limit)

@@ -8,11 +8,11 @@ from celery import Celery
 from flask import current_app
 from sqlalchemy.engine import Engine
 
-from core.monitored_model import ServingModel, ServingModels
+from core.monitoring.monitored_model import ServingModel, ServingModels
 from core.settings import Settings
-from gateway.backlog_guard import BacklogGuard
-from gateway.publisher import BackgroundPublisher
-from gateway.rollout_view import RolloutView
+from gateway.predictions.backlog_guard import BacklogGuard
+from gateway.rollout.view import RolloutView
+from gateway.server.publisher import BackgroundPublisher
 from worker.schemas import RequestSchemas
 
 EXTENSION = "predictions"

@@ -20,15 +20,15 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from client import PredictionClient, ServiceError
+from core.api_keys import PREFIX_LENGTH, key_digest, new_api_key
 from core.settings import PROJECT_ROOT, Settings
 from core.storage.api_keys import insert_api_key, revoke_api_key
 from core.storage.migrate import upgrade_to_head
 from core.storage.observations import insert_queued
 from core.storage.records import utc_now
 from devstack.stack import ServiceStack, wait_until
-from gateway.api_keys import PREFIX_LENGTH, key_digest, new_api_key
+from gateway.access.rate_limits import SubmissionLimits
 from gateway.app import create_app
-from gateway.rate_limits import SubmissionLimits
 from tests.database import api_key_table_text, count_rows
 from tests.factories import COURSE_OBSERVATION, new_id, observation, prediction_request
 
@@ -46,7 +46,7 @@ OPEN = ["/health", "/metrics", "/openapi.json", "/docs", "/docs/start.js"]
 
 
 def make_key(engine: Engine, *scopes: str, name: str | None = None) -> str:
-    """Store a new key with these scopes (as `python -m gateway.keys create` does); return the key."""
+    """Store a new key with these scopes (as `python -m admin.keys create` does); return the key."""
     key = new_api_key()
     with engine.begin() as conn:
         assert insert_api_key(
@@ -210,7 +210,7 @@ def test_submissions_over_a_keys_rate_limit_are_429_with_retry_after(
 def test_submissions_go_uncounted_while_redis_cannot_answer(caplog: pytest.LogCaptureFixture) -> None:
     # Nothing listens there: intake goes on (the database is the source of truth), and the log says so.
     limits = SubmissionLimits(Settings(broker_url="redis://127.0.0.1:1/0", rate_limit_submissions="1/minute"))
-    with caplog.at_level(logging.WARNING, logger="gateway.rate_limits"):
+    with caplog.at_level(logging.WARNING, logger="gateway.access.rate_limits"):
         for _ in range(3):
             limits.charge_submission("any-key")
     assert [r.getMessage() for r in caplog.records].count(
@@ -258,7 +258,7 @@ def test_production_requires_keys_and_local_mode_says_it_is_open(
     with pytest.raises(ValidationError, match="AUTH_REQUIRED"):
         Settings(**production, auth_required=False)
     assert Settings().auth_required is False
-    with caplog.at_level(logging.WARNING, logger="gateway.access"):
+    with caplog.at_level(logging.WARNING, logger="gateway.access.checks"):
         app = create_app({"SETTINGS": Settings(database_url=f"sqlite:///{tmp_path / 'open.db'}")})
     assert any("API keys are NOT required" in record.getMessage() for record in caplog.records)
     app.extensions["predictions"].close()
@@ -268,9 +268,9 @@ def test_production_requires_keys_and_local_mode_says_it_is_open(
 
 
 def run_keys(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `python -m gateway.keys` with these environment variables added."""
+    """Run `python -m admin.keys` with these environment variables added."""
     return subprocess.run(
-        [sys.executable, "-m", "gateway.keys", *args],
+        [sys.executable, "-m", "admin.keys", *args],
         env={**os.environ, **env},
         cwd=PROJECT_ROOT,
         capture_output=True,

@@ -19,15 +19,15 @@ from flask import Flask
 from PIL import Image
 from werkzeug.serving import make_server
 
-from core.model_reference import DRIFT_LINE, PROBA_BINS, UNSEEN
-from core.monitoring import FeatureDrift, MonitoringReport, VersionCalls, VersionQuality
-from core.rollout import Rollout
+from core.monitoring.measures import FeatureDrift, MonitoringReport, VersionCalls, VersionQuality
+from core.monitoring.reference import DRIFT_LINE, PROBA_BINS, UNSEEN
+from core.rollout.state import Rollout
 from core.storage.monitoring import MinuteActivity
 from core.storage.reports import Backlog
-from gateway.charts import LINE_COLOUR
-from gateway.dashboard import DashboardView
-from gateway.routes_dashboard import blueprint, page_html
-from gateway.security_headers import add_security_headers
+from gateway.dashboard.charts import LINE_COLOUR
+from gateway.dashboard.page import DashboardView
+from gateway.dashboard.routes import blueprint, page_html
+from gateway.server.security_headers import add_security_headers
 from tests.browser import screenshot
 
 VERSION = "2026.11.28"

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from core.storage.monitoring import MinuteActivity
-from gateway.charts import Series, bars_against_line, line_chart
-from gateway.dashboard import every_minute, quantile_ms
+from gateway.dashboard.charts import Series, bars_against_line, line_chart
+from gateway.dashboard.page import every_minute, quantile_ms
 
 INF = math.inf
 

@@ -12,17 +12,31 @@ from core.settings import PROJECT_ROOT
 
 # What each folder may import from the project's own packages and from the heavier libraries.
 FORBIDDEN = {
-    "core": {"gateway", "worker", "training", "devstack", "bench", "tests", "client", "flask", "sklearn"},
-    "gateway": {"training", "devstack", "bench", "tests", "sklearn", "pandas", "numpy", "joblib"},
-    "worker": {"gateway", "training", "devstack", "bench", "tests", "flask"},
-    "training": {"gateway", "devstack", "bench", "tests", "flask"},
-    "devstack": {"bench", "tests"},
+    "core": {
+        "gateway",
+        "worker",
+        "training",
+        "devstack",
+        "bench",
+        "tests",
+        "client",
+        "admin",
+        "flask",
+        "sklearn",
+    },
+    "gateway": {"training", "devstack", "bench", "tests", "admin", "sklearn", "pandas", "numpy", "joblib"},
+    "worker": {"gateway", "training", "devstack", "bench", "tests", "admin", "flask"},
+    "training": {"gateway", "devstack", "bench", "tests", "admin", "flask"},
+    "devstack": {"bench", "tests", "admin"},
     "bench": {"tests"},
-    "client": {"core", "gateway", "worker", "training", "devstack", "bench", "tests"},
+    "client": {"core", "gateway", "worker", "training", "devstack", "bench", "tests", "admin"},
+    # Operator command lines: the shared core only, no HTTP.
+    "admin": {"gateway", "worker", "training", "devstack", "bench", "tests", "client", "flask", "sklearn"},
     "tests": {"bench"},
 }
-# gateway imports the request schemas of worker/schemas.py and nothing else of the worker's.
-ALLOWED_ACROSS = {("gateway", "worker.schemas")}
+# gateway and the operator commands (which check queued rows against another version's schema) import the
+# request schemas of worker/schemas.py and nothing else of the worker's.
+ALLOWED_ACROSS = {("gateway", "worker.schemas"), ("admin", "worker.schemas")}
 
 
 def python_files(folder: str) -> Iterator[Path]:
@@ -63,7 +77,7 @@ def test_core_imports_no_celery_tasks_and_the_gateway_no_worker_code_but_schemas
 SQL_MARKERS = ("sqlalchemy", "psycopg")
 
 
-@pytest.mark.parametrize("folder", ["gateway", "worker", "training", "devstack", "bench", "client"])
+@pytest.mark.parametrize("folder", ["gateway", "worker", "training", "devstack", "bench", "client", "admin"])
 def test_sql_lives_only_in_the_storage_package(folder: str) -> None:
     # The dev stack creates and drops the scratch databases of test runs: that is administration, not data.
     allowed = {PROJECT_ROOT / "devstack" / "backends.py": {"psycopg"}}

@@ -32,7 +32,7 @@ def test_gateway_imports_no_model_libraries(tmp_path: Path) -> None:
 
 FROZEN_PROBE = """
 import gc
-import gateway.asgi
+import gateway.server.asgi
 frozen = gc.get_freeze_count()
 print(frozen, len(gc.get_objects()))
 """

@@ -31,8 +31,8 @@ from core.feature_spec import (
     verify_bundle,
 )
 from core.frames import build_frame
-from core.model_reference import load_reference
-from core.monitored_model import serving_model
+from core.monitoring.monitored_model import serving_model
+from core.monitoring.reference import load_reference
 from core.settings import Settings, get_settings
 from tests.factories import observation
 from training.data import build_training_table

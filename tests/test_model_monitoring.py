@@ -18,7 +18,7 @@ import requests
 import yaml
 from PIL import Image
 
-from core.model_reference import DRIFT_LINE
+from core.monitoring.reference import DRIFT_LINE
 from core.settings import PROJECT_ROOT
 from devstack.backends import embedded_backend, postgres_backend
 from devstack.stack import ServiceStack, wait_until
@@ -36,7 +36,7 @@ ALERT_RED = (
     0xC0,
     0x39,
     0x2B,
-)  # gateway/charts.py LINE_COLOUR: limit lines, and bars on the bad side of theirs
+)  # gateway/dashboard/charts.py LINE_COLOUR: limit lines, and bars on the bad side of theirs
 
 
 @pytest.fixture(scope="module", params=["postgres", "embedded"])

@@ -20,7 +20,8 @@ from core.feature_spec import (
     verify_bundle,
 )
 from core.frames import build_frame
-from core.model_reference import (
+from core.monitoring.measures import expected_share_range
+from core.monitoring.reference import (
     DRIFT_LINE,
     PROBA_BINS,
     REFERENCE_FILE,
@@ -31,7 +32,6 @@ from core.model_reference import (
     proba_bin_counts,
     psi,
 )
-from core.monitoring import expected_share_range
 from core.settings import PROJECT_ROOT, get_settings
 from tests.test_floor_plan import imported_modules
 from training.data import build_training_table

@@ -18,8 +18,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from core.feature_spec import PIPELINE_FILE, SPEC_FILE, current_version
-from core.monitoring import MONITOR_RUN
-from core.rollout import Rollout, canary_bucket
+from core.monitoring.measures import MONITOR_RUN
+from core.rollout.state import Rollout, canary_bucket
 from core.settings import PROJECT_ROOT, Settings
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
@@ -252,7 +252,7 @@ def test_the_command_line_shows_and_changes_the_rollout(tmp_path: Path, artifact
     env = {**os.environ, "DATABASE_URL": database_url, "ARTIFACTS_DIR": str(artifacts)}
 
     def models(*argv: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "gateway.models", *argv]
+        command = [sys.executable, "-m", "admin.rollout", *argv]
         return subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
 
     assert models("canary", CANDIDATE, "--percent", "10").returncode == 0
@@ -329,7 +329,7 @@ def test_reassigning_a_withdrawn_canary_moves_the_rows_the_stable_schema_takes_a
     env = {**os.environ, "DATABASE_URL": database_url, "ARTIFACTS_DIR": str(artifacts)}
 
     def models(*argv: str, check_s: float = 0.1) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "gateway.models", *argv]
+        command = [sys.executable, "-m", "admin.rollout", *argv]
         ran_env = {**env, "ROLLOUT_CHECK_S": str(check_s)}
         return subprocess.run(
             command, env=ran_env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60

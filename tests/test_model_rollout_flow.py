@@ -19,15 +19,15 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from admin.reassignment import reassign_rows
 from core.feature_spec import PIPELINE_FILE, current_version
-from core.rollout import Rollout, canary_bucket, version_for
+from core.rollout.admin import RolloutPlace
+from core.rollout.state import Rollout, canary_bucket, version_for
 from core.storage.observations import find_prediction
 from core.storage.records import PredictionRecord, utc_now
 from core.storage.tables import shadow_predictions
 from devstack.backends import embedded_backend, postgres_backend
 from devstack.stack import ServiceStack, wait_until
-from gateway.model_admin import RolloutPlace
-from gateway.row_reassignment import reassign_rows
 from tests.bundles import add_version, change_spec_column, flip_one_byte, scratch_artifacts
 from tests.factories import new_id, prediction_request
 from training.data import build_training_table

@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-from core.rollout import (
+from core.rollout.state import (
     CANARY,
     PROMOTE,
     ROLLBACK,

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from core.feature_spec import bundle_path, read_metadata
-from core.model_reference import ModelReference, load_reference
-from core.monitoring import expected_share_range, measure
+from core.monitoring.measures import expected_share_range, measure
+from core.monitoring.reference import ModelReference, load_reference
 from core.settings import get_settings
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
 from core.storage.observations import insert_predicted
 from core.storage.records import PredictionResult, utc_now
-from gateway.monitoring_responses import monitoring_answer
+from gateway.monitoring.responses import monitoring_answer
 from tests.factories import new_id, observation
 
 STABLE, CANARY, UNKNOWN = "2026.11.28", "2026.12.01", "2025.01.01"

@@ -24,6 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
+from core.api_keys import ADMIN, LABEL, READ, SCOPES, SUBMIT, key_digest, new_api_key
 from core.feature_spec import FeatureSpec
 from core.settings import Settings
 from core.storage.api_keys import insert_api_key
@@ -32,11 +33,10 @@ from core.storage.migrate import upgrade_to_head
 from core.storage.observations import mark_failed, save_predictions
 from core.storage.records import PredictionResult, utc_now
 from devstack.course import COURSE_OBSERVATION
-from gateway.api_keys import ADMIN, LABEL, READ, SCOPES, SUBMIT, key_digest, new_api_key
 from gateway.app import create_app
 from gateway.context import EXTENSION
-from gateway.openapi import ID_FORMAT
-from gateway.openapi_parts import SCOPES as SCOPE_OF_OPERATION
+from gateway.openapi.document import ID_FORMAT
+from gateway.openapi.parts import SCOPES as SCOPE_OF_OPERATION
 from tests.factories import new_id, prediction_request
 from worker.schemas import valid_observation_id
 

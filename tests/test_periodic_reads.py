@@ -14,8 +14,8 @@ from core.settings import Settings
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
 from devstack.stack import wait_until
-from gateway.backlog_guard import BacklogGuard
-from gateway.periodic import EveryProcess
+from gateway.predictions.backlog_guard import BacklogGuard
+from gateway.server.periodic import EveryProcess
 
 
 def test_a_periodic_read_repeats_until_stopped_then_its_thread_ends() -> None:
@@ -39,7 +39,7 @@ def test_backlog_guard_logs_a_database_outage_once_and_its_end_once(
     engine = make_engine(f"sqlite:///{database}")
     guard = BacklogGuard(engine, Settings(database_url=f"sqlite:///{database}"))
     try:
-        with caplog.at_level(logging.WARNING, logger="gateway.backlog_guard"):
+        with caplog.at_level(logging.WARNING, logger="gateway.predictions.backlog_guard"):
             guard.check_now()
             database.unlink()  # the next connection opens an empty database: every reading fails
             engine.dispose()

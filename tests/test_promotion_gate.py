@@ -12,7 +12,7 @@ from sklearn.metrics import precision_score, recall_score, roc_auc_score
 
 from core.feature_spec import METADATA_FILE, PIPELINE_FILE, current_version, read_metadata
 from core.frames import build_frame
-from core.rollout import Rollout
+from core.rollout.state import Rollout
 from core.storage.engine import make_engine
 from core.storage.migrate import upgrade_to_head
 from core.storage.observations import insert_queued, save_true_class

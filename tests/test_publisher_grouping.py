@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from core.storage.records import QueuedObservation
-from gateway.publisher import BackgroundPublisher
+from gateway.server.publisher import BackgroundPublisher
 
 
 class RecordingCelery:

@@ -17,7 +17,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from uvicorn.server import ServerState
 
 from core.settings import PROJECT_ROOT
-from gateway.server import EnvelopeHttpToolsProtocol, GatewayWorker, HeadLimits
+from gateway.server.protocol import EnvelopeHttpToolsProtocol, GatewayWorker, HeadLimits
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",

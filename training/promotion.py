@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.feature_spec import BundleError, bundle_path, current_version, is_version_name
 from core.frames import build_frame
-from core.rollout import Rollout
+from core.rollout.state import Rollout
 from core.settings import get_settings
 from core.storage.engine import make_engine
 from core.storage.labels import LabelledObservation, labelled_observations

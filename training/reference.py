@@ -23,7 +23,7 @@ from core.feature_spec import (
     sha256_of,
 )
 from core.frames import build_frame
-from core.model_reference import (
+from core.monitoring.reference import (
     PROBA_BINS,
     REFERENCE_FILE,
     UNSEEN,

@@ -7,8 +7,8 @@ import time
 
 from sqlalchemy.engine import Engine
 
-from core.monitored_model import measure_serving, stable_model
-from core.monitoring import snapshot_rows
+from core.monitoring.measures import snapshot_rows
+from core.monitoring.monitored_model import measure_serving, stable_model
 from core.settings import Settings
 from core.storage.clock import read_database_now
 from core.storage.monitoring import purge_snapshots, save_snapshot

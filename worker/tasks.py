@@ -20,8 +20,8 @@ from core.feature_spec import BundleError
 from core.logs import configure_logging
 from core.publishing import message_contents
 from core.result_notices import FinishedNotices
-from core.rollout import Rollout
-from core.serving_versions import RolloutReader, pinned_versions, serving_rollout, settings_version
+from core.rollout.serving_versions import RolloutReader, pinned_versions, serving_rollout, settings_version
+from core.rollout.state import Rollout
 from core.settings import get_settings
 from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from core.rollout import ROLLOUT_ACTIONS, Rollout, RolloutError
+from core.rollout.state import ROLLOUT_ACTIONS, Rollout, RolloutError
 from core.storage.records import as_utc
 from core.storage.tables import model_rollout, model_rollout_events
 

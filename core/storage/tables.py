@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from core.rollout import ROLLOUT_ACTIONS
+from core.rollout.state import ROLLOUT_ACTIONS
 
 QUEUED, DONE, FAILED = "queued", "done", "failed"
 STATUSES = (QUEUED, DONE, FAILED)
@@ -82,7 +82,7 @@ batch_rejections = sa.Table(
     sa.Column("errors", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False),
 )
 
-# Who may call the API: a key is stored only as its SHA-256 (why that suffices: gateway/api_keys.py).
+# Who may call the API: a key is stored only as its SHA-256 (why that suffices: core/api_keys.py).
 # A revoked key keeps its row and its name, so the name of a key in old logs always means that one key.
 api_keys = sa.Table(
     "api_keys",
@@ -114,7 +114,7 @@ monitor_snapshots = sa.Table(
 )
 
 
-# What serves (core.rollout.Rollout): a single row, id 1. The checks keep every stored row a valid Rollout.
+# What serves (core.rollout.state.Rollout): a single row, id 1. Its checks keep every row a valid Rollout.
 model_rollout = sa.Table(
     "model_rollout",
     metadata,

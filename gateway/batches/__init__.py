@@ -1,0 +1,1 @@
+"""Bulk submissions over HTTP: upload formats, intake, progress, results and rejections."""

@@ -1,0 +1,1 @@
+"""Model monitoring over HTTP: drift and calls per version, live performance, model metrics."""

@@ -1,0 +1,1 @@
+"""The OpenAPI document of the API, and the Swagger UI page that reads it."""

@@ -1,0 +1,1 @@
+"""Probes and scrapes: health, readiness, Prometheus metrics, the API document."""

@@ -1,0 +1,1 @@
+"""Model rollout over HTTP: what serves, canary, promotion, rollback, shadow."""

@@ -1,0 +1,1 @@
+"""The gateway's HTTP plumbing: server process, protocol and front, long-polls, per-process threads."""
