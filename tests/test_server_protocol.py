@@ -124,6 +124,26 @@ def test_an_app_failing_before_it_answers_is_a_500_envelope_without_details() ->
     assert b"secret" not in answer
 
 
+async def answering_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def test_a_request_leaves_no_reference_cycle_for_the_collector() -> None:
+    # The envelope's 500 is set on each request cycle; a closure holding that cycle made every request a
+    # reference cycle (with its scope, transport and events) that only a full collection freed.
+    async def run() -> Any:
+        protocol, _ = await connect(answering_app)
+        protocol.data_received(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        await asyncio.sleep(0.05)
+        return protocol.cycle
+
+    cycle = asyncio.run(run())
+    assert cycle.response_complete
+    held = [cell.cell_contents for cell in cycle.send_500_response.__closure__ or ()]
+    assert not any(value is cycle or getattr(value, "__self__", None) is cycle for value in held)
+
+
 def test_more_headers_than_the_limit_is_431_before_the_app_runs() -> None:
     async def run() -> FakeTransport:
         protocol, transport = await connect()

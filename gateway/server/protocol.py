@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -171,10 +172,17 @@ class EnvelopeHttpToolsProtocol(HttpToolsProtocol):
             self._start_head_deadline()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        # Held weakly: stored on the cycle, a closure over it would make every request a reference cycle
+        # (cycle, scope, transport, events) left for the collector, whose full passes stall the event loop.
+        send = weakref.WeakMethod(cycle.send)
+
         async def send_500_response() -> None:
+            deliver = send()
+            if deliver is None:
+                return
             headers, body, _ = error_answer(500, "Internal error; it has been logged.")
-            await cycle.send({"type": "http.response.start", "status": 500, "headers": headers})
-            await cycle.send({"type": "http.response.body", "body": body, "more_body": False})
+            await deliver({"type": "http.response.start", "status": 500, "headers": headers})
+            await deliver({"type": "http.response.body", "body": body, "more_body": False})
 
         # uvicorn's own is plain text: when the app fails before it answers, the envelope instead.
         cycle.send_500_response = send_500_response  # type: ignore[method-assign]
