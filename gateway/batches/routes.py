@@ -9,9 +9,10 @@ import unicodedata
 from collections.abc import Iterator
 from typing import IO, Any
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+from flask import Response, jsonify, request, stream_with_context, url_for
 from sqlalchemy.engine import Connection
 
+from core.api_keys import READ, SUBMIT
 from core.feature_spec import FeatureSpec
 from core.storage.batches import BatchProgress, batch_progress, iter_batch_rejections, iter_batch_results
 from gateway.access.checks import charge_batch_items
@@ -38,10 +39,13 @@ from gateway.batches.intake import (
 from gateway.batches.uploads import request_body_file
 from gateway.bodies import refuse_encoded_body
 from gateway.context import gateway_context
+from gateway.declared_routes import ApiBlueprint
 from gateway.errors import ApiError
 from gateway.metrics import OBSERVATIONS_SUBMITTED
+from gateway.openapi.answers import answer, errors, json_answer, ndjson, ref
+from gateway.openapi.parts import ATOMIC_BATCHES, batch_uploads
 from gateway.predictions.backlog_guard import refuse_if_shedding
-from gateway.query_args import batch_args, load_query, result_format_args
+from gateway.query_args import BatchArgs, ResultFormatArgs, batch_args, load_query, result_format_args
 from gateway.responses import (
     batch_progress_schema,
     batch_receipt_schema,
@@ -50,7 +54,7 @@ from gateway.responses import (
     rejections_schema,
 )
 
-blueprint = Blueprint("batches", __name__)
+blueprint = ApiBlueprint("batches", __name__)
 RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.dump_fields.items()]
 # A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"), after any
 # blanks, and in their fullwidth or small forms too (U+FF1D, U+FE66: NFKC makes them "=").
@@ -82,7 +86,29 @@ def _rewound(body: IO[bytes]) -> IO[bytes]:
     return body
 
 
-@blueprint.post("/batches")
+@blueprint.declare(
+    "POST",
+    "/batches",
+    scope=SUBMIT,
+    summary="Submit many observations: valid items are accepted even when others are not",
+    description=ATOMIC_BATCHES,
+    query=BatchArgs,
+    uploads=batch_uploads,
+    answers={
+        "202": json_answer(ref("BatchReceipt"), "Valid items queued; the others listed", "Location"),
+        **errors(
+            400,
+            415,
+            422,
+            503,
+            reasons={
+                413: "The body is over the size limit, or holds more than BULK_MAX_ITEMS items",
+                422: "Not of the shape above, no item, or (atomic=true) an item not valid: "
+                "error.fields.rejected lists the first ones, error.fields.rejected_count counts them",
+            },
+        ),
+    },
+)
 def submit_batch_request() -> Response:
     """Accept many observations at once; valid ones are queued even when others are rejected."""
     context = gateway_context()
@@ -139,7 +165,16 @@ def _progress_or_404(conn: Connection, batch_id: str) -> BatchProgress:
     return progress
 
 
-@blueprint.get("/batches/<batch_id>")
+@blueprint.declare(
+    "GET",
+    "/batches/<batch_id>",
+    scope=READ,
+    summary="Counts by status, progress, start and end of a batch",
+    answers={
+        "200": json_answer(ref("BatchProgress"), "Progress; Retry-After while running", "Retry-After"),
+        **errors(404, 503),
+    },
+)
 def get_batch(batch_id: str) -> Response:
     """Return the counts by status, progress and times of a batch."""
     with gateway_context().engine.connect() as conn:
@@ -160,7 +195,20 @@ def _result_format() -> str:
     return chosen
 
 
-@blueprint.get("/batches/<batch_id>/results")
+@blueprint.declare(
+    "GET",
+    "/batches/<batch_id>/results",
+    scope=READ,
+    summary="Every accepted item's result in submission order, streamed",
+    query=ResultFormatArgs,
+    answers={
+        "200": answer(
+            "One BatchResult per line (NDJSON), or as CSV with a header row",
+            {**ndjson(ref("BatchResult")), "text/csv": {"schema": {"type": "string"}}},
+        ),
+        **errors(404, 422, 503, reasons={422: "The format argument is not ndjson or csv"}),
+    },
+)
 def get_batch_results(batch_id: str) -> Response:
     """Stream every accepted item's result in submission order, as NDJSON or CSV."""
     result_format = _result_format()
@@ -220,7 +268,13 @@ def _blocks(lines: Iterator[str], size: int = 65536) -> Iterator[str]:
         yield "".join(block)
 
 
-@blueprint.get("/batches/<batch_id>/rejections")
+@blueprint.declare(
+    "GET",
+    "/batches/<batch_id>/rejections",
+    scope=READ,
+    summary="Every rejected item of a batch, in submission order, streamed",
+    answers={"200": answer("One Rejection per line", ndjson(ref("Rejection"))), **errors(404, 503)},
+)
 def get_batch_rejections(batch_id: str) -> Response:
     """Stream every rejected item of a batch, in submission order, as NDJSON."""
     engine = gateway_context().engine
