@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import unicodedata
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -16,6 +13,7 @@ from core.api_keys import READ, SUBMIT
 from core.feature_spec import FeatureSpec
 from core.storage.batches import BatchProgress, batch_progress, iter_batch_rejections, iter_batch_results
 from gateway.access.checks import charge_batch_items
+from gateway.batches.downloads import csv_lines, in_blocks
 from gateway.batches.formats import (
     CSV_TYPES,
     NDJSON_TYPES,
@@ -55,14 +53,6 @@ from gateway.responses import (
 )
 
 blueprint = ApiBlueprint("batches", __name__)
-RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.dump_fields.items()]
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"), after any
-# blanks, and in their fullwidth or small forms too (U+FF1D, U+FE66: NFKC makes them "=").
-FORMULA_STARTS = ("=", "+", "-", "@")
-CONTROL_STARTS = ("\t", "\r", "\n")
-# The quote a spreadsheet hides; written before a formula, and doubled before a text that began with one,
-# so the first quote of a cell is always ours: drop one leading quote and the text is the service's.
-ESCAPE = "'"
 
 
 def _counted_items(body: IO[bytes], spec: FeatureSpec, max_line_bytes: int) -> tuple[int, Iterator[RawItem]]:
@@ -221,51 +211,9 @@ def get_batch_results(batch_id: str) -> Response:
             for item in iter_batch_results(conn=conn, batch_id=batch_id):
                 yield batch_result_schema.dump(item)
 
-    lines = _csv_lines(rows()) if result_format == "csv" else (json.dumps(row) + "\n" for row in rows())
+    lines = csv_lines(rows()) if result_format == "csv" else (json.dumps(row) + "\n" for row in rows())
     content_type = "text/csv; charset=utf-8" if result_format == "csv" else "application/x-ndjson"
-    return Response(stream_with_context(_blocks(lines)), content_type=content_type)
-
-
-def spreadsheet_cell(value: Any) -> Any:
-    """Return a CSV cell value a spreadsheet shows as text: a leading quote before a would-be formula."""
-    if isinstance(value, bool):
-        return str(value).lower()  # as the input CSV writes them
-    if isinstance(value, str) and _needs_escape(value):
-        return ESCAPE + value
-    return value
-
-
-def _needs_escape(text: str) -> bool:
-    if text.startswith((ESCAPE, *CONTROL_STARTS)):
-        return True
-    shown = text if text.isascii() else unicodedata.normalize("NFKC", text)
-    return shown.lstrip().startswith(FORMULA_STARTS)
-
-
-def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: spreadsheet_cell(v) for k, v in row.items()})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
-
-def _blocks(lines: Iterator[str], size: int = 65536) -> Iterator[str]:
-    """Group lines into blocks of about size characters, so a large download is not one write per row."""
-    block: list[str] = []
-    length = 0
-    for line in lines:
-        block.append(line)
-        length += len(line)
-        if length >= size:
-            yield "".join(block)
-            block, length = [], 0
-    if block:
-        yield "".join(block)
+    return Response(stream_with_context(in_blocks(lines)), content_type=content_type)
 
 
 @blueprint.declare(
@@ -286,4 +234,4 @@ def get_batch_rejections(batch_id: str) -> Response:
             for rejection in iter_batch_rejections(conn=conn, batch_id=batch_id):
                 yield json.dumps(rejection_schema.dump(rejection)) + "\n"
 
-    return Response(stream_with_context(_blocks(lines())), content_type="application/x-ndjson")
+    return Response(stream_with_context(in_blocks(lines())), content_type="application/x-ndjson")
