@@ -22,6 +22,7 @@ from gateway.access.checks import install_access_control
 from gateway.batches import routes as batches
 from gateway.context import EXTENSION, GatewayContext
 from gateway.dashboard import routes as dashboard
+from gateway.declared_routes import register_declared
 from gateway.errors import ApiError, register_error_handlers
 from gateway.metrics import LATENCY, PUBLISH_FAILURES, REQUESTS, THREAD_WAIT
 from gateway.monitoring import routes as monitoring
@@ -43,6 +44,16 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # trace id): it is echoed in a header and written to every log line, so nothing that could forge a log
 # field, break a header or flood the logs; any other value is replaced by an id of our own.
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Each route declared once in its package (gateway.declared_routes): routing, access and the document read it.
+BLUEPRINTS = (
+    predictions.blueprint,
+    batches.blueprint,
+    ops.blueprint,
+    docs.blueprint,
+    monitoring.blueprint,
+    rollout.blueprint,
+    dashboard.blueprint,
+)
 
 
 class ObservationIdConverter(PathConverter):
@@ -93,13 +104,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         rollout=RolloutView(engine, settings, default),
         models=ServingModels(settings),
     )
-    app.register_blueprint(predictions.blueprint)
-    app.register_blueprint(batches.blueprint)
-    app.register_blueprint(ops.blueprint)
-    app.register_blueprint(docs.blueprint)
-    app.register_blueprint(monitoring.blueprint)
-    app.register_blueprint(rollout.blueprint)
-    app.register_blueprint(dashboard.blueprint)
+    register_declared(app, BLUEPRINTS)
     register_error_handlers(app)
     app.before_request(_start_request)
     app.before_request(_refuse_body_over_limit)

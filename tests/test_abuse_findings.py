@@ -23,7 +23,7 @@ from core.storage.migrate import upgrade_to_head
 from core.storage.observations import mark_failed, save_predictions
 from core.storage.records import PredictionResult, QueuedObservation, utc_now
 from gateway.app import create_app
-from gateway.batches.routes import spreadsheet_cell
+from gateway.batches.downloads import spreadsheet_cell
 from tests.factories import new_id, observation, prediction_request
 
 SECURITY_HEADERS = {

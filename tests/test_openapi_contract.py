@@ -33,58 +33,29 @@ from core.storage.migrate import upgrade_to_head
 from core.storage.observations import mark_failed, save_predictions
 from core.storage.records import PredictionResult, utc_now
 from devstack.course import COURSE_OBSERVATION
-from gateway.app import create_app
+from gateway.app import BLUEPRINTS, create_app
 from gateway.context import EXTENSION
+from gateway.declared_routes import declarations_of
 from gateway.openapi.document import ID_FORMAT
-from gateway.openapi.parts import SCOPES as SCOPE_OF_OPERATION
 from tests.factories import new_id, prediction_request
 from worker.schemas import valid_observation_id
 
 # A Redis database no worker reads, and a queue of this module's own: what the app publishes is flushed.
 BROKER_URL = "redis://127.0.0.1:6379/14"
 QUEUE = f"contract-{new_id()}"
-OPERATIONS = [
-    ("POST", "/predict"),
-    ("GET", "/predictions/{observation_id}"),
-    ("POST", "/update"),
-    ("POST", "/batches"),
-    ("GET", "/batches/{batch_id}"),
-    ("GET", "/batches/{batch_id}/results"),
-    ("GET", "/batches/{batch_id}/rejections"),
-    ("GET", "/health"),
-    ("GET", "/ready"),
-    ("GET", "/performance"),
-    ("GET", "/monitoring"),
-    ("GET", "/models"),
-    ("POST", "/models/canary"),
-    ("POST", "/models/promote"),
-    ("POST", "/models/rollback"),
-    ("POST", "/models/stable"),
-    ("POST", "/models/shadow"),
-    ("DELETE", "/models/shadow"),
-    # Its Prometheus text is not checked against a schema (schemathesis reads no text/plain body): its
-    # status, headers and content type are.
-    ("GET", "/metrics"),
-]
+DECLARED = declarations_of(BLUEPRINTS)
+# Every operation the routes declare for the document. GET /metrics's Prometheus text is not checked against a
+# schema (schemathesis reads no text/plain body): its status, headers and content type are.
+OPERATIONS = [(route.method, route.path) for route in DECLARED if route.documented]
 # The operations with a body or query argument that can be made invalid; the others have nothing to negate.
 NEGATABLE = {
-    ("POST", "/predict"),
-    ("GET", "/predictions/{observation_id}"),
-    ("POST", "/update"),
-    ("POST", "/batches"),
-    ("GET", "/batches/{batch_id}/results"),
-    ("GET", "/monitoring"),
-    ("POST", "/models/canary"),
-    ("POST", "/models/stable"),
-    ("POST", "/models/shadow"),
+    (route.method, route.path)
+    for route in DECLARED
+    if route.documented and any(part is not None for part in (route.body, route.uploads, route.query))
 }
 PATH_VALUES = {"observation_id": "some-id", "batch_id": "some-batch"}
-# Not part of the API the document describes: its own page and Swagger UI's files.
-# Pages for people (and their files), not operations of the API.
-UNDOCUMENTED_ROUTES = {
-    "/openapi.json", "/docs", "/docs/start.js", "/docs/<name>",
-    "/dashboard", "/dashboard.css", "/static/<path:filename>",
-}  # fmt: skip
+# Pages for people (and their files), not operations of the API: declared, and left out of the document.
+PAGES = {route.rule for route in DECLARED if not route.documented}
 FUZZ = settings(
     max_examples=30,
     deadline=None,
@@ -101,7 +72,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 # key holding every other scope (but admin) must get the documented 403.
 ONLY = {scope: new_api_key() for scope in (SUBMIT, READ, LABEL)} | {ADMIN: ADMIN_KEY}
 ALL_BUT = {scope: new_api_key() for scope in SCOPES}
-GUARDED = [(method, path) for method, path in OPERATIONS if (method.lower(), path) in SCOPE_OF_OPERATION]
+GUARDED = [(route.method, route.path) for route in DECLARED if route.documented and route.scope is not None]
 
 
 def authorized(app: Flask) -> FlaskClient:
@@ -432,7 +403,7 @@ def test_the_document_lists_every_route_of_the_api(api_schema: OpenApiSchema, ap
     routes = {
         (method, re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
         for rule in app.url_map.iter_rules()
-        if rule.rule not in UNDOCUMENTED_ROUTES
+        if rule.endpoint != "static" and rule.rule not in PAGES
         for method in rule.methods or ()
         if method not in ("HEAD", "OPTIONS")
     }

@@ -1,8 +1,9 @@
-"""Who may do what: each endpoint needs an API key holding its scope, and submissions are rate limited.
+"""Who may do what: each endpoint needs an API key holding its declared scope; submissions are rate limited.
 
-Open to anyone: /health, /ready, /metrics, /openapi.json and /docs (probes, scrapers and readers of the API
-description carry no key), and every OPTIONS request. Any endpoint not named below needs the admin scope,
-so a new route stays closed until someone decides who may call it.
+The scope is the route's declaration's (gateway.declared_routes). Open to anyone: the routes declared OPEN
+(/health, /ready, /metrics, /openapi.json and /docs: probes, scrapers and readers of the API description carry
+no key), and every OPTIONS request. An endpoint with no declaration needs the admin scope, so a route added
+some other way stays closed until someone declares who may call it.
 """
 
 from __future__ import annotations
@@ -13,49 +14,17 @@ from dataclasses import dataclass
 from flask import Flask, current_app, g, request
 from sqlalchemy.engine import Engine
 
-from core.api_keys import ADMIN, LABEL, READ, SUBMIT, grants
+from core.api_keys import ADMIN, SUBMIT, grants
 from core.settings import Settings
 from gateway.access.keyring import KeyRing
 from gateway.access.rate_limits import SubmissionLimits
+from gateway.declared_routes import OPEN, declaration_of
 from gateway.errors import ApiError
 from gateway.server.header_checks import was_checked
 
 log = logging.getLogger(__name__)
 EXTENSION = "access"
 REALM = 'Bearer realm="contraband"'
-
-OPEN_ENDPOINTS = frozenset(
-    {
-        "ops.health",
-        "ops.ready",
-        "ops.metrics",
-        "ops.openapi",
-        "docs.docs_page",
-        "docs.docs_start_script",
-        "docs.docs_asset",
-    }
-)
-SCOPE_OF_ENDPOINT = {
-    "predictions.submit_prediction": SUBMIT,
-    "batches.submit_batch_request": SUBMIT,
-    "predictions.get_prediction": READ,
-    "batches.get_batch": READ,
-    "batches.get_batch_results": READ,
-    "batches.get_batch_rejections": READ,
-    "predictions.update_true_class": LABEL,
-    "monitoring.live_performance": ADMIN,
-    "monitoring.model_monitoring": ADMIN,
-    "models.list_models": ADMIN,
-    "models.start_canary": ADMIN,
-    "models.promote_canary": ADMIN,
-    "models.roll_back_canary": ADMIN,
-    "models.set_stable_version": ADMIN,
-    "models.start_shadow": ADMIN,
-    "models.stop_shadow": ADMIN,
-}
-# Pages opened in a browser, which cannot send a bearer token: they also take the key as a Basic password.
-BROWSER_PAGES = frozenset({"dashboard.dashboard_page", "dashboard.dashboard_stylesheet"})
-SUBMISSIONS = frozenset(endpoint for endpoint, scope in SCOPE_OF_ENDPOINT.items() if scope == SUBMIT)
 
 
 @dataclass(frozen=True)
@@ -84,10 +53,12 @@ def install_access_control(app: Flask, settings: Settings, engine: Engine) -> No
 
 def _authorize_request() -> None:
     """Refuse the request (401, 403, 429) unless its key may call the endpoint now."""
-    endpoint = request.endpoint
-    if request.method == "OPTIONS" or request.url_rule is None or endpoint in OPEN_ENDPOINTS:
+    if request.method == "OPTIONS" or request.url_rule is None:
         return  # OPTIONS carries no data; an unmatched path answers 404 or 405 as before
-    needed = SCOPE_OF_ENDPOINT.get(endpoint or "", ADMIN)
+    declaration = declaration_of(request.endpoint)
+    needed = ADMIN if declaration is None else declaration.scope  # closed unless declared
+    if needed is OPEN:
+        return
     control: AccessControl = current_app.extensions[EXTENSION]
     key = _presented_key()
     if not key:
@@ -111,7 +82,7 @@ def _authorize_request() -> None:
             f"API key {record.name!r} may not do this: it needs the {needed!r} scope (it has: {held}).",
             headers={"WWW-Authenticate": f'{REALM}, error="insufficient_scope", scope="{needed}"'},
         )
-    if endpoint in SUBMISSIONS and not was_checked():
+    if needed == SUBMIT and not was_checked():
         control.limits.charge_submission(record.name)  # once: on the header check when there was one
 
 
@@ -122,7 +93,7 @@ def _presented_key() -> str:
         return ""
     if credentials.type == "bearer":
         return credentials.token or ""
-    if credentials.type == "basic" and request.endpoint in BROWSER_PAGES:
+    if credentials.type == "basic" and _on_browser_page():
         return credentials.password or ""
     return ""
 
@@ -130,7 +101,13 @@ def _presented_key() -> str:
 def _challenge(error: str = "") -> str:
     bearer = f"{REALM}, {error}" if error else REALM
     # A browser prompts for a user name and password on a Basic challenge: the key goes in as the password.
-    return f'{bearer}, Basic realm="contraband"' if request.endpoint in BROWSER_PAGES else bearer
+    return f'{bearer}, Basic realm="contraband"' if _on_browser_page() else bearer
+
+
+def _on_browser_page() -> bool:
+    """Say whether the request is for a page a browser opens, which cannot send a bearer token."""
+    declaration = declaration_of(request.endpoint)
+    return declaration is not None and declaration.browser_page
 
 
 def charge_batch_items(items: int) -> None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import unicodedata
 from collections.abc import Iterator
 from typing import IO, Any
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+from flask import Response, jsonify, request, stream_with_context, url_for
 from sqlalchemy.engine import Connection
 
+from core.api_keys import READ, SUBMIT
 from core.feature_spec import FeatureSpec
 from core.storage.batches import BatchProgress, batch_progress, iter_batch_rejections, iter_batch_results
 from gateway.access.checks import charge_batch_items
+from gateway.batches.downloads import csv_lines, in_blocks
 from gateway.batches.formats import (
     CSV_TYPES,
     NDJSON_TYPES,
@@ -38,10 +37,13 @@ from gateway.batches.intake import (
 from gateway.batches.uploads import request_body_file
 from gateway.bodies import refuse_encoded_body
 from gateway.context import gateway_context
+from gateway.declared_routes import ApiBlueprint
 from gateway.errors import ApiError
 from gateway.metrics import OBSERVATIONS_SUBMITTED
+from gateway.openapi.answers import answer, errors, json_answer, ndjson, ref
+from gateway.openapi.parts import ATOMIC_BATCHES, batch_uploads
 from gateway.predictions.backlog_guard import refuse_if_shedding
-from gateway.query_args import batch_args, load_query, result_format_args
+from gateway.query_args import BatchArgs, ResultFormatArgs, batch_args, load_query, result_format_args
 from gateway.responses import (
     batch_progress_schema,
     batch_receipt_schema,
@@ -50,15 +52,7 @@ from gateway.responses import (
     rejections_schema,
 )
 
-blueprint = Blueprint("batches", __name__)
-RESULT_COLUMNS = [field.data_key or name for name, field in batch_result_schema.dump_fields.items()]
-# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV injection"), after any
-# blanks, and in their fullwidth or small forms too (U+FF1D, U+FE66: NFKC makes them "=").
-FORMULA_STARTS = ("=", "+", "-", "@")
-CONTROL_STARTS = ("\t", "\r", "\n")
-# The quote a spreadsheet hides; written before a formula, and doubled before a text that began with one,
-# so the first quote of a cell is always ours: drop one leading quote and the text is the service's.
-ESCAPE = "'"
+blueprint = ApiBlueprint("batches", __name__)
 
 
 def _counted_items(body: IO[bytes], spec: FeatureSpec, max_line_bytes: int) -> tuple[int, Iterator[RawItem]]:
@@ -82,7 +76,29 @@ def _rewound(body: IO[bytes]) -> IO[bytes]:
     return body
 
 
-@blueprint.post("/batches")
+@blueprint.declare(
+    "POST",
+    "/batches",
+    scope=SUBMIT,
+    summary="Submit many observations: valid items are accepted even when others are not",
+    description=ATOMIC_BATCHES,
+    query=BatchArgs,
+    uploads=batch_uploads,
+    answers={
+        "202": json_answer(ref("BatchReceipt"), "Valid items queued; the others listed", "Location"),
+        **errors(
+            400,
+            415,
+            422,
+            503,
+            reasons={
+                413: "The body is over the size limit, or holds more than BULK_MAX_ITEMS items",
+                422: "Not of the shape above, no item, or (atomic=true) an item not valid: "
+                "error.fields.rejected lists the first ones, error.fields.rejected_count counts them",
+            },
+        ),
+    },
+)
 def submit_batch_request() -> Response:
     """Accept many observations at once; valid ones are queued even when others are rejected."""
     context = gateway_context()
@@ -139,7 +155,16 @@ def _progress_or_404(conn: Connection, batch_id: str) -> BatchProgress:
     return progress
 
 
-@blueprint.get("/batches/<batch_id>")
+@blueprint.declare(
+    "GET",
+    "/batches/<batch_id>",
+    scope=READ,
+    summary="Counts by status, progress, start and end of a batch",
+    answers={
+        "200": json_answer(ref("BatchProgress"), "Progress; Retry-After while running", "Retry-After"),
+        **errors(404, 503),
+    },
+)
 def get_batch(batch_id: str) -> Response:
     """Return the counts by status, progress and times of a batch."""
     with gateway_context().engine.connect() as conn:
@@ -160,7 +185,20 @@ def _result_format() -> str:
     return chosen
 
 
-@blueprint.get("/batches/<batch_id>/results")
+@blueprint.declare(
+    "GET",
+    "/batches/<batch_id>/results",
+    scope=READ,
+    summary="Every accepted item's result in submission order, streamed",
+    query=ResultFormatArgs,
+    answers={
+        "200": answer(
+            "One BatchResult per line (NDJSON), or as CSV with a header row",
+            {**ndjson(ref("BatchResult")), "text/csv": {"schema": {"type": "string"}}},
+        ),
+        **errors(404, 422, 503, reasons={422: "The format argument is not ndjson or csv"}),
+    },
+)
 def get_batch_results(batch_id: str) -> Response:
     """Stream every accepted item's result in submission order, as NDJSON or CSV."""
     result_format = _result_format()
@@ -173,54 +211,18 @@ def get_batch_results(batch_id: str) -> Response:
             for item in iter_batch_results(conn=conn, batch_id=batch_id):
                 yield batch_result_schema.dump(item)
 
-    lines = _csv_lines(rows()) if result_format == "csv" else (json.dumps(row) + "\n" for row in rows())
+    lines = csv_lines(rows()) if result_format == "csv" else (json.dumps(row) + "\n" for row in rows())
     content_type = "text/csv; charset=utf-8" if result_format == "csv" else "application/x-ndjson"
-    return Response(stream_with_context(_blocks(lines)), content_type=content_type)
+    return Response(stream_with_context(in_blocks(lines)), content_type=content_type)
 
 
-def spreadsheet_cell(value: Any) -> Any:
-    """Return a CSV cell value a spreadsheet shows as text: a leading quote before a would-be formula."""
-    if isinstance(value, bool):
-        return str(value).lower()  # as the input CSV writes them
-    if isinstance(value, str) and _needs_escape(value):
-        return ESCAPE + value
-    return value
-
-
-def _needs_escape(text: str) -> bool:
-    if text.startswith((ESCAPE, *CONTROL_STARTS)):
-        return True
-    shown = text if text.isascii() else unicodedata.normalize("NFKC", text)
-    return shown.lstrip().startswith(FORMULA_STARTS)
-
-
-def _csv_lines(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: spreadsheet_cell(v) for k, v in row.items()})
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    yield buffer.getvalue()
-
-
-def _blocks(lines: Iterator[str], size: int = 65536) -> Iterator[str]:
-    """Group lines into blocks of about size characters, so a large download is not one write per row."""
-    block: list[str] = []
-    length = 0
-    for line in lines:
-        block.append(line)
-        length += len(line)
-        if length >= size:
-            yield "".join(block)
-            block, length = [], 0
-    if block:
-        yield "".join(block)
-
-
-@blueprint.get("/batches/<batch_id>/rejections")
+@blueprint.declare(
+    "GET",
+    "/batches/<batch_id>/rejections",
+    scope=READ,
+    summary="Every rejected item of a batch, in submission order, streamed",
+    answers={"200": answer("One Rejection per line", ndjson(ref("Rejection"))), **errors(404, 503)},
+)
 def get_batch_rejections(batch_id: str) -> Response:
     """Stream every rejected item of a batch, in submission order, as NDJSON."""
     engine = gateway_context().engine
@@ -232,4 +234,4 @@ def get_batch_rejections(batch_id: str) -> Response:
             for rejection in iter_batch_rejections(conn=conn, batch_id=batch_id):
                 yield json.dumps(rejection_schema.dump(rejection)) + "\n"
 
-    return Response(stream_with_context(_blocks(lines())), content_type="application/x-ndjson")
+    return Response(stream_with_context(in_blocks(lines())), content_type="application/x-ndjson")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, render_template
+from flask import Response, render_template
 from markupsafe import Markup
 
+from core.api_keys import ADMIN
 from core.monitoring.reference import PROBA_BINS
 from gateway.context import gateway_context
 from gateway.dashboard.charts import (
@@ -18,14 +19,15 @@ from gateway.dashboard.charts import (
     positive_share_chart,
 )
 from gateway.dashboard.page import ACCEPT_TARGET_MS, REFRESH_S, DashboardView, gather_view
+from gateway.declared_routes import ApiBlueprint
 
-blueprint = Blueprint("dashboard", __name__, template_folder="templates")
+blueprint = ApiBlueprint("dashboard", __name__, template_folder="templates")
 
 # A file of its own: the page's policy allows no inline style.
 STYLESHEET = (Path(__file__).parent / "static" / "dashboard.css").read_text()
 
 
-@blueprint.get("/dashboard")
+@blueprint.declare("GET", "/dashboard", scope=ADMIN, documented=False, browser_page=True)
 def dashboard_page() -> Response:
     """Return the dashboard, refreshed by the browser every REFRESH_S seconds."""
     context = gateway_context()
@@ -49,7 +51,7 @@ def page_html(view: DashboardView) -> str:
     )
 
 
-@blueprint.get("/dashboard.css")
+@blueprint.declare("GET", "/dashboard.css", scope=ADMIN, documented=False, browser_page=True)
 def dashboard_stylesheet() -> Response:
     """Return the dashboard's stylesheet (a file of its own: the page's policy allows no inline style)."""
     return Response(STYLESHEET, content_type="text/css; charset=utf-8")

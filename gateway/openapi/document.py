@@ -1,29 +1,28 @@
-"""The OpenAPI document, built by apispec from the schemas that load requests and dump answers."""
+"""The OpenAPI document, built by apispec from the routes' declarations and the schemas they name."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
+from core.api_keys import SUBMIT
 from gateway import responses
+from gateway.declared_routes import OPEN, Declaration
 from gateway.monitoring.responses import MonitoringSchema
-from gateway.openapi.answers import access_errors, answer, errors, json_answer, ndjson, ref
-from gateway.openapi.parts import (
-    ATOMIC_BATCHES,
-    HEADERS,
-    ID_DESCRIPTION,
-    ID_FORMAT,
-    ID_PATTERN,
-    OVERVIEW,
-    SCOPES,
-    SECURITY_SCHEMES,
-    batch_uploads,
+from gateway.openapi.answers import access_errors, json_answer, ref
+from gateway.openapi.parts import HEADERS, ID_DESCRIPTION, ID_FORMAT, ID_PATTERN, OVERVIEW, SECURITY_SCHEMES
+from gateway.query_args import DURATION, Duration
+from gateway.rollout.schemas import (
+    CanaryRequestSchema,
+    ModelsSchema,
+    RolloutChangeSchema,
+    ShadowRequestSchema,
+    StableRequestSchema,
 )
-from gateway.openapi.rollout import MODEL_REQUESTS, MODEL_RESPONSES, model_operations
-from gateway.query_args import DURATION, BatchArgs, Duration, ResultFormatArgs, WaitArgs, WindowArgs
 from worker.schemas import OutcomeFlag, RequestSchemas, StrictBoolean, StrictSchema
 
 RESPONSE_SCHEMAS = {
@@ -38,11 +37,22 @@ RESPONSE_SCHEMAS = {
     "Ready": responses.ReadySchema,
     "Performance": responses.PerformanceSchema,
     "Monitoring": MonitoringSchema,
+    "Models": ModelsSchema,
+    "RolloutChange": RolloutChangeSchema,
 }
+REQUEST_SCHEMAS = {
+    "CanaryRequest": CanaryRequestSchema,
+    "StableRequest": StableRequestSchema,
+    "ShadowRequest": ShadowRequestSchema,
+}
+# What each converter of a route's rule matches, beyond a string: observation ids may hold slashes.
+PATH_CONVERTERS: dict[str | None, dict[str, Any]] = {"observation_id": {"minLength": 1}, None: {}}
 
 
-def _path_parameter(name: str, **schema: Any) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", **schema}}
+def _path_parameter(name: str, converter: str | None) -> dict[str, Any]:
+    """Return a path parameter, its schema what the rule's converter matches (KeyError: one not described)."""
+    schema = {"type": "string", **PATH_CONVERTERS[converter]}
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _request_field(self: Any, field: fields.Field[Any], **_: Any) -> dict[str, Any]:
@@ -59,8 +69,10 @@ def _request_field(self: Any, field: fields.Field[Any], **_: Any) -> dict[str, A
     return {}
 
 
-def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]:
-    """Return the OpenAPI 3 document of the gateway."""
+def build_openapi(
+    schemas: RequestSchemas, model_version: str, routes: Iterable[Declaration]
+) -> dict[str, Any]:
+    """Return the OpenAPI 3 document of the gateway's declared routes."""
     spec = APISpec(
         title="Contraband predictions",
         version="1.0.0",
@@ -86,147 +98,37 @@ def build_openapi(schemas: RequestSchemas, model_version: str) -> dict[str, Any]
         spec.components.schema(name, schema=schema)
     spec.components.schema("PredictionRequest", schema=schemas.prediction)
     spec.components.schema("FeedbackRequest", schema=schemas.feedback)
-    for name, schema in (MODEL_RESPONSES | MODEL_REQUESTS).items():
+    for name, schema in REQUEST_SCHEMAS.items():
         spec.components.schema(name, schema=schema)
-    _add_operations(spec, columns=list(schemas.observation.fields))
+    _add_operations(spec, routes, columns=list(schemas.observation.fields))
     return spec.to_dict()
 
 
-def _add_operations(spec: APISpec, *, columns: list[str]) -> None:
-    """Add every operation, with every status it answers; columns: the feature columns, in order."""
-    prediction, queued_prediction = ref("Prediction"), {"oneOf": [ref("Accepted"), ref("Prediction")]}
-    observation_id, batch_id = _path_parameter("observation_id", minLength=1), _path_parameter("batch_id")
-    results = {**ndjson(ref("BatchResult")), "text/csv": {"schema": {"type": "string"}}}
+def _add_operations(spec: APISpec, routes: Iterable[Declaration], *, columns: list[str]) -> None:
+    """Add the operation of every documented route; columns: the feature columns, in order."""
+    for route in routes:
+        if route.documented:
+            spec.path(path=route.path, operations={route.method.lower(): _operation(route, columns)})
 
-    def add(method: str, path: str, summary: str, answers: dict[str, Any], **more: Any) -> None:
-        scope = SCOPES.get((method, path))
-        if scope is None:
-            more["security"] = []  # open to anyone
-        else:
-            more |= {"security": [{"bearerAuth": []}], "x-required-scope": scope}
-            answers = answers | access_errors(with_rate_limit=scope == "submit")
-        spec.path(path=path, operations={method: {"summary": summary, **more, "responses": answers}})
 
-    def json_body(name: str) -> dict[str, Any]:
-        return {"required": True, "content": {"application/json": {"schema": name}}}
-
-    add(
-        "post",
-        "/predict",
-        "Submit one observation; poll the result URL",
-        {
-            "202": json_answer(
-                queued_prediction,
-                "Accepted; a queued one resent gets its Prediction",
-                "Location",
-                "Retry-After",
-            ),
-            "200": json_answer(prediction, "Resent after its prediction finished: the result", "Location"),
-            **errors(400, 409, 415, 422, 503),
-        },
-        requestBody=json_body("PredictionRequest"),
-    )
-    add(
-        "get",
-        "/predictions/{observation_id}",
-        "Status and result of one observation; Retry-After while it is queued",
-        {
-            "200": json_answer(prediction, "Queued, done or failed", "Location", "Retry-After"),
-            **errors(404, 422, 503, reasons={422: "The wait argument is not a number, 0 or more"}),
-        },
-        parameters=[observation_id, {"in": "query", "schema": WaitArgs}],
-    )
-    add(
-        "post",
-        "/update",
-        "Send the true outcome of an observation (before or after its prediction)",
-        {"200": json_answer(prediction, "Stored"), **errors(400, 404, 415, 422, 503)},
-        requestBody=json_body("FeedbackRequest"),
-    )
-    add(
-        "post",
-        "/batches",
-        "Submit many observations: valid items are accepted even when others are not",
-        {
-            "202": json_answer(ref("BatchReceipt"), "Valid items queued; the others listed", "Location"),
-            **errors(
-                400,
-                415,
-                422,
-                503,
-                reasons={
-                    413: "The body is over the size limit, or holds more than BULK_MAX_ITEMS items",
-                    422: "Not of the shape above, no item, or (atomic=true) an item not valid: "
-                    "error.fields.rejected lists the first ones, error.fields.rejected_count counts them",
-                },
-            ),
-        },
-        parameters=[{"in": "query", "schema": BatchArgs}],
-        requestBody={"required": True, "content": batch_uploads(columns)},
-        description=ATOMIC_BATCHES,
-    )
-    add(
-        "get",
-        "/batches/{batch_id}",
-        "Counts by status, progress, start and end of a batch",
-        {
-            "200": json_answer(ref("BatchProgress"), "Progress; Retry-After while running", "Retry-After"),
-            **errors(404, 503),
-        },
-        parameters=[batch_id],
-    )
-    add(
-        "get",
-        "/batches/{batch_id}/results",
-        "Every accepted item's result in submission order, streamed",
-        {
-            "200": answer("One BatchResult per line (NDJSON), or as CSV with a header row", results),
-            **errors(404, 422, 503, reasons={422: "The format argument is not ndjson or csv"}),
-        },
-        parameters=[batch_id, {"in": "query", "schema": ResultFormatArgs}],
-    )
-    add(
-        "get",
-        "/batches/{batch_id}/rejections",
-        "Every rejected item of a batch, in submission order, streamed",
-        {"200": answer("One Rejection per line", ndjson(ref("Rejection"))), **errors(404, 503)},
-        parameters=[batch_id],
-    )
-    add("get", "/health", "The process is alive", {"200": json_answer(ref("Health"), "Alive"), **errors()})
-    add(
-        "get",
-        "/ready",
-        "Database, broker and model bundle reachable",
-        {
-            "200": json_answer(ref("Ready"), "Ready"),
-            **errors(503, reasons={503: "Not ready: error.checks says which check is down"}),
-        },
-    )
-    add(
-        "get",
-        "/performance",
-        "Live precision and recall on the true outcomes received, per model version",
-        {"200": json_answer(ref("Performance"), "Per model version"), **errors(503)},
-    )
-    add(
-        "get",
-        "/monitoring",
-        "The model over a window: drift per feature, probabilities and positive calls against training, live "
-        "precision and recall per model version",
-        {
-            "200": json_answer(ref("Monitoring"), "Every figure beside its training side"),
-            **errors(422, 503, reasons={422: "The window argument is not a duration such as 1h"}),
-        },
-        parameters=[{"in": "query", "schema": WindowArgs}],
-    )
-    add(
-        "get",
-        "/metrics",
-        "Prometheus metrics, with the backlog read at scrape time",
-        {
-            "200": answer("Prometheus text", {"text/plain": {"schema": {"type": "string"}}}),
-            **errors(),
-        },
-    )
-    for method, path, summary, answers, more in model_operations():
-        add(method, path, summary, answers, **more)
+def _operation(route: Declaration, columns: list[str]) -> dict[str, Any]:
+    """Return a route's operation: words, parameters, body, who may call it and every status it answers."""
+    operation: dict[str, Any] = {"summary": route.summary}
+    if route.description is not None:
+        operation["description"] = route.description
+    parameters = [_path_parameter(name, converter) for name, converter in route.path_variables]
+    if route.query is not None:
+        parameters.append({"in": "query", "schema": route.query})
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": route.body}}}
+    if route.uploads is not None:
+        operation["requestBody"] = {"required": True, "content": route.uploads(columns)}
+    answers = dict(route.answers)
+    if route.scope is OPEN:
+        operation["security"] = []  # open to anyone
+    else:
+        operation |= {"security": [{"bearerAuth": []}], "x-required-scope": route.scope}
+        answers |= access_errors(with_rate_limit=route.scope == SUBMIT)
+    return operation | {"responses": answers}

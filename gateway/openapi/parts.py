@@ -101,25 +101,6 @@ SECURITY_SCHEMES = {
         "(admin allows all). Off in local mode unless AUTH_REQUIRED=true.",
     }
 }
-# The scope each guarded operation needs (gateway/access/checks.py decides; this says so).
-SCOPES = {
-    ("post", "/predict"): "submit",
-    ("post", "/batches"): "submit",
-    ("get", "/predictions/{observation_id}"): "read",
-    ("get", "/batches/{batch_id}"): "read",
-    ("get", "/batches/{batch_id}/results"): "read",
-    ("get", "/batches/{batch_id}/rejections"): "read",
-    ("post", "/update"): "label",
-    ("get", "/performance"): "admin",
-    ("get", "/monitoring"): "admin",
-    ("get", "/models"): "admin",
-    ("post", "/models/canary"): "admin",
-    ("post", "/models/promote"): "admin",
-    ("post", "/models/rollback"): "admin",
-    ("post", "/models/stable"): "admin",
-    ("post", "/models/shadow"): "admin",
-    ("delete", "/models/shadow"): "admin",
-}
 
 
 def batch_uploads(columns: list[str]) -> dict[str, Any]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from flask import Blueprint, Response, send_from_directory
+from flask import Response, send_from_directory
 
+from gateway.declared_routes import OPEN, ApiBlueprint
 from gateway.errors import ApiError
 
-blueprint = Blueprint("docs", __name__)
+blueprint = ApiBlueprint("docs", __name__)
 
 # The Swagger UI release that flask-swagger-ui ships (its own blueprint is not used: its page has an inline
 # script, which the page's Content-Security-Policy would have to allow).
@@ -30,19 +31,19 @@ DOCS_PAGE = """<!doctype html>
 START_SCRIPT = 'SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui", validatorUrl: null});\n'
 
 
-@blueprint.get("/docs")
+@blueprint.declare("GET", "/docs", scope=OPEN, documented=False)
 def docs_page() -> Response:
     """Return a Swagger UI page for the OpenAPI document."""
     return Response(DOCS_PAGE, content_type="text/html; charset=utf-8")
 
 
-@blueprint.get("/docs/start.js")
+@blueprint.declare("GET", "/docs/start.js", scope=OPEN, documented=False)
 def docs_start_script() -> Response:
     """Return the script that starts Swagger UI on the OpenAPI document."""
     return Response(START_SCRIPT, content_type="text/javascript; charset=utf-8")
 
 
-@blueprint.get("/docs/<name>")
+@blueprint.declare("GET", "/docs/<name>", scope=OPEN, documented=False)
 def docs_asset(name: str) -> Response:
     """Return one of the Swagger UI files the page loads."""
     if name not in ASSETS:

@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify
+from flask import Response, current_app, jsonify
 from prometheus_client.registry import Collector
 
 from core.feature_spec import verify_bundle
 from core.storage.engine import ping
 from gateway.context import gateway_context
+from gateway.declared_routes import OPEN, ApiBlueprint, declared_routes
 from gateway.errors import ApiError, error_response
 from gateway.metrics import ServiceStateCollector, render_metrics
 from gateway.monitoring.model_metrics import ModelStateCollector, RolloutCollector
+from gateway.openapi.answers import answer, errors, json_answer, ref
 from gateway.openapi.document import build_openapi
 from gateway.responses import health_schema, ready_schema
 
 log = logging.getLogger(__name__)
-blueprint = Blueprint("ops", __name__)
+blueprint = ApiBlueprint("ops", __name__)
 
 
-@blueprint.get("/health")
+@blueprint.declare(
+    "GET",
+    "/health",
+    scope=OPEN,
+    summary="The process is alive",
+    answers={"200": json_answer(ref("Health"), "Alive"), **errors()},
+)
 def health() -> Response:
     """Answer while the process lives."""
     return jsonify(health_schema.dump({}))
@@ -48,7 +56,16 @@ def _check_model_bundle() -> None:
     verify_bundle(context.settings.artifacts_dir, stable, pinned_sha256=pinned)
 
 
-@blueprint.get("/ready")
+@blueprint.declare(
+    "GET",
+    "/ready",
+    scope=OPEN,
+    summary="Database, broker and model bundle reachable",
+    answers={
+        "200": json_answer(ref("Ready"), "Ready"),
+        **errors(503, reasons={503: "Not ready: error.checks says which check is down"}),
+    },
+)
 def ready() -> Response:
     """Answer 200 when database, broker and model bundle are reachable; 503 naming what is down.
 
@@ -74,7 +91,16 @@ def ready() -> Response:
     return jsonify(ready_schema.dump({"checks": checks}))
 
 
-@blueprint.get("/metrics")
+@blueprint.declare(
+    "GET",
+    "/metrics",
+    scope=OPEN,
+    summary="Prometheus metrics, with the backlog read at scrape time",
+    answers={
+        "200": answer("Prometheus text", {"text/plain": {"schema": {"type": "string"}}}),
+        **errors(),
+    },
+)
 def metrics() -> Response:
     """Expose Prometheus metrics."""
     context = gateway_context()
@@ -90,11 +116,11 @@ def metrics() -> Response:
     return Response(body, content_type=content_type)
 
 
-@blueprint.get("/openapi.json")
+@blueprint.declare("GET", "/openapi.json", scope=OPEN, documented=False)
 def openapi() -> Response:
     """Return the OpenAPI document."""
     context = gateway_context()
     rollout = context.rollout.last_reading()
     # Never read yet, the database down: the description is still served.
     stable = context.rollout.contract(rollout.stable_version if rollout else context.rollout.default_version)
-    return jsonify(build_openapi(stable.schemas, stable.version))
+    return jsonify(build_openapi(stable.schemas, stable.version, declared_routes(current_app)))

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Response, jsonify, request
 from marshmallow import ValidationError
 
+from core.api_keys import LABEL, READ, SUBMIT
 from core.storage.observations import find_prediction, save_true_class
 from core.storage.records import PredictionRecord, utc_now
 from core.storage.tables import QUEUED
 from gateway.bodies import read_json_body
 from gateway.context import gateway_context
+from gateway.declared_routes import ApiBlueprint
 from gateway.errors import ApiError
 from gateway.metrics import OBSERVATIONS_SUBMITTED
+from gateway.openapi.answers import errors, json_answer, ref
 from gateway.predictions.backlog_guard import refuse_if_shedding
 from gateway.predictions.submissions import Outcome, Submission, stored_replay, submit_observation
-from gateway.query_args import load_query, wait_args
+from gateway.query_args import WaitArgs, load_query, wait_args
 from gateway.responses import (
     accepted_schema,
     prediction_schema,
@@ -25,7 +28,8 @@ from gateway.responses import (
 from gateway.server.long_polls import HOLD_HEADER, THROUGH_FRONT, scope_of
 from worker.schemas import valid_observation_id
 
-blueprint = Blueprint("predictions", __name__)
+blueprint = ApiBlueprint("predictions", __name__)
+PREDICTION = ref("Prediction")
 
 
 def _with_polling_headers(response: Response, record: PredictionRecord) -> Response:
@@ -35,7 +39,23 @@ def _with_polling_headers(response: Response, record: PredictionRecord) -> Respo
     return response
 
 
-@blueprint.post("/predict")
+@blueprint.declare(
+    "POST",
+    "/predict",
+    scope=SUBMIT,
+    summary="Submit one observation; poll the result URL",
+    body="PredictionRequest",
+    answers={
+        "202": json_answer(
+            {"oneOf": [ref("Accepted"), PREDICTION]},
+            "Accepted; a queued one resent gets its Prediction",
+            "Location",
+            "Retry-After",
+        ),
+        "200": json_answer(PREDICTION, "Resent after its prediction finished: the result", "Location"),
+        **errors(400, 409, 415, 422, 503),
+    },
+)
 def submit_prediction() -> Response:
     """Validate and store one observation, queue it, answer 202 with the URL to poll."""
     context = gateway_context()
@@ -89,7 +109,17 @@ def _wait_seconds() -> float:
     return min(wait, gateway_context().settings.max_wait_s)
 
 
-@blueprint.get("/predictions/<observation_id:observation_id>")
+@blueprint.declare(
+    "GET",
+    "/predictions/<observation_id:observation_id>",
+    scope=READ,
+    summary="Status and result of one observation; Retry-After while it is queued",
+    query=WaitArgs,
+    answers={
+        "200": json_answer(PREDICTION, "Queued, done or failed", "Location", "Retry-After"),
+        **errors(404, 422, 503, reasons={422: "The wait argument is not a number, 0 or more"}),
+    },
+)
 def get_prediction(observation_id: str) -> Response:
     """Return the status and, once done, the prediction; with ?wait=N, hold up to N s for the result."""
     wait = _wait_seconds()
@@ -105,7 +135,14 @@ def get_prediction(observation_id: str) -> Response:
     return response
 
 
-@blueprint.post("/update")
+@blueprint.declare(
+    "POST",
+    "/update",
+    scope=LABEL,
+    summary="Send the true outcome of an observation (before or after its prediction)",
+    body="FeedbackRequest",
+    answers={"200": json_answer(PREDICTION, "Stored"), **errors(400, 404, 415, 422, 503)},
+)
 def update_true_class() -> Response:
     """Store the true outcome of an observation (it may arrive before the prediction)."""
     context = gateway_context()
