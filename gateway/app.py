@@ -81,7 +81,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the gateway; config may carry SETTINGS (a Settings object) and Flask config overrides."""
     config = dict(config or {})
     settings: Settings = config.pop("SETTINGS", None) or get_settings()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the dashboard and docs serve their own files
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, **config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Ids may contain slashes, even leading ones: "/predictions//a" is the id "/a", not "a".
