@@ -22,7 +22,7 @@ from bench.load import closed_loop, open_loop, percentile
 from bench.plan import Plan
 from bench.workers import ONE_WORKER, Layout, process_tree, set_workers, stop_workers
 from core.settings import PROJECT_ROOT, get_settings
-from core.storage.reports import (
+from core.storage.measurement import (
     copy_into_scratch_table,
     last_prediction_if_drained,
     prediction_span,
