@@ -1,5 +1,5 @@
-"""The probes bench/worker_memory.py measures: code run in fresh interpreters, what each weighs (RSS, USS,
-PSS), the packages it loaded, and where a process's mapped memory comes from."""
+"""The probes bench/studies/worker_memory.py measures: code run in fresh interpreters, what each weighs (RSS,
+USS, PSS), the packages it loaded, and where a process's mapped memory comes from."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What one prediction call costs the worker, by batch size, for each way it can predict straight from dicts.
 
-    .venv/bin/python -m bench.predict_ways [--repeats 7]
+    .venv/bin/python -m bench.studies.predict_ways [--repeats 7]
 
 One process, one OpenMP thread (as a pool process runs), the committed bundle. For each batch size it
 times the pipeline on a DataFrame and every way `direct_encoders` offers (`codes`: the pipeline's codes to
@@ -35,7 +35,7 @@ def cpu_ms_per_call(call: Callable[[], object], calls: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     """Print the table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.predict_ways", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.predict_ways", description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     limit_native_threads(1)
