@@ -1,4 +1,5 @@
-"""Celery tasks: micro-batched prediction and the periodic redrive; the work is in the modules they call."""
+"""Celery tasks: micro-batched prediction; the periodic redrive, purge and model monitor (the work is in the
+modules they call)."""
 
 from __future__ import annotations
 
