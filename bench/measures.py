@@ -193,7 +193,7 @@ class Bulk:
 
 def gateway_rss_mb(stack: ServiceStack) -> float:
     """Return the largest RSS among the gateway's processes (its server and each of its workers), in MB."""
-    sizes = []
+    sizes: list[int] = []
     for process in process_tree(stack.processes["gateway"].pid):
         try:
             sizes.append(process.memory_info().rss)

@@ -38,7 +38,7 @@ DAY_S = 86_400
 def _observations(count: int, seed: int) -> list[dict[str, Any]]:
     features, _target, _provenance = build_training_table()
     drawn = features.sample(count, replace=True, random_state=seed).to_dict("records")
-    return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in drawn]
+    return [{str(k): v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in drawn]
 
 
 def _fill(engine: Any, start: int, count: int, version: str) -> None:
