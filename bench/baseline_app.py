@@ -12,7 +12,7 @@ from marshmallow import ValidationError
 from core.frames import build_frame
 from core.settings import get_settings
 from core.storage.engine import make_engine
-from core.storage.observations import insert_predicted
+from core.storage.measurement import insert_predicted
 from core.storage.records import PredictionResult, utc_now
 from worker.bundle import limit_native_threads, load_bundle
 from worker.schemas import request_schemas

@@ -22,7 +22,7 @@ from bench.load import closed_loop, open_loop, percentile
 from bench.plan import Plan
 from bench.workers import ONE_WORKER, Layout, process_tree, set_workers, stop_workers
 from core.settings import PROJECT_ROOT, get_settings
-from core.storage.reports import (
+from core.storage.measurement import (
     copy_into_scratch_table,
     last_prediction_if_drained,
     prediction_span,
@@ -193,7 +193,7 @@ class Bulk:
 
 def gateway_rss_mb(stack: ServiceStack) -> float:
     """Return the largest RSS among the gateway's processes (its server and each of its workers), in MB."""
-    sizes = []
+    sizes: list[int] = []
     for process in process_tree(stack.processes["gateway"].pid):
         try:
             sizes.append(process.memory_info().rss)

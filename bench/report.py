@@ -194,7 +194,7 @@ def render(
             "worker RSS (unique) per process: main · pool, 1 node of 1 / 1 node of 2 processes (MB)",
             f"{sizes(memory[0])} / {sizes(memory[1])}",
             "",
-            f"≤ 150 MB: {verdict(worst_rss <= 150)} (where each MB goes: bench/WORKER_MEMORY.md)",
+            f"≤ 150 MB: {verdict(worst_rss <= 150)} (where each MB goes: bench/studies/WORKER_MEMORY.md)",
         ),
         (
             "for reference: Python with pandas + scikit-learn and the pipeline loaded, RSS (MB)",

@@ -37,8 +37,9 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         broker_connection_timeout=2,
         worker_hijack_root_logger=False,
         **_rabbitmq_queues(settings),
-        # The redrive has a queue and a process of its own (worker.redrive_main): a backlog of predictions
-        # never holds it back, and workers never spend a pool process on it.
+        # The periodic tasks (redrive, purge, monitor) have a queue and a process of their own (a worker node
+        # of worker.main consuming only that queue, beat inside): a backlog of predictions never holds them
+        # back, and workers never spend a pool process on them.
         task_routes={
             REDRIVE_TASK: {"queue": settings.redrive_queue},
             PURGE_TASK: {"queue": settings.redrive_queue},

@@ -8,7 +8,7 @@ from typing import Any
 
 from core.settings import PROJECT_ROOT
 
-GRAFANA_DIR = PROJECT_ROOT / "monitoring" / "grafana"
+GRAFANA_DIR = PROJECT_ROOT / "deploy" / "monitoring" / "grafana"
 DASHBOARD = GRAFANA_DIR / "dashboards" / "contraband-model.json"
 
 # Grafana's own interval variables, and a duration promtool accepts in their place.

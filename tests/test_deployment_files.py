@@ -110,7 +110,7 @@ def test_compose_override_runs_every_service_on_rabbitmq(tmp_path: Path) -> None
 
 def test_prometheus_config_and_alert_rules_are_valid_and_fire_when_they_should() -> None:
     require_tool("promtool", package="prometheus")
-    monitoring = PROJECT_ROOT / "monitoring"
+    monitoring = PROJECT_ROOT / "deploy" / "monitoring"
     for command in (["check", "config", "prometheus.yml"], ["test", "rules", "alerts_test.yml"]):
         result = subprocess.run(
             ["promtool", *command], cwd=monitoring, capture_output=True, text=True, check=False

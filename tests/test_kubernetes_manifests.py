@@ -309,7 +309,7 @@ def test_backlog_age_trigger_queries_a_metric_the_gateway_exports_and_alerts_on(
     metric = "predictions_oldest_queued_age_seconds"
     assert metric in query
     assert f'"{metric}"' in (PROJECT_ROOT / "gateway" / "metrics.py").read_text()
-    assert metric in (PROJECT_ROOT / "monitoring" / "alerts.yml").read_text()
+    assert metric in (PROJECT_ROOT / "deploy" / "monitoring" / "alerts.yml").read_text()
 
 
 def test_redrive_runs_exactly_one_beat(rendered: list[Manifest]) -> None:
@@ -440,7 +440,7 @@ def test_flower_asks_for_basic_auth_and_prometheus_scrapes_it_in_compose_and_kub
     assert compose["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
     assert compose["ports"][0].startswith("127.0.0.1:")
     assert "FLOWER_BASIC_AUTH=" in (PROJECT_ROOT / ".env.example").read_text()
-    prometheus = yaml.safe_load((PROJECT_ROOT / "monitoring" / "prometheus.yml").read_text())
+    prometheus = yaml.safe_load((PROJECT_ROOT / "deploy" / "monitoring" / "prometheus.yml").read_text())
     job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == "flower")
     assert job["dns_sd_configs"][0]["port"] == flower["ports"][0]["containerPort"] == 5555
 

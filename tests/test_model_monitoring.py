@@ -198,7 +198,7 @@ def test_the_model_alerts_fire_on_these_figures(watched: ServiceStack, tmp_path:
         },
     }
     test_file = {
-        "rule_files": [str(PROJECT_ROOT / "monitoring" / "alerts.yml")],
+        "rule_files": [str(PROJECT_ROOT / "deploy" / "monitoring" / "alerts.yml")],
         "evaluation_interval": "1m",
         "tests": [
             {

@@ -32,7 +32,7 @@ def test_backlog_grows_and_ages_while_the_workers_are_stopped(stopped_worker: Se
 
 def test_every_metric_an_alert_names_is_exposed(stack: ServiceStack) -> None:
     requests.post(stack.url("/predict"), json=prediction_request(), timeout=5)  # requests counted
-    rules = (PROJECT_ROOT / "monitoring" / "alerts.yml").read_text()
+    rules = (PROJECT_ROOT / "deploy" / "monitoring" / "alerts.yml").read_text()
     named = set(re.findall(r"\b((?:gateway|predictions|broker|service)_[a-z_]+)\b", rules))
     exposed = {re.sub(r"\{.*", "", sample) for sample in scrape(stack)}
     assert named, "no metric found in the rules"

@@ -17,8 +17,8 @@ from core.monitoring.measures import expected_share_range, measure
 from core.monitoring.reference import ModelReference, load_reference
 from core.settings import get_settings
 from core.storage.engine import make_engine
+from core.storage.measurement import insert_predicted
 from core.storage.migrate import upgrade_to_head
-from core.storage.observations import insert_predicted
 from core.storage.records import PredictionResult, utc_now
 from gateway.monitoring.responses import monitoring_answer
 from tests.factories import new_id, observation

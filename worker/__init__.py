@@ -1,1 +1,4 @@
-"""Prediction workers and the parts the gateway shares with them: settings, schemas, storage, model bundle."""
+"""What the Celery worker runs: the tasks, micro-batching, predicting, the bundle loader, the periodic jobs.
+
+The request schemas (schemas.py) are generated here from the bundle; the gateway and admin/ import them too.
+"""

@@ -1,4 +1,5 @@
-"""Celery tasks: micro-batched prediction and the periodic redrive; the work is in the modules they call."""
+"""Celery tasks: micro-batched prediction; the periodic redrive, purge and model monitor (the work is in the
+modules they call)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from core.settings import get_settings
 from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine
 from core.storage.records import BatchSlice, QueuedObservation
-from worker.bundle import ModelBundle, limit_native_threads
+from worker.bundle import limit_native_threads
 from worker.bundle_shelf import BundleShelf
 from worker.lost_batches import IsolatingBatches, times_lost
 from worker.metrics import serve_worker_metrics
@@ -53,11 +54,6 @@ def process_shelf() -> BundleShelf:
     """
     pinned = pinned_versions(settings, default_version())
     return BundleShelf(settings.artifacts_dir, pinned=pinned, backoff_s=settings.bundle_retry_s)
-
-
-def process_bundle() -> ModelBundle:
-    """Return the bundle of the settings' version (what a worker served before rollouts)."""
-    return process_shelf().get(default_version())
 
 
 @lru_cache(maxsize=1)

@@ -65,32 +65,6 @@ def insert_queued(
     return conn.execute(statement).first() is not None
 
 
-def insert_predicted(
-    *,
-    conn: Connection,
-    observation_id: str,
-    observation: dict[str, Any],
-    result: PredictionResult,
-    model_version: str,
-    now: datetime,
-) -> None:
-    """Store an observation predicted inline, as the course's synchronous server did (bench baseline)."""
-    conn.execute(
-        predictions.insert().values(
-            id=observation_id,
-            observation=observation,
-            status=DONE,
-            proba=result.proba,
-            prediction=result.prediction,
-            model_version=model_version,
-            attempts=1,
-            received_at=now,
-            published_at=now,
-            predicted_at=now,
-        )
-    )
-
-
 def find_prediction(*, conn: Connection, observation_id: str) -> PredictionRecord | None:
     """Return the stored record of one observation, or None."""
     row = conn.execute(sa.select(predictions).where(predictions.c.id == observation_id)).first()

@@ -1,6 +1,6 @@
 """What a shadow version costs the workers: queue drain without a shadow, with one, and without again.
 
-    .venv/bin/python -m bench.shadow_cost [--rows 50000]
+    .venv/bin/python -m bench.studies.shadow_cost [--rows 50000]
 
 One stack on Postgres, one worker process, its artifacts holding the committed bundle (stable) and a copy of
 it with a lower threshold (the shadow). Each run fills the queue with the workers stopped, then times the
@@ -44,7 +44,7 @@ def shadow_artifacts(folder: Path) -> Path:
 
 def main() -> None:
     """Drain the same number of rows three times: no shadow, shadow, no shadow; print each rate."""
-    parser = argparse.ArgumentParser(prog="python -m bench.shadow_cost", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.shadow_cost", description=__doc__)
     parser.add_argument("--rows", type=int, default=50_000, help="observations per drain")
     args = parser.parse_args()
     plan = dataclasses.replace(FULL, bulk_rows=args.rows)

@@ -1,6 +1,6 @@
 """What one run of the model monitor costs on Postgres at 100k and 1M stored observations (a day's window).
 
-    .venv/bin/python -m bench.monitoring_cost [--sizes 100000 1000000] [--record]
+    .venv/bin/python -m bench.studies.monitoring_cost [--sizes 100000 1000000] [--record]
 
 A scratch database is filled with observations drawn from the training table (predicted, received within the
 window), then the monitor's measure runs three times per size; the median is reported, with the database's
@@ -38,7 +38,7 @@ DAY_S = 86_400
 def _observations(count: int, seed: int) -> list[dict[str, Any]]:
     features, _target, _provenance = build_training_table()
     drawn = features.sample(count, replace=True, random_state=seed).to_dict("records")
-    return [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in drawn]
+    return [{str(k): v.item() if hasattr(v, "item") else v for k, v in row.items()} for row in drawn]
 
 
 def _fill(engine: Any, start: int, count: int, version: str) -> None:
@@ -82,7 +82,7 @@ def _time_runs(engine: Any, runs: int = 3) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     """Fill a scratch database size by size and time the monitor at each; print (and record) the table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.monitoring_cost", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.monitoring_cost", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--record", action="store_true", help=f"write the table to {RESULTS_FILE.name}")
     args = parser.parse_args(argv)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         RESULTS_FILE.write_text(
             f"## Model monitor cost\n\n{stamp} · Postgres 15 on this machine · "
-            f"`python -m bench.monitoring_cost` (run {uuid.uuid4().hex[:6]})\n\n{table}\n\n"
+            f"`python -m bench.studies.monitoring_cost` (run {uuid.uuid4().hex[:6]})\n\n{table}\n\n"
             "The monitor runs every MONITOR_INTERVAL_S (default 300 s) in the redrive's process, over "
             "MONITOR_WINDOW_S (default a day); its cost grows with the observations received in the window.\n"
         )

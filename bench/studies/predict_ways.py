@@ -1,6 +1,6 @@
 """What one prediction call costs the worker, by batch size, for each way it can predict straight from dicts.
 
-    .venv/bin/python -m bench.predict_ways [--repeats 7]
+    .venv/bin/python -m bench.studies.predict_ways [--repeats 7]
 
 One process, one OpenMP thread (as a pool process runs), the committed bundle. For each batch size it
 times the pipeline on a DataFrame and every way `direct_encoders` offers (`codes`: the pipeline's codes to
@@ -16,10 +16,12 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
+from typing import Any
 
 from core.frames import build_frame
 from core.settings import get_settings
-from worker.bundle import limit_native_threads, load_bundle
+from worker.bundle import ModelBundle, limit_native_threads, load_bundle
 from worker.direct_encoding import direct_encoders, probe_observations
 
 BATCH_SIZES = (1, 10, 50, 500, 5_000)
@@ -33,9 +35,14 @@ def cpu_ms_per_call(call: Callable[[], object], calls: int) -> float:
     return (time.process_time() - started) / calls * 1000
 
 
+def predict_on_frame(bundle: ModelBundle, rows: list[dict[str, Any]]) -> object:
+    """Predict as a worker without direct encoding does: a DataFrame, then the whole pipeline."""
+    return bundle.predict_proba(build_frame(rows, bundle.spec))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the table."""
-    parser = argparse.ArgumentParser(prog="python -m bench.predict_ways", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.studies.predict_ways", description=__doc__)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     limit_native_threads(1)
@@ -55,11 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = (probes * (size // len(probes) + 1))[:size]
         calls = max(3, 3_000 // (size + 9))
         callables: dict[str, Callable[[], object]] = {
-            "pipeline": lambda rows=rows: bundle.predict_proba(build_frame(rows, bundle.spec)),
-            **{
-                kind: (lambda way=way, rows=rows: way.predict_observations(rows))
-                for kind, way in ways.items()
-            },
+            "pipeline": partial(predict_on_frame, bundle, rows),
+            **{kind: partial(way.predict_observations, rows) for kind, way in ways.items()},
         }
         timings: dict[str, list[float]] = {name: [] for name in callables}
         for _ in range(args.repeats):

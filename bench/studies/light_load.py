@@ -1,7 +1,7 @@
 """Measure accept latency and submit-to-result latency of single submissions at a steady light rate.
 
 Run against a service that is already up (for example `make run`):
-    .venv/bin/python -m bench.light_load --url http://127.0.0.1:5000 --database-url sqlite:///var/predictions.db
+    .venv/bin/python -m bench.studies.light_load --url http://127.0.0.1:5000 --database-url sqlite:///var/predictions.db
 Accept latency is timed by the client; submit-to-result is predicted_at - received_at, both service stamps.
 """
 

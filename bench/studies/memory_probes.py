@@ -1,5 +1,5 @@
-"""The probes bench/worker_memory.py measures: code run in fresh interpreters, what each weighs (RSS, USS,
-PSS), the packages it loaded, and where a process's mapped memory comes from."""
+"""The probes bench/studies/worker_memory.py measures: code run in fresh interpreters, what each weighs (RSS,
+USS, PSS), the packages it loaded, and where a process's mapped memory comes from."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ LOAD_AS_WORKER_INIT = """
 import worker.tasks
 from worker.bundle import limit_native_threads
 limit_native_threads(1)
-worker.tasks.process_bundle()
+BUNDLE = worker.tasks.process_shelf().get(worker.tasks.default_version())
 """
 
 STEPS: tuple[tuple[str, str], ...] = (
@@ -69,7 +69,7 @@ STEPS: tuple[tuple[str, str], ...] = (
      "import celery.worker.request"),
     ("+ sqlalchemy, psycopg", "import sqlalchemy, psycopg, sqlalchemy.dialects.postgresql.psycopg"),
     ("+ our worker modules (import worker.tasks)", "import worker.tasks"),
-    ("+ pipeline loaded (process_bundle())", LOAD_AS_WORKER_INIT),
+    ("+ pipeline loaded (the settings' version, on the shelf)", LOAD_AS_WORKER_INIT),
 )  # fmt: skip
 
 PIPELINE_SIZE = """
@@ -113,9 +113,9 @@ SCIPY_NAMES = LOAD_AS_WORKER_INIT + 'RESULT["scipy"] = sorted(m for m in sys.mod
 # Predict a few batches of probe rows, so that what predicting touches is counted too.
 PREDICT = """
 from worker.direct_encoding import probe_observations
-PROBES = probe_observations(worker.tasks.process_bundle().spec) * 4
+PROBES = probe_observations(BUNDLE.spec) * 4
 for _ in range(20):
-    probabilities = worker.tasks.process_bundle().predict_observations(PROBES)
+    probabilities = BUNDLE.predict_observations(PROBES)
 RESULT["sum"] = round(float(probabilities.sum()), 9)  # the same in every variant: the same predictions
 RESULT["loaded"] = [name for name in ("pandas.core", "scipy", "sklearn") if name in sys.modules]
 """

@@ -7,7 +7,8 @@ on its stdin while this script reads its memory with psutil (so psutil itself is
     USS  pages no other process maps: what stopping the process gives back
     PSS  each page divided by the number of processes mapping it: adds up over processes to the real total
 
-Run as `python -m bench.worker_memory` against the local Postgres and Redis (db 14); two to three minutes.
+Run as `python -m bench.studies.worker_memory` against the local Postgres and Redis (db 14); two to three
+minutes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.memory_probes import (
+from bench.studies.memory_probes import (
     BENCH_REDIS_DB,
     CANDIDATES,
     FORKS,
@@ -241,7 +242,8 @@ def report_nodes(stack: ServiceStack) -> list[str]:
 def main() -> int:
     """Run every measurement and print the tables as Markdown, each as soon as it is measured."""
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    print(f"# Worker memory: `python -m bench.worker_memory`, {started}, Python {sys.version.split()[0]}\n")
+    python = sys.version.split()[0]
+    print(f"# Worker memory: `python -m bench.studies.worker_memory`, {started}, Python {python}\n")
     with tempfile.TemporaryDirectory() as work_dir, worker_stack(Path(work_dir)) as stack:
         env = {**stack.env, **stack.process_env["worker"]}
         env.pop("WORKER_METRICS_PORT")  # probes serve no metrics; only the real nodes do
