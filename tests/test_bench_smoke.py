@@ -13,6 +13,7 @@ from core.settings import PROJECT_ROOT
 
 # The first run also makes the BentoML peer's venv (var/peers/bentoml-venv): about 40 s of pip install.
 @pytest.mark.timeout(600)
+@pytest.mark.usefixtures("starts_servers")
 def test_bench_smoke_mode_prints_every_measure() -> None:
     bench = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke"],

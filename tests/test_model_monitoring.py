@@ -41,7 +41,7 @@ ALERT_RED = (
 
 @pytest.fixture(scope="module", params=["postgres", "embedded"])
 def watched(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, starts_servers: None
 ) -> Iterator[ServiceStack]:
     """A stack of its own, fed a training-like stream, a shifted stream and labels; the monitor then ran."""
     work_dir = tmp_path_factory.mktemp(f"watched-{request.param}")

@@ -44,7 +44,7 @@ SETTLE_S = 3.0  # load kept running after each change: the change, and then traf
 
 @pytest.fixture(scope="module", params=["postgres", "embedded"])
 def rolling(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, starts_servers: None
 ) -> Iterator[ServiceStack]:
     """A stack of its own on two bundle versions, the committed one serving."""
     work_dir = tmp_path_factory.mktemp(f"rollout-{request.param}")
