@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -18,7 +19,7 @@ def test_unexpected_exception_is_a_500_envelope_without_details(tmp_path: Path) 
     app = create_app({"SETTINGS": Settings(database_url=database_url)})
 
     @app.get("/boom")
-    def boom() -> None:
+    def boom() -> NoReturn:
         raise RuntimeError("secret internal detail")
 
     response = app.test_client().get("/boom", headers={"X-Request-ID": "req-42"})
@@ -38,7 +39,7 @@ def test_log_records_inside_a_request_carry_its_id(tmp_path: Path, caplog: pytes
     app = create_app({"SETTINGS": Settings(database_url=f"sqlite:///{tmp_path / 'gateway.db'}")})
 
     @app.get("/boom")
-    def boom() -> None:
+    def boom() -> NoReturn:
         raise RuntimeError("logged, not shown")
 
     caplog.handler.addFilter(RequestIdFilter())

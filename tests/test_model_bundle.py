@@ -34,7 +34,7 @@ from core.frames import build_frame
 from core.monitoring.monitored_model import serving_model
 from core.monitoring.reference import load_reference
 from core.settings import Settings, get_settings
-from tests.factories import observation
+from tests.factories import frame_records, observation
 from training.data import build_training_table
 from training.evaluation import held_out_metrics
 from training.train import HOLD_OUT, SEED, train
@@ -171,7 +171,7 @@ def test_other_scikit_learn_version_warns(bundle_copy: Path) -> None:
 
 def test_loaded_pipeline_reproduces_stored_held_out_metrics(bundle: ModelBundle) -> None:
     features, target, _ = build_training_table(seed=SEED)
-    frame = build_frame(features.to_dict("records"), bundle.spec)
+    frame = build_frame(frame_records(features), bundle.spec)
     _, x_test, _, y_test = train_test_split(
         frame, target, test_size=HOLD_OUT, random_state=SEED, stratify=target
     )
