@@ -246,6 +246,7 @@ def test_a_batch_is_accepted_whole_by_the_version_its_id_lands_on(
     assert on_stable.get_json()["rejected_count"] == 1
 
 
+@pytest.mark.slow  # runs the command line over and over
 def test_the_command_line_shows_and_changes_the_rollout(tmp_path: Path, artifacts: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'cli.db'}"
     upgrade_to_head(database_url)
@@ -321,6 +322,7 @@ def test_a_shadow_is_checked_like_a_canary_and_stopping_none_is_a_409(
     assert client.delete("/models/shadow").get_json()["rollout"]["shadow_version"] is None
 
 
+@pytest.mark.slow  # runs the command line over and over
 def test_reassigning_a_withdrawn_canary_moves_the_rows_the_stable_schema_takes_and_fails_the_others(
     tmp_path: Path, artifacts: Path
 ) -> None:
