@@ -2,8 +2,8 @@
 
 A test that starts servers (gateway, worker, redrive, Redis, `make run`, the bench) is marked `stack` without
 anyone writing it: every fixture that starts them requests `starts_servers`, and so does every such test that
-starts them itself. `make check` runs `-m "not stack"` with TESTS_START_NO_SERVER=1, under which starting one
-fails the test.
+starts them itself. `make check` runs `-m "not stack and not slow"` with TESTS_START_NO_SERVER=1, under which
+starting one fails the test (slow: marked by hand on the tests that train, score or predict the whole table).
 """
 
 from __future__ import annotations
