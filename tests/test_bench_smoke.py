@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 
-from bench.peers.venv import VENV_DIR, bentoml_venv_ready
-from bench.plan import SMOKE
 from core.settings import PROJECT_ROOT
 
 
 @pytest.mark.timeout(600)
 @pytest.mark.usefixtures("starts_servers")
 def test_bench_smoke_mode_prints_every_measure() -> None:
-    # The BentoML peer's venv is made before the suite (`make bench-peers`): nothing is installed in a test.
-    if not bentoml_venv_ready():
-        message = f"{VENV_DIR} is not made: `make test` makes it (make bench-peers)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     bench = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke"],
         cwd=PROJECT_ROOT,
@@ -32,17 +23,17 @@ def test_bench_smoke_mode_prints_every_measure() -> None:
         check=False,
     )
     assert bench.returncode == 0, bench.stderr[-2000:]
-    assert "BentoML venv reused" in bench.stderr
+    # The BentoML peer's venv is made before the suite (`make bench-peers`), not while a test runs.
+    assert "BentoML venv reused" in bench.stderr, "run `make bench-peers` (make test does) before the suite"
     for measure in (
         "baseline: course design, requests/s",
         "single submissions end-to-end obs/s",
         "submit-to-result at 20/s",
-        f"{SMOKE.concurrency} in flight (saturating), with {SMOKE.long_polls} long-polls and "
-        f"{SMOKE.idle_connections} idle connections held",
+        "16 in flight (saturating), with 10 long-polls and 5 idle connections held",
         "(half the accept rate), the same crowd held",
-        f"sustained: {SMOKE.sustained_seconds:g} s at",
+        "sustained: 1 s at",
         "as the gateway counted them: p99 from body in to answer",
-        f"bulk {SMOKE.bulk_rows:,} obs end to end, workers 1 node of 1 · 2 nodes of 1 · 1 node of 2",
+        "bulk 500 obs end to end, workers 1 node of 1 · 2 nodes of 1 · 1 node of 2",
         "queue drain: best of 2 workers / 1",
         "obs end to end as CSV",
         "obs from the CLI (one CSV file, 1 node of 1)",
@@ -64,8 +55,8 @@ def test_bench_smoke_mode_prints_every_measure() -> None:
     # The gateway's own p99s of the sustained load were read from its histograms: figures, not "n/a".
     sustained = re.search(r"\| [\d,]+ · \d+ · [\d.]+; ([\d.]+|n/a) · ([\d.]+|n/a); \d+% \|", bench.stdout)
     assert sustained is not None and "n/a" not in sustained.groups(), bench.stdout[-3000:]
-    # Accept latency against load: a row of figures for each share of the smoke plan.
+    # Accept latency against load: a row of figures for each share of the smoke plan (20 % and 50 %).
     curve = bench.stdout.split("### Accept latency against load", 1)[-1]
     assert "Accept p99 ≤ 20 ms held up to: " in curve
     shares = re.findall(r"^\| (\d+)% \| [\d,]+ \| [\d.]+ / [\d.]+ \| \d+ \| \d+% \| [\d.]+ \|$", curve, re.M)
-    assert shares == [f"{share:.0%}"[:-1] for share in SMOKE.curve_shares], curve[:1500]
+    assert shares == ["20", "50"], curve[:1500]

@@ -33,22 +33,15 @@ def bentoml_executable(venv: Path = VENV_DIR) -> Path:
     return venv / "bin" / "bentoml"
 
 
-def bentoml_venv_ready(venv: Path = VENV_DIR) -> bool:
-    """Return whether the venv is made and its marker lists the requirements wanted now."""
-    marker = venv / MARKER
-    wanted = "\n".join(requirements()) + "\n"
-    return marker.exists() and marker.read_text() == wanted and bentoml_executable(venv).exists()
-
-
 def ensure_bentoml_venv(log: Path, venv: Path = VENV_DIR) -> float:
     """Create the venv unless its marker lists the same requirements; return the seconds spent (0: reused).
 
     The marker is written last, so a venv whose install was cut short is made again from scratch.
     """
-    if bentoml_venv_ready(venv):
-        return 0.0
     wanted = "\n".join(requirements()) + "\n"
     marker = venv / MARKER
+    if marker.exists() and marker.read_text() == wanted and bentoml_executable(venv).exists():
+        return 0.0
     start = time.perf_counter()
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
