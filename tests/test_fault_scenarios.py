@@ -56,7 +56,8 @@ def seconds_to_result(stack: ServiceStack) -> float:
 def test_broker_restarted_under_load_then_a_lone_observation_is_predicted_at_once(
     stack: ServiceStack,
 ) -> None:
-    stop, accepted = threading.Event(), []
+    stop = threading.Event()
+    accepted: list[str] = []
     load = threading.Thread(target=submit_steadily, args=(stack, stop, accepted))
     load.start()
     try:

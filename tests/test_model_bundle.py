@@ -34,7 +34,7 @@ from core.frames import build_frame
 from core.monitoring.monitored_model import serving_model
 from core.monitoring.reference import load_reference
 from core.settings import Settings, get_settings
-from tests.factories import observation
+from tests.factories import frame_records, observation
 from training.data import build_training_table
 from training.evaluation import held_out_metrics
 from training.train import HOLD_OUT, SEED, train
@@ -169,9 +169,10 @@ def test_other_scikit_learn_version_warns(bundle_copy: Path) -> None:
         load_bundle(bundle_copy)
 
 
+@pytest.mark.slow  # predicts the whole training table
 def test_loaded_pipeline_reproduces_stored_held_out_metrics(bundle: ModelBundle) -> None:
     features, target, _ = build_training_table(seed=SEED)
-    frame = build_frame(features.to_dict("records"), bundle.spec)
+    frame = build_frame(frame_records(features), bundle.spec)
     _, x_test, _, y_test = train_test_split(
         frame, target, test_size=HOLD_OUT, random_state=SEED, stratify=target
     )
@@ -181,6 +182,7 @@ def test_loaded_pipeline_reproduces_stored_held_out_metrics(bundle: ModelBundle)
         assert metrics[name] == stored[name]
 
 
+@pytest.mark.slow  # predicts the whole training table
 def test_every_direct_way_gives_the_pipelines_probabilities_on_every_training_row(
     bundle: ModelBundle,
 ) -> None:
@@ -208,6 +210,7 @@ def _with_first_codes_swapped(encoder: DirectEncoder) -> DirectEncoder:
     return replace(encoder, columns=(replace(first, codes=swapped), *encoder.columns[1:]))
 
 
+@pytest.mark.slow  # predicts the whole training table
 def test_direct_encoding_that_disagrees_with_the_pipeline_is_not_used(
     bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -220,6 +223,7 @@ def test_direct_encoding_that_disagrees_with_the_pipeline_is_not_used(
     assert_predicts_as_the_pipeline_on_probe_rows(bundle)
 
 
+@pytest.mark.slow  # predicts the whole training table
 def test_a_faster_way_that_disagrees_gives_way_to_the_next(
     bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -233,6 +237,7 @@ def test_a_faster_way_that_disagrees_gives_way_to_the_next(
     assert_predicts_as_the_pipeline_on_probe_rows(bundle)
 
 
+@pytest.mark.slow  # predicts the whole training table
 def test_a_way_that_only_errs_on_categories_never_seen_is_not_used(
     bundle_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +264,7 @@ def test_the_classifiers_own_category_encoding_is_folded_into_the_direct_codes(b
     )
 
 
+@pytest.mark.slow  # predicts the whole training table
 def test_only_a_binary_classifier_reading_its_input_as_given_is_called_tree_by_tree(
     bundle: ModelBundle,
 ) -> None:
@@ -370,6 +376,7 @@ def test_build_frame_gives_trained_dtypes_for_one_row_or_many(bundle: ModelBundl
     assert proba.shape == (rows,) and ((proba >= 0) & (proba <= 1)).all()
 
 
+@pytest.mark.slow  # trains the model twice
 def test_training_is_reproducible_and_can_add_a_version_beside_the_current(
     bundle: ModelBundle, bundle_copy: Path
 ) -> None:

@@ -24,7 +24,7 @@ from devstack.backends import embedded_backend, postgres_backend
 from devstack.stack import ServiceStack, wait_until
 from tests.browser import rendered_dom, screenshot
 from tests.database import backdate_labels, backdate_receipt_times, some_observation_ids
-from tests.factories import new_id
+from tests.factories import frame_records, new_id
 from tests.grafana import dashboard_metric_names
 from tests.service_steps import scrape
 from tests.tools import require_tool
@@ -41,7 +41,7 @@ ALERT_RED = (
 
 @pytest.fixture(scope="module", params=["postgres", "embedded"])
 def watched(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, starts_servers: None
 ) -> Iterator[ServiceStack]:
     """A stack of its own, fed a training-like stream, a shifted stream and labels; the monitor then ran."""
     work_dir = tmp_path_factory.mktemp(f"watched-{request.param}")
@@ -51,7 +51,7 @@ def watched(
     try:
         stack.start_all()
         features, _target, _provenance = build_training_table()
-        drawn = features.sample(2 * STREAM_ROWS, random_state=7).to_dict("records")
+        drawn = frame_records(features.sample(2 * STREAM_ROWS, random_state=7))
         like_training = [_plain(row) for row in drawn[:STREAM_ROWS]]
         shifted = [{**_plain(row), **SHIFTED} for row in drawn[STREAM_ROWS:]]
         ids = _submit_batch(stack, like_training) + _submit_batch(stack, shifted)
@@ -68,7 +68,7 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _submit_batch(stack: ServiceStack, observations: list[dict[str, Any]]) -> list[str]:
-    items = [{"id": new_id("watched"), "observation": observation} for observation in observations]
+    items: list[dict[str, Any]] = [{"id": new_id("watched"), "observation": o} for o in observations]
     receipt = requests.post(stack.url("/batches"), json={"observations": items}, timeout=60)
     assert receipt.status_code == 202, receipt.text
     batch = receipt.json()["batch_id"]
@@ -76,7 +76,8 @@ def _submit_batch(stack: ServiceStack, observations: list[dict[str, Any]]) -> li
     assert receipt.json()["accepted"] == len(items)
 
     def finished() -> bool:
-        return requests.get(stack.url(f"/batches/{batch}"), timeout=10).json()["status"] == "done"
+        status: str = requests.get(stack.url(f"/batches/{batch}"), timeout=10).json()["status"]
+        return status == "done"
 
     wait_until(finished, timeout=120, interval=0.5)
     return [item["id"] for item in items]

@@ -6,10 +6,11 @@ copies of it under new version names.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ from core.storage.monitoring import latest_snapshot
 from core.storage.observations import find_prediction, insert_queued
 from core.storage.records import utc_now
 from core.storage.rollouts import write_rollout
-from gateway.app import create_app
 from gateway.context import EXTENSION
 from tests.bundles import add_version, change_spec_column, flip_one_byte, scratch_artifacts
 from tests.factories import new_id, prediction_request
@@ -47,29 +47,20 @@ def artifacts(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_gateway(tmp_path: Path, artifacts: Path) -> Iterator[Callable[..., Flask]]:
-    database_url = f"sqlite:///{tmp_path / 'gateway.db'}"
-    upgrade_to_head(database_url)
-    apps: list[Flask] = []
-
-    def build(**settings: Any) -> Flask:
-        chosen = {"broker_url": "memory://", "artifacts_dir": artifacts, **settings}
-        apps.append(create_app({"SETTINGS": Settings(database_url=database_url, **chosen)}))
-        return apps[-1]
-
-    yield build
-    for app in apps:
-        app.extensions["predictions"].close()
+def make_gateway(make_app: Callable[..., Flask], artifacts: Path) -> Callable[..., Flask]:
+    """Build gateways (conftest's make_app) on the scratch artifacts directory."""
+    return functools.partial(make_app, artifacts_dir=artifacts)
 
 
 @pytest.fixture
-def gateway(make_gateway: Callable[..., Flask]) -> Flask:
+def app(make_gateway: Callable[..., Flask]) -> Flask:
     return make_gateway()
 
 
 @pytest.fixture
-def client(gateway: Flask) -> FlaskClient:
-    return gateway.test_client()
+def gateway(app: Flask) -> Flask:
+    """The app that conftest's client sends to, by the name these tests give it."""
+    return app
 
 
 def followed(gateway: Flask) -> None:
@@ -246,6 +237,7 @@ def test_a_batch_is_accepted_whole_by_the_version_its_id_lands_on(
     assert on_stable.get_json()["rejected_count"] == 1
 
 
+@pytest.mark.slow  # runs the command line over and over
 def test_the_command_line_shows_and_changes_the_rollout(tmp_path: Path, artifacts: Path) -> None:
     database_url = f"sqlite:///{tmp_path / 'cli.db'}"
     upgrade_to_head(database_url)
@@ -321,6 +313,7 @@ def test_a_shadow_is_checked_like_a_canary_and_stopping_none_is_a_409(
     assert client.delete("/models/shadow").get_json()["rollout"]["shadow_version"] is None
 
 
+@pytest.mark.slow  # runs the command line over and over
 def test_reassigning_a_withdrawn_canary_moves_the_rows_the_stable_schema_takes_and_fails_the_others(
     tmp_path: Path, artifacts: Path
 ) -> None:

@@ -44,7 +44,7 @@ SETTLE_S = 3.0  # load kept running after each change: the change, and then traf
 
 @pytest.fixture(scope="module", params=["postgres", "embedded"])
 def rolling(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, starts_servers: None
 ) -> Iterator[ServiceStack]:
     """A stack of its own on two bundle versions, the committed one serving."""
     work_dir = tmp_path_factory.mktemp(f"rollout-{request.param}")
@@ -264,7 +264,7 @@ def test_a_shadow_predicts_every_row_beside_the_stable_serves_none_and_is_compar
     assert change(stack, "shadow", version=SHADOW).status_code == 200
     time.sleep(CHECK_S + 0.5)
 
-    bodies = [{"id": new_id("stop"), "observation": stop} for stop in real_stops(100)]
+    bodies: list[dict[str, Any]] = [{"id": new_id("stop"), "observation": stop} for stop in real_stops(100)]
     for body in bodies[:60]:
         assert requests.post(stack.url("/predict"), json=body, timeout=10).status_code == 202
     receipt = requests.post(stack.url("/batches"), json={"observations": bodies[60:]}, timeout=30)

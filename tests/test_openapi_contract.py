@@ -36,9 +36,12 @@ from devstack.course import COURSE_OBSERVATION
 from gateway.app import BLUEPRINTS, create_app
 from gateway.context import EXTENSION
 from gateway.declared_routes import declarations_of
-from gateway.openapi.document import ID_FORMAT
+from gateway.openapi.parts import ID_FORMAT
 from tests.factories import new_id, prediction_request
 from worker.schemas import valid_observation_id
+
+# A case of any operation (schemathesis's Case is generic in its operation).
+Case = schemathesis.Case[Any]
 
 # A Redis database no worker reads, and a queue of this module's own: what the app publishes is flushed.
 BROKER_URL = "redis://127.0.0.1:6379/14"
@@ -208,17 +211,18 @@ def seeded(app: Flask) -> Seeded:
     return Seeded(**ids, batch=receipt.get_json()["batch_id"])
 
 
-def _with_seeded_id(case: schemathesis.Case, observation_id: str) -> schemathesis.Case:
+def _with_seeded_id(case: Case, observation_id: str) -> Case:
     """Point a /update body at a stored observation, unless its id is what the case makes invalid."""
     body = case.body
-    if isinstance(body, dict) and isinstance(body.get("id"), str) and valid_observation_id(body["id"]):
+    claimed = body.get("id") if isinstance(body, dict) else None
+    if isinstance(body, dict) and isinstance(claimed, str) and valid_observation_id(claimed):
         case.body = {**body, "id": observation_id}
     return case
 
 
 def _cases(
     schema: OpenApiSchema, method: str, path: str, mode: GenerationMode, seeded: Seeded
-) -> st.SearchStrategy[schemathesis.Case]:
+) -> st.SearchStrategy[Case]:
     """Return the cases of one operation: generated ones, and as many aimed at the seeded rows."""
     operation = schema[path][method]
     generated = operation.as_strategy(generation_mode=mode)
@@ -269,7 +273,7 @@ def test_operation_answers_as_documented(
 ) -> None:
     @given(case=_cases(api_schema, method, path, mode, seeded))
     @FUZZ
-    def check(case: schemathesis.Case) -> None:
+    def check(case: Case) -> None:
         # Every built-in check that applies to one call: not_a_server_error, status_code_conformance,
         # content_type_conformance, response_schema_conformance, response_headers_conformance,
         # positive_data_acceptance and negative_data_rejection. A case that carries an Authorization header
@@ -293,7 +297,7 @@ def test_an_operation_answers_as_documented_to_a_key_of_only_its_scope(
 
     @given(case=_cases(api_schema, method, path, GenerationMode.POSITIVE, seeded))
     @settings(FUZZ, max_examples=10)  # the admin pass above fuzzes the same data: this one checks the scope
-    def check(case: schemathesis.Case) -> None:
+    def check(case: Case) -> None:
         response = case.call_and_validate(headers={"Authorization": f"Bearer {key}"})
         # The checks count a 401 or 403 as an answer to valid data: the key must be enough, so neither is.
         assert response.status_code not in (401, 403), response.text
@@ -335,6 +339,8 @@ def test_the_id_pattern_takes_every_id_the_server_takes_and_states_all_but_unass
     api_schema: OpenApiSchema,
 ) -> None:
     body = api_schema["/update"]["POST"].get_body_for_media_type("application/json")
+
+    assert body is not None
 
     def documented(observation_id: str) -> bool:
         return bool(body.is_valid({"id": observation_id, "true_class": True}))
@@ -455,7 +461,9 @@ def test_update_takes_exactly_the_outcomes_the_document_allows(
     # Not 1.0: JSON Schema counts it an integer equal to 1, the server wants it written as 1 (so described).
     operation = api_schema["/update"]["POST"]
     body = {"id": seeded.done, "true_class": outcome}
-    documented = operation.get_body_for_media_type("application/json").is_valid(body)
+    declared = operation.get_body_for_media_type("application/json")
+    assert declared is not None
+    documented = declared.is_valid(body)
     response = operation.Case(body=body).call_and_validate(headers=AUTH)
     assert (response.status_code == 200) == documented
     assert documented == (outcome in (True, False) or (type(outcome) is int and outcome in (0, 1)))
@@ -510,7 +518,7 @@ def test_an_atomic_batch_with_an_invalid_item_is_refused_whole(
     api_schema: OpenApiSchema, atomic: str, status: int
 ) -> None:
     operation = api_schema["/batches"]["POST"]
-    body = {"observations": [prediction_request(id=new_id("contract-atomic")), {"id": "x"}]}
+    body: dict[str, Any] = {"observations": [prediction_request(id=new_id("contract-atomic")), {"id": "x"}]}
     case = operation.Case(body=body, query={"atomic": atomic}, media_type="application/json")
     response = case.call_and_validate(headers=AUTH)
     assert response.status_code == status
@@ -545,7 +553,9 @@ def test_batch_results_download_as_documented(
 
 def test_a_batch_number_beyond_64_bits_is_not_a_server_error(api_schema: OpenApiSchema) -> None:
     operation = api_schema["/batches"]["POST"]
-    body = {"observations": [{"id": new_id("contract-big"), "observation": {"SubjectAge": 2**64}}]}
+    body: dict[str, Any] = {
+        "observations": [{"id": new_id("contract-big"), "observation": {"SubjectAge": 2**64}}]
+    }
     response = operation.Case(body=body, media_type="application/json").call_and_validate(headers=AUTH)
     assert response.status_code == 202
 

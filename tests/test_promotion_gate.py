@@ -26,6 +26,10 @@ from worker.bundle import ModelBundle
 STOPS = 80
 
 
+# Each test scores bundles on the held-out stops of the training table (or runs the command that does).
+pytestmark = pytest.mark.slow
+
+
 def candidate_copy(artifacts: Path, version: str, **metadata_changes: Any) -> str:
     """Copy the serving bundle as another version, with some of its metadata replaced; return the version."""
     shutil.copytree(artifacts / current_version(artifacts), artifacts / version)

@@ -35,7 +35,7 @@ def wait_for_ids(celery: RecordingCelery, count: int) -> list[list[str]]:
 
 def test_a_lone_observation_is_published_without_lingering() -> None:
     celery = RecordingCelery()
-    publisher = BackgroundPublisher(celery, linger_s=1.0)  # type: ignore[arg-type]
+    publisher = BackgroundPublisher(celery, linger_s=1.0)
     started = time.monotonic()
     with publisher.expecting() as expected:
         expected.deliver(queued("alone"))
@@ -45,7 +45,7 @@ def test_a_lone_observation_is_published_without_lingering() -> None:
 
 def test_an_observation_still_on_its_way_joins_the_message() -> None:
     celery = RecordingCelery()
-    publisher = BackgroundPublisher(celery, linger_s=1.0)  # type: ignore[arg-type]
+    publisher = BackgroundPublisher(celery, linger_s=1.0)
     with publisher.expecting() as later:
         with publisher.expecting() as first:
             first.deliver(queued("first"))
@@ -56,7 +56,7 @@ def test_an_observation_still_on_its_way_joins_the_message() -> None:
 
 def test_a_request_that_stores_nothing_stops_the_wait() -> None:
     celery = RecordingCelery()
-    publisher = BackgroundPublisher(celery, linger_s=5.0)  # type: ignore[arg-type]
+    publisher = BackgroundPublisher(celery, linger_s=5.0)
     started = time.monotonic()
     with publisher.expecting():  # a replay, a conflict or a 422: never delivers
         with publisher.expecting() as first:
@@ -68,7 +68,7 @@ def test_a_request_that_stores_nothing_stops_the_wait() -> None:
 
 def test_the_linger_is_bounded() -> None:
     celery = RecordingCelery()
-    publisher = BackgroundPublisher(celery, linger_s=0.05)  # type: ignore[arg-type]
+    publisher = BackgroundPublisher(celery, linger_s=0.05)
     with publisher.expecting():
         with publisher.expecting() as first:
             first.deliver(queued("first"))

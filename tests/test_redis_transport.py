@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis
@@ -65,7 +65,7 @@ def test_publishes_build_one_client_not_one_each(
     app: Celery, queue_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built: list[object] = []
-    build = kombu_redis.Channel._create_client
+    build: Callable[..., object] = kombu_redis.Channel._create_client
 
     def counted(channel: kombu_redis.Channel, asynchronous: bool = False) -> object:
         client = build(channel, asynchronous)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 import redis
 import requests
 
@@ -18,6 +19,9 @@ from core.settings import PROJECT_ROOT
 from devstack.embedded_redis import free_port
 from devstack.stack import wait_until
 from tests.factories import prediction_request
+
+# Both run `make run`'s command, which starts the gateway, a worker and an embedded Redis.
+pytestmark = pytest.mark.usefixtures("starts_servers")
 
 
 def test_run_command_serves_the_course_example_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:

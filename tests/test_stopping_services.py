@@ -28,7 +28,8 @@ time.sleep(60)
 
 def _alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        status: str = psutil.Process(pid).status()
+        return bool(status != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
