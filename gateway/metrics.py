@@ -25,8 +25,8 @@ from sqlalchemy.engine import Engine
 
 from core.metrics_registry import own_metrics
 from core.publishing import PUBLISH_ERRORS, waiting_messages
+from core.storage.backlog import backlog
 from core.storage.records import utc_now
-from core.storage.reports import backlog
 
 log = logging.getLogger(__name__)
 

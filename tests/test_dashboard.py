@@ -22,8 +22,8 @@ from werkzeug.serving import make_server
 from core.monitoring.measures import FeatureDrift, MonitoringReport, VersionCalls, VersionQuality
 from core.monitoring.reference import DRIFT_LINE, PROBA_BINS, UNSEEN
 from core.rollout.state import Rollout
+from core.storage.backlog import Backlog
 from core.storage.monitoring import MinuteActivity
-from core.storage.reports import Backlog
 from gateway.dashboard.charts import LINE_COLOUR
 from gateway.dashboard.page import DashboardView
 from gateway.dashboard.routes import blueprint, page_html

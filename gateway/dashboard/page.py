@@ -15,9 +15,9 @@ from core.monitoring.measures import FEATURE_PSI, MonitoringReport, drift_from_s
 from core.monitoring.monitored_model import ServingModel, measure_serving
 from core.rollout.state import Rollout
 from core.settings import Settings
+from core.storage.backlog import Backlog, backlog
 from core.storage.monitoring import MinuteActivity, activity_per_minute, latest_snapshot, snapshot_history
 from core.storage.records import utc_now
-from core.storage.reports import Backlog, backlog
 
 ACCEPT_TARGET_MS = 20.0
 ACTIVITY_WINDOW_S = 3_600

@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.settings import Settings
+from core.storage.backlog import Backlog, backlog
 from core.storage.records import utc_now
-from core.storage.reports import Backlog, backlog
 from gateway.errors import ApiError
 from gateway.metrics import SHED_SUBMISSIONS
 from gateway.server.periodic import EveryProcess, OutageLog
