@@ -59,7 +59,7 @@ def _change(action: str) -> Callable[[argparse.Namespace, Engine, RolloutPlace],
                 engine=engine, place=place, action=action, version=version, percent=percent, by=args.by
             )
         except (BundleRefused, RolloutError) as exc:
-            print(f"models: {exc}", file=sys.stderr)
+            print(f"rollout: {exc}", file=sys.stderr)
             return EXIT_FAILED
         print(f"serving: {_describe(rollout)}", file=sys.stderr)
         return EXIT_OK
@@ -78,7 +78,7 @@ def reassign(args: argparse.Namespace, engine: Engine, place: RolloutPlace) -> i
             settle_s=2 * get_settings().rollout_check_s,
         )
     except (BundleError, RolloutError, ValueError) as exc:
-        print(f"models: {exc}", file=sys.stderr)
+        print(f"rollout: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(
         f"reassigned: {done.moved} queued rows of {done.from_version} to {done.to_version}; "
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         default = settings_version(settings)
     except BundleError as exc:
-        print(f"models: {exc}", file=sys.stderr)
+        print(f"rollout: {exc}", file=sys.stderr)
         return EXIT_FAILED
     place = RolloutPlace(settings.artifacts_dir, default, pinned_versions(settings, default))
     engine = make_engine(settings.database_url)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, engine, place)
     except SQLAlchemyError as exc:
         print(
-            f"models: the database cannot answer ({type(exc).__name__}); is it up and migrated "
+            f"rollout: the database cannot answer ({type(exc).__name__}); is it up and migrated "
             "(python -m core.storage.migrate)?",
             file=sys.stderr,
         )

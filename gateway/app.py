@@ -38,7 +38,7 @@ from gateway.server.publisher import BackgroundPublisher
 from gateway.server.security_headers import add_security_headers
 from worker.schemas import request_schemas
 
-log = logging.getLogger("gateway.access.checks")
+log = logging.getLogger("gateway.access")  # the request log, one line per answer
 REQUEST_ID_HEADER = "X-Request-ID"
 # A client's request id is kept only if it is up to 64 of [A-Za-z0-9._-] (a UUID, a hex or ULID id, a
 # trace id): it is echoed in a header and written to every log line, so nothing that could forge a log

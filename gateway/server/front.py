@@ -187,7 +187,7 @@ class GatewayFront:
             return
         if scope["type"] != "http":
             return
-        if needs_header_check(scope["method"], dict(scope["headers"])):
+        if needs_header_check(scope["method"], scope["headers"]):
             if not await self._passes_header_check(scope, send):
                 return
             scope = {**scope, HEADERS_CHECKED: True}

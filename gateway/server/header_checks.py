@@ -22,10 +22,11 @@ HEADERS_CHECKED = "gateway.headers_checked"
 PROCEED_HEADER = "X-Gateway-Proceed"
 
 
-def needs_header_check(method: str, headers: dict[bytes, bytes]) -> bool:
+def needs_header_check(method: str, header_list: list[tuple[bytes, bytes]]) -> bool:
     """Say whether a request's body may be large enough to check its headers before reading it."""
     if method not in BODY_METHODS:
         return False
+    headers = dict(header_list)
     declared = headers.get(b"content-length")
     if b"transfer-encoding" in headers or b"expect" in headers:
         return True
