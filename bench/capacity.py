@@ -23,9 +23,9 @@ import psutil
 from bench.load import closed_loop
 from bench.measures import upload_bulk, wait_all_predicted
 from bench.plan import BENCH_ENV, FULL, SMOKE, Plan
-from bench.workers import Layout, process_tree, set_workers, stop_workers, worker_names
+from bench.workers import process_tree, set_workers, stop_workers, worker_names
 from devstack.backends import Backend, postgres_backend, rabbitmq_backend
-from devstack.stack import ServiceStack
+from devstack.stack import ServiceStack, wait_until
 
 GROUPS = ("gateway", "worker", "postgres", "redis", "rabbitmq")
 # Each group's column title in the rendered table.
@@ -33,7 +33,6 @@ TITLES = dict(zip(GROUPS, ("gateway", "workers", "Postgres", "Redis", "RabbitMQ"
 # The brokers the model is measured on, and the servers each stack runs on (Redis carries the long-poll
 # notices beside RabbitMQ: its column is shown there too).
 BROKERS: dict[str, Callable[[], Backend]] = {"Redis": postgres_backend, "RabbitMQ": rabbitmq_backend}
-CAPACITY_LAYOUTS = (Layout(1, 1), Layout(2, 1), Layout(4, 1))
 PROJECTED_WORKER_CORES = (1, 2, 4, 8, 16)
 
 
@@ -127,7 +126,10 @@ def measure_capacity_on_fresh_stack(plan: Plan, broker: str) -> Capacity:
         stack = ServiceStack(backend, Path(scratch))
         stack.env.update(BENCH_ENV)
         try:
-            stack.start_all()
+            # The workers start with the first layout measured: the intake is measured without them.
+            stack.start("gateway")
+            stack.start("redrive")
+            wait_until(stack.ready, timeout=60, interval=0.2)
             return measure_capacity(stack, plan, broker)
         finally:
             stack.close()
@@ -141,7 +143,7 @@ def measure_capacity(stack: ServiceStack, plan: Plan, broker: str) -> Capacity:
     upload_bulk(stack, plan)
     intake = window.close("bulk intake alone (workers stopped)", plan.bulk_rows, time.time() - started)
     layouts = []
-    for layout in CAPACITY_LAYOUTS:
+    for layout in plan.capacity_layouts:
         set_workers(stack, layout)
         wait_all_predicted(stack)  # what waits (the intake's rows, the last layout's) drains uncounted
         window, started = CpuWindow(stack), time.time()
@@ -149,7 +151,7 @@ def measure_capacity(stack: ServiceStack, plan: Plan, broker: str) -> Capacity:
         last = wait_all_predicted(stack)
         label = f"bulk end to end, workers {layout.label}"
         layouts.append(window.close(label, plan.bulk_rows, last.timestamp() - started))
-    set_workers(stack, CAPACITY_LAYOUTS[0])
+    set_workers(stack, plan.capacity_layouts[0])
     window = CpuWindow(stack)
     result = closed_loop(stack.url("/predict"), concurrency=plan.concurrency, seconds=plan.load_seconds)
     last = wait_all_predicted(stack)

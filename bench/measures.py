@@ -19,8 +19,8 @@ import requests
 from threadpoolctl import threadpool_limits
 
 from bench.load import closed_loop, open_loop, percentile
-from bench.plan import Plan
-from bench.workers import ONE_WORKER, Layout, process_tree, set_workers, stop_workers
+from bench.plan import ONE_WORKER, Layout, Plan
+from bench.workers import process_tree, set_workers, stop_workers
 from core.settings import PROJECT_ROOT, get_settings
 from core.storage.measurement import (
     copy_into_scratch_table,

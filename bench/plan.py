@@ -7,6 +7,25 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Layout:
+    """How the workers run: Celery worker nodes (what `--scale worker=N` adds), pool processes in each."""
+
+    nodes: int
+    processes: int
+
+    @property
+    def label(self) -> str:
+        """Return the layout as the table names it, e.g. "2 nodes of 1"."""
+        return f"{self.nodes} node{'s' if self.nodes > 1 else ''} of {self.processes}"
+
+
+ONE_WORKER = Layout(nodes=1, processes=1)
+TWO_NODES = Layout(nodes=2, processes=1)
+TWO_PROCESSES = Layout(nodes=1, processes=2)
+LAYOUTS = (ONE_WORKER, TWO_NODES, TWO_PROCESSES)
+
+
+@dataclass(frozen=True)
 class Plan:
     """How long and how big each measurement is."""
 
@@ -28,6 +47,9 @@ class Plan:
     # Bulk for a peer that takes one request per observation: at its ~100-400 obs/s, bulk_rows would take
     # many minutes; its rate is steady well before this many.
     one_by_one_bulk_rows: int = 10_000
+    # Worker layouts: bulk end to end and queue drain in each; the capacity model's runs.
+    layouts: tuple[Layout, ...] = LAYOUTS
+    capacity_layouts: tuple[Layout, ...] = (Layout(1, 1), Layout(2, 1), Layout(4, 1))
 
 
 FULL = Plan(
@@ -53,6 +75,9 @@ SMOKE = Plan(
     curve_seconds=0.5,
     one_by_one_bulk_rows=200,
     cli_rows=500,
+    # One layout of two processes for the comparisons and the memory of a pool; every worker restart is ~3 s.
+    layouts=(ONE_WORKER, TWO_PROCESSES),
+    capacity_layouts=(ONE_WORKER,),
 )
 
 

@@ -13,8 +13,8 @@ from bench.crowds import Crowd, Sustained
 from bench.latency_curve import ACCEPT_P99_TARGET_MS
 from bench.measures import Bulk
 from bench.peers.measure import POLL_INTERVAL_S, PeerFigures
-from bench.plan import Plan
-from bench.workers import LAYOUTS, ONE_WORKER, TWO_NODES, TWO_PROCESSES, ProcessMemory
+from bench.plan import ONE_WORKER, Plan
+from bench.workers import ProcessMemory
 from core.settings import PROJECT_ROOT
 
 RESULTS_FILE = PROJECT_ROOT / "bench" / "RESULTS.md"
@@ -67,11 +67,13 @@ def render(
     """Return the Markdown table of every measure, its ratio to the baseline and its target."""
     base = baseline["rps"]
     bulk_one = bulk.end_to_end[ONE_WORKER]
-    bulk_two = max(bulk.end_to_end[TWO_NODES], bulk.end_to_end[TWO_PROCESSES])
+    # The layouts of two worker processes, as two nodes or as one node of two.
+    twos = [layout for layout in plan.layouts if layout.nodes * layout.processes == 2]
+    bulk_two = max(bulk.end_to_end[layout] for layout in twos)
     drain_one = bulk.drain[ONE_WORKER].rate
-    drain_two = max(bulk.drain[TWO_NODES].rate, bulk.drain[TWO_PROCESSES].rate)
+    drain_two = max(bulk.drain[layout].rate for layout in twos)
     best_bulk = max(bulk.end_to_end.values())
-    layouts = " · ".join(layout.label for layout in LAYOUTS)
+    layouts = " · ".join(layout.label for layout in plan.layouts)
 
     def per_layout(values: list[float], form: str = "{:,.0f}") -> str:
         return " · ".join(form.format(value) for value in values)
@@ -140,8 +142,8 @@ def render(
         ),
         (
             f"bulk {plan.bulk_rows:,} obs end to end, workers {layouts}, obs/s",
-            per_layout([bulk.end_to_end[layout] for layout in LAYOUTS]),
-            per_layout([bulk.end_to_end[layout] / base for layout in LAYOUTS], "{:.0f}x"),
+            per_layout([bulk.end_to_end[layout] for layout in plan.layouts]),
+            per_layout([bulk.end_to_end[layout] / base for layout in plan.layouts], "{:.0f}x"),
             f"≥ 250x baseline and ≥ 50 % of the raw limit: "
             f"{verdict(best_bulk >= 250 * base and best_bulk >= 0.5 * raw)}",
         ),
@@ -168,13 +170,13 @@ def render(
         ),
         (
             f"queue drain, {plan.bulk_rows:,} obs waiting, workers {layouts}, obs/s",
-            per_layout([bulk.drain[layout].rate for layout in LAYOUTS]),
-            per_layout([bulk.drain[layout].rate / base for layout in LAYOUTS], "{:.0f}x"),
+            per_layout([bulk.drain[layout].rate for layout in plan.layouts]),
+            per_layout([bulk.drain[layout].rate / base for layout in plan.layouts], "{:.0f}x"),
             "",
         ),
         (
             f"queue drain: machine CPU busy, workers {layouts}",
-            per_layout([bulk.drain[layout].cpu_busy for layout in LAYOUTS], "{:.0%}"),
+            per_layout([bulk.drain[layout].cpu_busy for layout in plan.layouts], "{:.0%}"),
             "",
             "",
         ),

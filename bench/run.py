@@ -27,17 +27,9 @@ from bench.measures import (
 )
 from bench.peers.measure import PeerFigures
 from bench.peers.runner import run_peers
-from bench.plan import BENCH_ENV, FULL, SMOKE
+from bench.plan import BENCH_ENV, FULL, ONE_WORKER, SMOKE, TWO_PROCESSES, Layout
 from bench.report import READING_NOTES, RESULTS_FILE, machine, render, render_peers
-from bench.workers import (
-    LAYOUTS,
-    ONE_WORKER,
-    TWO_PROCESSES,
-    Layout,
-    ProcessMemory,
-    libraries_floor_mb,
-    worker_memory_mb,
-)
+from bench.workers import ProcessMemory, libraries_floor_mb, worker_memory_mb
 from devstack.backends import postgres_backend
 from devstack.stack import ServiceStack
 
@@ -80,16 +72,19 @@ def main(argv: list[str] | None = None) -> int:
             bulk: dict[Layout, float] = {}
             drains: dict[Layout, Drain] = {}
             memory: dict[Layout, list[ProcessMemory]] = {}
-            for layout in LAYOUTS:
+            # Every bulk measure of one worker while that layout runs, then each layout's drain: a layout
+            # switch restarts the workers.
+            for layout in plan.layouts:
                 print(f"bulk, workers {layout.label} ...", file=sys.stderr)
                 bulk[layout] = run_bulk(stack, plan, layout)
                 memory[layout] = worker_memory_mb(stack)
+                if layout == ONE_WORKER:
+                    print("bulk as CSV, workers 1 node of 1 ...", file=sys.stderr)
+                    bulk_csv = run_bulk(stack, plan, ONE_WORKER, "csv")
+                    print(f"bulk: {plan.cli_rows:,} rows from the CLI ...", file=sys.stderr)
+                    cli = run_cli_bulk(stack, plan, work_dir)
                 print(f"queue drain, workers {layout.label} ...", file=sys.stderr)
                 drains[layout] = run_drain(stack, plan, layout)
-            print("bulk as CSV, workers 1 node of 1 ...", file=sys.stderr)
-            bulk_csv = run_bulk(stack, plan, ONE_WORKER, "csv")
-            print(f"bulk: {plan.cli_rows:,} rows from the CLI ...", file=sys.stderr)
-            cli = run_cli_bulk(stack, plan, work_dir)
             print("raw limit ...", file=sys.stderr)
             raw = raw_limit(stack, plan)
             floor = libraries_floor_mb()

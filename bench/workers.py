@@ -8,28 +8,10 @@ from dataclasses import dataclass
 
 import psutil
 
+from bench.plan import Layout
 from core.feature_spec import PIPELINE_FILE, bundle_path
 from core.settings import get_settings
 from devstack.stack import ServiceStack
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How the workers run: Celery worker nodes (what `--scale worker=N` adds), pool processes in each."""
-
-    nodes: int
-    processes: int
-
-    @property
-    def label(self) -> str:
-        """Return the layout as the table names it, e.g. "2 nodes of 1"."""
-        return f"{self.nodes} node{'s' if self.nodes > 1 else ''} of {self.processes}"
-
-
-ONE_WORKER = Layout(nodes=1, processes=1)
-TWO_NODES = Layout(nodes=2, processes=1)
-TWO_PROCESSES = Layout(nodes=1, processes=2)
-LAYOUTS = (ONE_WORKER, TWO_NODES, TWO_PROCESSES)
 
 
 def worker_names(stack: ServiceStack) -> list[str]:
@@ -39,12 +21,23 @@ def worker_names(stack: ServiceStack) -> list[str]:
 
 def stop_workers(stack: ServiceStack) -> None:
     """Stop every worker node of the stack."""
-    for name in worker_names(stack):
-        stack.stop(name)
+    stack.stop(*worker_names(stack))
+
+
+def running_layout(stack: ServiceStack) -> Layout | None:
+    """Return the layout the stack's workers run in, or None when a node is stopped or has exited."""
+    names = worker_names(stack)
+    if not names or any(stack.processes[name].poll() is not None for name in names):
+        return None
+    first = stack.commands["worker"]
+    return Layout(nodes=len(names), processes=int(first[first.index("--concurrency") + 1]))
 
 
 def set_workers(stack: ServiceStack, layout: Layout) -> None:
-    """(Re)start the workers in this layout and wait until every node answers a ping."""
+    """(Re)start the workers in this layout, unless they already run in it; wait until every node answers a
+    ping."""
+    if running_layout(stack) == layout:
+        return
     stop_workers(stack)
     first = stack.commands["worker"]
     first[first.index("--concurrency") + 1] = str(layout.processes)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 
 # How long a killed group's leader gets to exit.
 KILL_WAIT_S = 10
@@ -32,19 +33,30 @@ def _wait_for_exit(pid: int, timeout_s: float) -> bool:
 
 
 def stop_process_group(process: subprocess.Popen[bytes], *, kill: bool = False, grace_s: float = 20) -> None:
-    """Signal the whole group (SIGTERM, or SIGKILL as a crash would) and wait for its leader.
+    """Stop one service and everything it started (see stop_process_groups)."""
+    stop_process_groups([process], kill=kill, grace_s=grace_s)
 
-    A leader that does not stop within grace_s is killed. Then whatever is left of the group is killed too: a
+
+def stop_process_groups(
+    processes: Sequence[subprocess.Popen[bytes]], *, kill: bool = False, grace_s: float = 20
+) -> None:
+    """Signal each service's whole group (SIGTERM, or SIGKILL as a crash would) at once, then wait for the
+    leaders: services stopped together take as long as the slowest of them, not the sum.
+
+    A leader that does not stop within grace_s is killed. Then whatever is left of each group is killed too: a
     child that ignored the signal, or that its leader did not wait for, would otherwise run on, orphaned,
-    beside the next service started (a second redrive, say). The leader is reaped only after that, so the
+    beside the next service started (a second redrive, say). A leader is reaped only after that, so the
     group signalled is still its own. A leader reaped earlier is left alone: its group may be another's now.
     """
-    if process.returncode is not None:
-        return
-    if not _exited(process.pid):
+    running = [process for process in processes if process.returncode is None]
+    signalled = [process for process in running if not _exited(process.pid)]
+    for process in signalled:
         _signal_group(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        if not _wait_for_exit(process.pid, grace_s):
+    deadline = time.monotonic() + grace_s
+    for process in signalled:
+        if not _wait_for_exit(process.pid, max(deadline - time.monotonic(), 0)):
             _signal_group(process.pid, signal.SIGKILL)
             _wait_for_exit(process.pid, KILL_WAIT_S)
-    _signal_group(process.pid, signal.SIGKILL)
-    process.wait(timeout=KILL_WAIT_S)
+    for process in running:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait(timeout=KILL_WAIT_S)

@@ -25,7 +25,7 @@ from core.storage.migrate import upgrade_to_head
 from core.storage.monitoring import latest_snapshot
 from devstack.backends import Backend
 from devstack.embedded_redis import free_port
-from devstack.process_groups import stop_process_group
+from devstack.process_groups import stop_process_groups
 from devstack.run_local import fresh_metrics_dir, service_commands
 
 T = TypeVar("T")
@@ -110,11 +110,10 @@ class ServiceStack:
                 start_new_session=True,
             )
 
-    def stop(self, name: str, *, kill: bool = False) -> None:
-        """Stop a process and all its children: gracefully, or with SIGKILL as a crash would."""
-        process = self.processes.pop(name, None)
-        if process is not None:
-            stop_process_group(process, kill=kill)
+    def stop(self, *names: str, kill: bool = False) -> None:
+        """Stop these processes and all their children, together: gracefully, or with SIGKILL as a crash
+        would."""
+        stop_process_groups([self.processes.pop(name) for name in names if name in self.processes], kill=kill)
 
     def restart_gateway(self, **env: str) -> None:
         """Restart the gateway with these environment variables added or changed; wait until it is ready."""
@@ -163,8 +162,7 @@ class ServiceStack:
             app.close()
 
     def close(self) -> None:
-        for name in list(self.processes):
-            self.stop(name)
+        self.stop(*self.processes)
         self.engine.dispose()
         self.celery.close()
 

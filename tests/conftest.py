@@ -187,8 +187,7 @@ def stopped_worker(stack: ServiceStack) -> Iterator[ServiceStack]:
     The test starts with an empty queue: what earlier tests left is drained first.
     """
     wait_until(lambda: stack.queue_length() == 0, timeout=60, interval=0.1)
-    stack.stop("redrive")
-    stack.stop("worker")
+    stack.stop("redrive", "worker")
     try:
         yield stack
     finally:

@@ -20,8 +20,7 @@ from tempfile import TemporaryDirectory
 import requests
 
 from bench.measures import run_drain
-from bench.plan import BENCH_ENV, FULL
-from bench.workers import Layout
+from bench.plan import BENCH_ENV, FULL, Layout
 from core.feature_spec import METADATA_FILE, current_version
 from core.settings import get_settings
 from devstack.backends import postgres_backend
