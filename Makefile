@@ -30,7 +30,9 @@ tools:
 bench-peers: install
 	$(PY) -m bench.peers.venv
 
-test: lint services tools bench-peers
+# Its prerequisites run side by side (lint beside the BentoML venv's install), then the suite.
+test: install
+	$(MAKE) --no-print-directory --jobs=3 lint services tools bench-peers
 	$(PY) -m pytest
 
 # Tests marked stack (they start servers) or slow are left out; TESTS_START_NO_SERVER=1 fails any that would
