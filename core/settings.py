@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     model_sha256: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # The interactive lane: single submissions (and their redrive). Bulk slices travel on the bulk lane,
+    # <QUEUE_NAME>.bulk, served by worker processes of their own (see bulk_queue).
     queue_name: str = "predictions"
     # Native threads per worker process for predict_proba; parallelism comes from processes.
     model_threads: int = Field(default=1, ge=1, le=64)
@@ -122,6 +124,16 @@ class Settings(BaseSettings):
     # POST /predict or POST /batches counts one submission; the items of batches are counted on their own.
     rate_limit_submissions: str = "100/second"
     rate_limit_batch_items: str = "2000000/hour"
+
+    @property
+    def bulk_queue(self) -> str:
+        """Return the bulk lane's queue: batch slices wait there, never in front of a single submission."""
+        return f"{self.queue_name}.bulk"
+
+    @property
+    def lane_queues(self) -> tuple[str, str]:
+        """Return the queues of prediction work: the interactive lane, then the bulk lane."""
+        return (self.queue_name, self.bulk_queue)
 
     @property
     def redrive_queue(self) -> str:

@@ -188,11 +188,13 @@ def submit_batch(
     max_items: int,
     chunk_size: int,
     per_message: int,
+    queue: str,
     listed: int,
     batch_id: str | None = None,
     version: str | None = None,
 ) -> BatchReceipt:
-    """Validate, store and publish a batch; TooManyItems, EmptyBatch, AtomicBatchRejected store nothing.
+    """Validate, store and publish a batch on queue (the bulk lane); TooManyItems, EmptyBatch,
+    AtomicBatchRejected store nothing.
 
     One model version accepts the whole batch: the schemas are its, and version is recorded on its rows.
     """
@@ -228,7 +230,9 @@ def submit_batch(
             rejected=receipt.rejected_count,
         )
         conn.commit()
-    publish_batch(engine=engine, celery=celery, batch_id=receipt.batch_id, slices=slices.finish())
+    publish_batch(
+        engine=engine, celery=celery, batch_id=receipt.batch_id, slices=slices.finish(), queue=queue
+    )
     return receipt
 
 
@@ -256,10 +260,13 @@ class SliceCutter:
         return self.slices
 
 
-def publish_batch(*, engine: Engine, celery: Celery, batch_id: str, slices: list[BatchSlice]) -> bool:
-    """Publish the committed rows of a batch: one message per slice, which the workers read themselves."""
+def publish_batch(
+    *, engine: Engine, celery: Celery, batch_id: str, slices: list[BatchSlice], queue: str
+) -> bool:
+    """Publish the committed rows of a batch on queue (the bulk lane): one message per slice, which the
+    workers read themselves."""
     try:
-        publish_batch_slices(celery, slices)
+        publish_batch_slices(celery, slices, queue=queue)
     except PUBLISH_ERRORS:
         log.warning("batch publish failed; left for the redrive", extra={"batch_id": batch_id})
         return False

@@ -124,6 +124,7 @@ def submit_batch_request() -> Response:
                 max_items=settings.bulk_max_items,
                 chunk_size=settings.bulk_chunk_rows,
                 per_message=settings.bulk_rows_per_message,
+                queue=settings.bulk_queue,
                 listed=settings.bulk_rejections_listed,
                 batch_id=batch_id,
                 version=accepting.version,
