@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from core.storage.monitoring import latest_snapshot
 from devstack.backends import Backend
 from devstack.embedded_redis import free_port
 from devstack.process_groups import stop_process_group
+from devstack.queue_contents import waiting_bodies
 from devstack.run_local import WORKER_LANES, fresh_metrics_dir, service_commands
 
 T = TypeVar("T")
@@ -201,27 +201,11 @@ class ServiceStack:
     def waiting_bodies(self, queue: str | None = None) -> list[bytes]:
         """Return the bodies of the messages waiting in queue (None: the interactive lane's, then the bulk
         lane's), in queue order, leaving them there."""
-        return [body for name in self.lane_queues(queue) for body in self._waiting_in(name)]
-
-    def _waiting_in(self, queue: str) -> list[bytes]:
-        if self.broker_redis is not None:
-            waiting = self.broker_redis.lrange(queue, 0, -1)
-            # Workers take from the right.
-            return [base64.b64decode(json.loads(raw)["body"]) for raw in reversed(waiting)]
-        # RabbitMQ: take each one unacknowledged, then close the channel, which gives them all back.
-        bodies: list[bytes] = []
-        with self.celery.connection_for_read() as connection:
-            channel = connection.channel()
-            try:
-                while (message := channel.basic_get(queue, no_ack=False)) is not None:
-                    body = message.body
-                    bodies.append(body if isinstance(body, bytes) else body.encode())
-            except connection.channel_errors:
-                return []  # not declared (deleted, or nothing published since): nothing waits
-            finally:
-                if channel.is_open:
-                    channel.close()
-        return bodies
+        return [
+            body
+            for name in self.lane_queues(queue)
+            for body in waiting_bodies(self.celery, self.broker_redis, name)
+        ]
 
     def queued_items(self, queue: str | None = None) -> list[dict[str, Any]]:
         """Return the observation items ({id, observation}) the waiting messages carry or refer to (the rows

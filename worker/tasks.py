@@ -81,7 +81,7 @@ def _configure_logging(**_: Any) -> None:
 
 @worker_init.connect
 def _load_model_at_worker_start(sender: Any, **_: Any) -> None:
-    if not set(settings.lane_queues) & set(sender.app.amqp.queues.consume_from):
+    if set(sender.app.amqp.queues.consume_from) <= {settings.redrive_queue}:
         return  # the redrive's process (it consumes only the redrive queue) predicts nothing
     # Eager, in the main process before the pool forks: every pool process inherits the loaded
     # pipeline (copy-on-write), the first batch does not pay for it, and a bad bundle stops the worker.
