@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     bulk_rejections_listed: int = Field(default=100, ge=0, le=10_000)
     # Observations per Celery message for bulk work: the worker's main process costs ~1.6 ms per message.
     bulk_rows_per_message: int = Field(default=500, ge=1)
+    # Bulk lane messages waiting in the broker at most; the rest of every upload waits in the database for its
+    # turn (core/bulk_feeder.py), so a small upload is never behind all of a large one.
+    bulk_feed_window: int = Field(default=16, ge=1)
     # Set under gunicorn with several workers so /metrics adds up all of them.
     prometheus_multiproc_dir: Path | None = None
 

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from core.storage.batches import create_batch, finish_batch, mark_batch_published
+from core.storage.batches import create_batch, finish_batch, mark_batch_fed
 from core.storage.bulk_rows import insert_queued_many
 from core.storage.observations import insert_queued
 from core.storage.records import QueuedObservation, utc_now
@@ -69,7 +69,7 @@ def test_a_redriven_row_goes_back_to_its_own_lane(stopped_worker: ServiceStack) 
         create_batch(conn=conn, batch_id=batch_id, now=utc_now())
         insert_queued_many(conn=conn, observations=bulk, batch_id=batch_id, now=utc_now())
         finish_batch(conn=conn, batch_id=batch_id, items=2, accepted=2, rejected=0)
-        mark_batch_published(conn=conn, batch_id=batch_id)
+        mark_batch_fed(conn=conn, batch_id=batch_id)
         # Their messages were lost a minute ago (a broker restarted empty).
         backdate_publish_times(conn=conn, seconds=60, observation_ids=[single.id, *(r.id for r in bulk)])
         backdate_publish_times(conn=conn, seconds=60, batch_id=batch_id)

@@ -16,6 +16,7 @@ from celery_batches import SimpleRequest
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.bulk_feeder import feed_bulk_lane
 from core.celery_app import MONITOR_TASK, PREDICT_TASK, PURGE_TASK, REDRIVE_TASK
 from core.feature_spec import BundleError
 from core.logs import configure_logging
@@ -187,12 +188,17 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
         max_attempts=settings.max_attempts,
     )
     finished_notices().announce(outcome.finished)
+    if any(message_contents(r.kwargs).slices for r in requests):
+        # Bulk work done: the bulk lane has room for the next slices, whoever's turn they are.
+        feed_bulk_lane(engine=process_engine(), celery=current_app, settings=settings)
     return outcome.predicted
 
 
 @shared_task(name=REDRIVE_TASK, acks_late=False)
 def redrive_stale() -> int:
-    """Re-publish observations left queued too long; return how many."""
+    """Feed the bulk lane if it has room (uploads whose feeding stalled: a broker that was down, a worker that
+    died), then re-publish observations left queued too long; return how many."""
+    feed_bulk_lane(engine=process_engine(), celery=current_app, settings=settings)
     return republish_stale(engine=process_engine(), celery=current_app, settings=settings)
 
 

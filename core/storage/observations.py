@@ -209,8 +209,9 @@ def claim_stale_queued(*, conn: Connection, older_than_s: float, limit: int) -> 
     """Return observations last published over older_than_s ago (with their batch, which names their lane)
     and stamp them published now.
 
-    Times are the database's. A bulk row counts as published when its batch was last published: the gateway
-    publishes a batch after its intake commits and stamps the batch when done, however long the upload took.
+    Times are the database's. A bulk row counts as published when its batch was last fed to the bulk lane,
+    and never while the batch still has slices to feed: the feeder hands those out when their turn comes
+    (core/bulk_feeder.py), however long an upload or its wait took.
     """
     cutoff = database_time_ago(conn=conn, seconds=older_than_s)
     stale = (
@@ -224,7 +225,10 @@ def claim_stale_queued(*, conn: Connection, older_than_s: float, limit: int) -> 
         .where(
             predictions.c.status == QUEUED,
             predictions.c.published_at < cutoff,
-            sa.or_(batches.c.published_at.is_(None), batches.c.published_at < cutoff),
+            sa.or_(
+                batches.c.published_at.is_(None),
+                sa.and_(batches.c.next_position.is_(None), batches.c.published_at < cutoff),
+            ),
         )
         .order_by(predictions.c.published_at)
         .limit(limit)
