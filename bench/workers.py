@@ -11,11 +11,12 @@ import psutil
 from bench.plan import Layout
 from core.feature_spec import PIPELINE_FILE, bundle_path
 from core.settings import get_settings
+from devstack.run_local import WORKER_LANES
 from devstack.stack import ServiceStack
 
 
 def worker_names(stack: ServiceStack) -> list[str]:
-    """Return the names of the stack's worker processes (one per node)."""
+    """Return the names of the stack's worker processes (two per node: one per lane)."""
     return [name for name in stack.processes if name.startswith("worker")]
 
 
@@ -24,31 +25,48 @@ def stop_workers(stack: ServiceStack) -> None:
     stack.stop(*worker_names(stack))
 
 
+def _concurrency(command: list[str]) -> int:
+    return int(command[command.index("--concurrency") + 1])
+
+
 def running_layout(stack: ServiceStack) -> Layout | None:
-    """Return the layout the stack's workers run in, or None when a node is stopped or has exited."""
+    """Return the layout the stack's workers run in, or None when a process is stopped or has exited."""
     names = worker_names(stack)
     if not names or any(stack.processes[name].poll() is not None for name in names):
         return None
-    first = stack.commands["worker"]
-    return Layout(nodes=len(names), processes=int(first[first.index("--concurrency") + 1]))
+    return Layout(nodes=len(names) // len(WORKER_LANES), processes=_concurrency(stack.commands["worker"]))
+
+
+def _with_option(command: list[str], option: str, value: str) -> list[str]:
+    """Return command with the last occurrence of option set to value (the one the worker reads)."""
+    changed = list(command)
+    at = len(changed) - 1 - changed[::-1].index(option)
+    changed[at + 1] = value
+    return changed
+
+
+def _hostname(command: list[str]) -> str:
+    """Return the node name a worker command gives (its last --hostname)."""
+    return command[len(command) - command[::-1].index("--hostname")]
 
 
 def set_workers(stack: ServiceStack, layout: Layout) -> None:
     """(Re)start the workers in this layout, unless they already run in it; wait until every node answers a
-    ping."""
+    ping. A node is both lanes' processes, each with layout.processes pool processes: the bulk measures
+    scale the bulk lane, and singles keep a lane of their own."""
     if running_layout(stack) == layout:
         return
     stop_workers(stack)
-    first = stack.commands["worker"]
-    first[first.index("--concurrency") + 1] = str(layout.processes)
-    nodes = [stack.node_name]
-    stack.start("worker")
+    for lane in WORKER_LANES:
+        stack.commands[lane] = _with_option(stack.commands[lane], "--concurrency", str(layout.processes))
+    stack.start("worker")  # both lanes
+    nodes = [_hostname(stack.commands[lane]) for lane in WORKER_LANES]
     for number in range(2, layout.nodes + 1):
-        command = list(first)
-        nodes.append(f"{number}-{stack.node_name}")
-        command[command.index("--hostname") + 1] = nodes[-1]
-        stack.commands[f"worker-{number}"] = command
-        stack.start(f"worker-{number}")
+        for lane in WORKER_LANES:
+            node = f"{number}-{_hostname(stack.commands[lane])}"
+            stack.commands[f"{lane}-{number}"] = _with_option(stack.commands[lane], "--hostname", node)
+            stack.start(f"{lane}-{number}")
+            nodes.append(node)
     stack.wait_for_worker(nodes)
 
 

@@ -14,6 +14,11 @@ PREDICT_TASK = "worker.tasks.predict_batch"
 REDRIVE_TASK = "worker.tasks.redrive_stale"
 PURGE_TASK = "worker.tasks.purge_expired"
 MONITOR_TASK = "worker.tasks.monitor_model"
+# What a bulk lane's worker prefetches (`--prefetch-multiplier`, per pool process): 16 messages of
+# BULK_ROWS_PER_MESSAGE rows, ~8,000 rows or about a second of one node's bulk work, instead of the
+# interactive lane's 2 x BATCH_SIZE messages. Bulk nodes share an upload evenly, and what a node holds is
+# what a redelivery after its death repeats.
+BULK_PREFETCH_MULTIPLIER = 16
 
 
 def create_celery_app(settings: Settings | None = None, *, include: Sequence[str] = ()) -> Celery:
@@ -28,7 +33,8 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         # A batch is acked after its results are committed; a killed worker's batch is redelivered.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # Prefetch must exceed the batch size, or a batch could never fill.
+        # Prefetch must exceed the batch size, or a batch could never fill. The bulk lane's workers run with a
+        # lower one of their own (BULK_PREFETCH_MULTIPLIER, on their command line).
         worker_prefetch_multiplier=max(2 * settings.batch_size, 4),
         broker_transport_options=_transport_options(settings),
         # Redis: kombu's transport, one client object per connection pool (core/redis_transport.py).

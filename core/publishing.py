@@ -3,6 +3,9 @@
 A prediction message carries observations (a single submission's, the redrive's) or refers to stored ones:
 slices of a batch's accepted items by position, which the worker reads in one query. Bulk work then travels
 as a few bytes per 500 rows instead of the rows themselves, and the gateway never reads a batch back.
+
+Work travels in two lanes, each a queue with workers of its own: single submissions on the interactive lane
+(QUEUE_NAME), batch rows on the bulk lane (<QUEUE_NAME>.bulk), so a single never waits behind an upload.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from core.celery_app import PREDICT_TASK
+from core.settings import Settings
 from core.storage.records import BatchSlice, QueuedObservation
 
 # What a failed publish raises: the broker is down or unreachable.
@@ -72,9 +76,17 @@ def message_contents(kwargs: dict[str, Any]) -> MessageContents:
 
 
 def publish_message(
-    celery: Celery, *, items: Sequence[Any] = (), slices: Sequence[BatchSlice] = (), **extra: Any
+    celery: Celery,
+    *,
+    queue: str | None = None,
+    items: Sequence[Any] = (),
+    slices: Sequence[BatchSlice] = (),
+    **extra: Any,
 ) -> None:
-    """Publish one prediction message carrying these items and referring to these slices."""
+    """Publish one prediction message carrying these items and referring to these slices.
+
+    queue: the lane's queue; None, Celery's default queue, which is the interactive lane (QUEUE_NAME).
+    """
     kwargs: dict[str, Any] = dict(extra)
     if items:
         kwargs[OBSERVATIONS] = list(items)
@@ -87,18 +99,33 @@ def publish_message(
         # every observation on each publish).
         argsrepr="()",
         kwargsrepr=f"{{'observations': <{len(items)}>, 'slices': <{len(slices)}>}}",
+        queue=queue,
         retry=True,
         retry_policy=PUBLISH_RETRY_POLICY,
     )
 
 
 def publish_observations(
-    celery: Celery, observations: Sequence[QueuedObservation], *, per_message: int = 1
+    celery: Celery,
+    observations: Sequence[QueuedObservation],
+    *,
+    queue: str | None = None,
+    per_message: int = 1,
 ) -> None:
-    """Publish observations for prediction, per_message of them in each message, each with its version."""
+    """Publish observations on queue (None: the interactive lane), per_message to a message, with versions."""
     for start in range(0, len(observations), per_message):
         chunk = observations[start : start + per_message]
-        publish_message(celery, items=[observation_item(o) for o in chunk])
+        publish_message(celery, queue=queue, items=[observation_item(o) for o in chunk])
+
+
+def publish_to_lanes(
+    celery: Celery, observations: Sequence[QueuedObservation], *, settings: Settings, per_message: int = 1
+) -> None:
+    """Publish observations each on its own lane: a batch's rows on the bulk lane, singles on the other."""
+    singles = [o for o in observations if o.batch_id is None]
+    bulk = [o for o in observations if o.batch_id is not None]
+    publish_observations(celery, singles, queue=settings.queue_name, per_message=per_message)
+    publish_observations(celery, bulk, queue=settings.bulk_queue, per_message=per_message)
 
 
 def observation_item(observation: QueuedObservation) -> dict[str, Any]:
@@ -109,10 +136,27 @@ def observation_item(observation: QueuedObservation) -> dict[str, Any]:
     return item
 
 
-def publish_batch_slices(celery: Celery, slices: Sequence[BatchSlice]) -> None:
-    """Publish one message per slice of a committed batch."""
+def publish_batch_slices(celery: Celery, slices: Sequence[BatchSlice], *, queue: str) -> None:
+    """Publish one message per slice of a committed batch, on queue (the bulk lane)."""
     for batch_slice in slices:
-        publish_message(celery, slices=[batch_slice])
+        publish_message(celery, queue=queue, slices=[batch_slice])
+
+
+def waiting_in_lanes(celery: Celery, settings: Settings) -> dict[str, int]:
+    """Return how many messages wait in each lane's queue: {"interactive": n, "bulk": m}."""
+    interactive, bulk = settings.lane_queues
+    return {"interactive": waiting_messages(celery, interactive), "bulk": waiting_messages(celery, bulk)}
+
+
+def held_in_lanes(celery: Celery, settings: Settings) -> int | None:
+    """Return how many messages of either lane workers hold unacknowledged (None: the broker does not say)."""
+    with celery.connection_for_write() as connection:
+        channel = connection.default_channel
+        if getattr(channel, "unacked_key", None) is not None:
+            # Redis: one count for every queue of the database.
+            return held_messages(celery, settings.queue_name, settings.broker_management_url)
+    held = [held_messages(celery, queue, settings.broker_management_url) for queue in settings.lane_queues]
+    return None if None in held else sum(h for h in held if h is not None)
 
 
 def waiting_messages(celery: Celery, queue_name: str) -> int:

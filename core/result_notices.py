@@ -2,8 +2,8 @@
 
 Redis carries them whatever the broker: REDIS_URL, or the broker when it is Redis (shared_redis_url).
 Best effort: a notice lost (Redis restarting, or no Redis configured) only makes a long-poll answer at its
-deadline, from the database as always. Batches larger than MAX_IDS_PER_NOTICE (bulk work, polled by
-batch) send none.
+deadline, from the database as always. A micro-batch is announced in notices of at most MAX_IDS_PER_NOTICE
+ids: every gateway process reads every notice, and a few kilobytes each keep that reading short.
 """
 
 from __future__ import annotations
@@ -35,10 +35,15 @@ class FinishedNotices:
         self._channel = notices_channel(queue_name)
 
     def announce(self, observation_ids: Sequence[str]) -> None:
-        """Publish that these observations are finished (done or failed); never raise."""
-        if self._client is None or not observation_ids or len(observation_ids) > MAX_IDS_PER_NOTICE:
+        """Publish that these observations are finished (done or failed), MAX_IDS_PER_NOTICE to a notice, in
+        one round trip; never raise."""
+        if self._client is None or not observation_ids:
             return
+        pipeline = self._client.pipeline(transaction=False)
+        for start in range(0, len(observation_ids), MAX_IDS_PER_NOTICE):
+            chunk = observation_ids[start : start + MAX_IDS_PER_NOTICE]
+            pipeline.publish(self._channel, json.dumps(list(chunk)))
         try:
-            self._client.publish(self._channel, json.dumps(list(observation_ids)))
+            pipeline.execute()
         except RedisError:
             log.debug("finished notice not published", exc_info=True)

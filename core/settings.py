@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     model_sha256: str = ""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # The interactive lane: single submissions (and their redrive). Bulk slices travel on the bulk lane,
+    # <QUEUE_NAME>.bulk, served by worker processes of their own (see bulk_queue).
     queue_name: str = "predictions"
     # Native threads per worker process for predict_proba; parallelism comes from processes.
     model_threads: int = Field(default=1, ge=1, le=64)
@@ -110,6 +112,9 @@ class Settings(BaseSettings):
     bulk_rejections_listed: int = Field(default=100, ge=0, le=10_000)
     # Observations per Celery message for bulk work: the worker's main process costs ~1.6 ms per message.
     bulk_rows_per_message: int = Field(default=500, ge=1)
+    # Bulk lane messages waiting in the broker at most; the rest of every upload waits in the database for its
+    # turn (core/bulk_feeder.py), so a small upload is never behind all of a large one.
+    bulk_feed_window: int = Field(default=16, ge=1)
     # Set under gunicorn with several workers so /metrics adds up all of them.
     prometheus_multiproc_dir: Path | None = None
 
@@ -122,6 +127,16 @@ class Settings(BaseSettings):
     # POST /predict or POST /batches counts one submission; the items of batches are counted on their own.
     rate_limit_submissions: str = "100/second"
     rate_limit_batch_items: str = "2000000/hour"
+
+    @property
+    def bulk_queue(self) -> str:
+        """Return the bulk lane's queue: batch slices wait there, never in front of a single submission."""
+        return f"{self.queue_name}.bulk"
+
+    @property
+    def lane_queues(self) -> tuple[str, str]:
+        """Return the queues of prediction work: the interactive lane, then the bulk lane."""
+        return (self.queue_name, self.bulk_queue)
 
     @property
     def redrive_queue(self) -> str:

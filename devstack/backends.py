@@ -92,7 +92,7 @@ def rabbitmq_backend() -> Backend:
     queue_name = f"predictions-{uuid.uuid4().hex[:8]}"
 
     def delete_queues() -> None:
-        for queue in (queue_name, f"{queue_name}.redrive"):
+        for queue in (queue_name, f"{queue_name}.bulk", f"{queue_name}.redrive"):
             requests.delete(f"{RABBITMQ_MANAGEMENT_URL}/api/queues/%2F/{queue}", timeout=10)
 
     return Backend(
@@ -106,10 +106,12 @@ def rabbitmq_backend() -> Backend:
         # The local RabbitMQ's application stops and starts; its node (and its stored queues) stays.
         stop_broker=lambda: _rabbitmqctl("stop_app"),
         start_broker=lambda: _rabbitmqctl("start_app", "await_startup"),
-        # Every connection dropped (what consumers held goes back to the queue), then the queue purged: what
-        # the service's processes see of a broker that came back without its messages.
+        # Every connection dropped (what consumers held goes back to the queues), then both lanes' queues
+        # purged: what the service's processes see of a broker that came back without its messages.
         wipe_broker=lambda: _rabbitmqctl(
-            ["close_all_connections", "broker emptied by a test"], ["purge_queue", queue_name]
+            ["close_all_connections", "broker emptied by a test"],
+            ["purge_queue", queue_name],
+            ["purge_queue", f"{queue_name}.bulk"],
         ),
     )
 

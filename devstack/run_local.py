@@ -1,4 +1,4 @@
-"""Run the whole service on one machine (make run): migrations, Redis, gateway, worker, redrive."""
+"""Run the whole service on one machine (make run): migrations, Redis, gateway, a worker per lane, redrive."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+from core.celery_app import BULK_PREFETCH_MULTIPLIER
 from core.settings import PROJECT_ROOT, Settings, child_environment, get_settings
 from core.storage.migrate import upgrade_to_head
 from devstack.embedded_redis import start_embedded_redis
 from devstack.process_groups import stop_process_group
+
+# The bulk lane's worker runs at this niceness (0 normal, 19 lowest): on a shared host the interactive lane's
+# processes get the CPU first whenever both have work.
+BULK_NICENESS = 10
+# The processes of a worker node's two lanes, each consuming its own queue.
+WORKER_LANES = ("worker", "worker-bulk")
 
 
 def service_commands(host: str, port: int, state_dir: Path, settings: Settings) -> dict[str, list[str]]:
@@ -24,8 +31,17 @@ def service_commands(host: str, port: int, state_dir: Path, settings: Settings) 
             python, "-m", "gunicorn", "--workers", "2", "--bind", f"{host}:{port}",
             "--config", "python:gateway.server.gunicorn_conf", "gateway.server.asgi:app",
         ],
+        # The interactive lane: single submissions, prefetching 2 x BATCH_SIZE messages for its micro-batches.
         "worker": [
-            python, "-m", "celery", "-A", "worker.main", "worker",
+            python, "-m", "celery", "-A", "worker.main", "worker", "--queues", settings.queue_name,
+            "--concurrency", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+        ],
+        # The bulk lane: batch slices, a short prefetch, and a lower CPU priority, so that the system gives
+        # the interactive lane's processes the CPU first and bulk takes what is left.
+        "worker-bulk": [
+            "nice", "-n", str(BULK_NICENESS), python, "-m", "celery", "-A", "worker.main", "worker",
+            "--queues", settings.bulk_queue, "--prefetch-multiplier", str(BULK_PREFETCH_MULTIPLIER),
+            "--hostname", f"bulk-{settings.queue_name}@%h",
             "--concurrency", "1", "--without-mingle", "--without-gossip", "--loglevel", "INFO",
         ],
         # One process, beat inside: it schedules the redrive and runs it from its own queue.
@@ -36,6 +52,17 @@ def service_commands(host: str, port: int, state_dir: Path, settings: Settings) 
             "--without-mingle", "--without-gossip", "--loglevel", "INFO",
         ],
     }  # fmt: skip
+
+
+def bulk_lane_metrics(settings: Settings) -> dict[str, str]:
+    """Return where the bulk lane's node serves its metrics, when nodes serve theirs: the next port, its
+    own folder (two nodes on one port or one folder would clash)."""
+    if not settings.worker_metrics_port:
+        return {}
+    return {
+        "WORKER_METRICS_PORT": str(settings.worker_metrics_port + 1),
+        "PROMETHEUS_MULTIPROC_DIR": str(PROJECT_ROOT / "var" / "prometheus-worker-bulk"),
+    }
 
 
 def fresh_metrics_dir(path: Path) -> Path:
@@ -81,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             if stopping:
                 break
             # Own sessions: Ctrl-C reaches only this supervisor, which stops them in order.
-            children[name] = subprocess.Popen(command, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+            own_env = {**env, **bulk_lane_metrics(settings)} if name == "worker-bulk" else env
+            children[name] = subprocess.Popen(command, env=own_env, cwd=PROJECT_ROOT, start_new_session=True)
         base = f"http://{args.host}:{args.port}"
         print(
             f"\nContraband predictions is starting:\n"

@@ -1,8 +1,7 @@
-"""Start the real service for integration tests: database, broker, gateway, Celery worker and beat."""
+"""Start the real service for integration tests: database, broker, gateway, Celery workers and beat."""
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import subprocess
@@ -17,7 +16,7 @@ import requests
 from sqlalchemy.engine import Engine
 
 from core.celery_app import MONITOR_TASK, create_celery_app
-from core.publishing import PUBLISH_ERRORS, held_messages, message_contents, waiting_messages
+from core.publishing import PUBLISH_ERRORS, held_in_lanes, message_contents, waiting_messages
 from core.settings import PROJECT_ROOT, Settings, child_environment
 from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine
@@ -26,7 +25,8 @@ from core.storage.monitoring import latest_snapshot
 from devstack.backends import Backend
 from devstack.embedded_redis import free_port
 from devstack.process_groups import stop_process_groups
-from devstack.run_local import fresh_metrics_dir, service_commands
+from devstack.queue_contents import waiting_bodies
+from devstack.run_local import WORKER_LANES, fresh_metrics_dir, service_commands
 
 T = TypeVar("T")
 
@@ -44,7 +44,11 @@ def wait_until(check: Callable[[], T | None], timeout: float = 30, interval: flo
 
 
 class ServiceStack:
-    """The running service: gateway, worker and redrive processes against one backend."""
+    """The running service: gateway, worker and redrive processes against one backend.
+
+    The worker node is two processes, one per lane: "worker" (interactive) and "worker-bulk". Starting or
+    stopping "worker" starts or stops both; "worker-bulk" names the bulk lane's alone.
+    """
 
     bulk_max_items = 5_000
 
@@ -78,16 +82,23 @@ class ServiceStack:
             }
         )
         self.commands = service_commands("127.0.0.1", self.port, work_dir, self.settings())
-        # A node name of its own, so a ping is answered by this stack's worker and no other.
+        # Node names of their own, so a ping is answered by this stack's workers and no others.
         self.node_name = f"{backend.queue_name}@{socket.gethostname()}"
+        self.bulk_node_name = f"bulk-{backend.queue_name}@{socket.gethostname()}"
         self.commands["worker"] += ["--hostname", self.node_name]
-        # The worker node serves its own metrics, gathered from a folder of its own.
+        self.commands["worker-bulk"] += ["--hostname", self.bulk_node_name]
+        # Each lane's node serves its own metrics, gathered from a folder of its own.
         self.worker_metrics_url = f"http://127.0.0.1:{(metrics_port := free_port())}/metrics"
+        self.bulk_worker_metrics_url = f"http://127.0.0.1:{(bulk_metrics_port := free_port())}/metrics"
         self.process_env = {
             "worker": {
                 "WORKER_METRICS_PORT": str(metrics_port),
                 "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(work_dir / "prometheus-worker")),
-            }
+            },
+            "worker-bulk": {
+                "WORKER_METRICS_PORT": str(bulk_metrics_port),
+                "PROMETHEUS_MULTIPROC_DIR": str(fresh_metrics_dir(work_dir / "prometheus-worker-bulk")),
+            },
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         upgrade_to_head(backend.database_url)
@@ -99,7 +110,16 @@ class ServiceStack:
         )
 
     def start(self, name: str) -> None:
-        """Start one of gateway, worker, redrive (its output goes to a log file in the work dir)."""
+        """Start one of gateway, worker (the lanes not running), worker-bulk, redrive (output to a log file
+        in the work dir)."""
+        if name == "worker":
+            for lane in WORKER_LANES:
+                if lane not in self.processes:  # one lane may have been stopped alone
+                    self._start_process(lane)
+        else:
+            self._start_process(name)
+
+    def _start_process(self, name: str) -> None:
         with (self.work_dir / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 self.commands[name],
@@ -111,9 +131,10 @@ class ServiceStack:
             )
 
     def stop(self, *names: str, kill: bool = False) -> None:
-        """Stop these processes and all their children, together: gracefully, or with SIGKILL as a crash
-        would."""
-        stop_process_groups([self.processes.pop(name) for name in names if name in self.processes], kill=kill)
+        """Stop these processes (worker: both lanes') and all their children, together: gracefully, or with
+        SIGKILL as a crash would."""
+        each = [lane for name in names for lane in (WORKER_LANES if name == "worker" else (name,))]
+        stop_process_groups([self.processes.pop(name) for name in each if name in self.processes], kill=kill)
 
     def restart_gateway(self, **env: str) -> None:
         """Restart the gateway with these environment variables added or changed; wait until it is ready."""
@@ -146,8 +167,8 @@ class ServiceStack:
             return False
 
     def wait_for_worker(self, nodes: Sequence[str] = ()) -> None:
-        """Block until every worker node (this stack's one by default) answers a ping on the broker."""
-        destination = list(nodes) or [self.node_name]
+        """Block until every worker node (this stack's two lanes by default) answers a ping on the broker."""
+        destination = list(nodes) or [self.node_name, self.bulk_node_name]
         app = create_celery_app(self.settings())
 
         def pong() -> bool:
@@ -166,36 +187,28 @@ class ServiceStack:
         self.engine.dispose()
         self.celery.close()
 
-    def queue_length(self) -> int:
-        """Return how many messages wait in the queue."""
-        return waiting_messages(self.celery, self.backend.queue_name)
+    def lane_queues(self, queue: str | None = None) -> tuple[str, ...]:
+        """Return queue alone, or both lanes' queues (interactive first) when it is None."""
+        return (queue,) if queue is not None else self.settings().lane_queues
 
-    def waiting_bodies(self) -> list[bytes]:
-        """Return the bodies of the messages waiting in the queue, in queue order, leaving them there."""
-        if self.broker_redis is not None:
-            waiting = self.broker_redis.lrange(self.backend.queue_name, 0, -1)
-            # Workers take from the right.
-            return [base64.b64decode(json.loads(raw)["body"]) for raw in reversed(waiting)]
-        # RabbitMQ: take each one unacknowledged, then close the channel, which gives them all back.
-        bodies: list[bytes] = []
-        with self.celery.connection_for_read() as connection:
-            channel = connection.channel()
-            try:
-                while (message := channel.basic_get(self.backend.queue_name, no_ack=False)) is not None:
-                    body = message.body
-                    bodies.append(body if isinstance(body, bytes) else body.encode())
-            except connection.channel_errors:
-                return []  # not declared (deleted, or nothing published since): nothing waits
-            finally:
-                if channel.is_open:
-                    channel.close()
-        return bodies
+    def queue_length(self, queue: str | None = None) -> int:
+        """Return how many messages wait in queue (None: in both lanes)."""
+        return sum(waiting_messages(self.celery, name) for name in self.lane_queues(queue))
 
-    def queued_items(self) -> list[dict[str, Any]]:
+    def waiting_bodies(self, queue: str | None = None) -> list[bytes]:
+        """Return the bodies of the messages waiting in queue (None: the interactive lane's, then the bulk
+        lane's), in queue order, leaving them there."""
+        return [
+            body
+            for name in self.lane_queues(queue)
+            for body in waiting_bodies(self.celery, self.broker_redis, name)
+        ]
+
+    def queued_items(self, queue: str | None = None) -> list[dict[str, Any]]:
         """Return the observation items ({id, observation}) the waiting messages carry or refer to (the rows
-        of batch slices still queued), in queue order."""
+        of batch slices still queued), in queue order; queue: one lane's (None: both)."""
         items: list[dict[str, Any]] = []
-        for body in self.waiting_bodies():
+        for body in self.waiting_bodies(queue):
             _args, kwargs, _embed = json.loads(body)
             contents = message_contents(kwargs)
             items += contents.items
@@ -205,17 +218,18 @@ class ServiceStack:
                 items += [{"id": o.id, "observation": o.observation} for o in referred]
         return items
 
-    def queued_ids(self) -> list[str]:
+    def queued_ids(self, queue: str | None = None) -> list[str]:
         """Return the ids of the observations the waiting messages carry or refer to, in queue order."""
-        return [item["id"] for item in self.queued_items()]
+        return [item["id"] for item in self.queued_items(queue)]
 
     def queued_observations(self) -> int:
         """Return how many observations the waiting messages carry (a message may carry several)."""
         return len(self.queued_items())
 
     def held_message_count(self) -> int | None:
-        """Return how many messages consumers hold unacknowledged (None: this broker does not say)."""
-        return held_messages(self.celery, self.backend.queue_name, self.backend.management_url)
+        """Return how many messages consumers hold unacknowledged, in either lane (None: the broker does not
+        say)."""
+        return held_in_lanes(self.celery, self.settings())
 
     @contextmanager
     def hold_one_message(self) -> Iterator[None]:

@@ -98,7 +98,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings=settings,
         engine=engine,
         celery=celery,
-        publisher=BackgroundPublisher(celery, on_failure=PUBLISH_FAILURES.inc),
+        # Single submissions travel on the interactive lane.
+        publisher=BackgroundPublisher(
+            celery, queue_name=settings.queue_name, on_failure=PUBLISH_FAILURES.inc
+        ),
         schemas=default.schemas,
         backlog_guard=BacklogGuard(engine, settings),
         rollout=RolloutView(engine, settings, default),

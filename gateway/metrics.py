@@ -24,7 +24,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 
 from core.metrics_registry import own_metrics
-from core.publishing import PUBLISH_ERRORS, waiting_messages
+from core.publishing import PUBLISH_ERRORS, waiting_in_lanes
+from core.settings import Settings
 from core.storage.backlog import backlog
 from core.storage.records import utc_now
 
@@ -65,10 +66,10 @@ PUBLISH_FAILURES = Counter(
 class ServiceStateCollector(Collector):
     """Read at scrape time: the backlog and failures in the database, the messages waiting in the broker."""
 
-    def __init__(self, *, engine: Engine, celery: Celery, queue_name: str) -> None:
+    def __init__(self, *, engine: Engine, celery: Celery, settings: Settings) -> None:
         self._engine = engine
         self._celery = celery
-        self._queue_name = queue_name
+        self._settings = settings
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         up = GaugeMetricFamily(
@@ -101,17 +102,20 @@ class ServiceStateCollector(Collector):
                 value=age,
             )
         try:
-            waiting = waiting_messages(self._celery, self._queue_name)
+            lanes = waiting_in_lanes(self._celery, self._settings)
         except PUBLISH_ERRORS:
             log.warning("metrics: broker unreachable", exc_info=True)
             up.add_metric(["broker"], 0)
         else:
             up.add_metric(["broker"], 1)
-            yield GaugeMetricFamily(
+            waiting = GaugeMetricFamily(
                 "broker_waiting_messages",
-                "Messages waiting in the broker queue, not yet taken",
-                value=waiting,
+                "Messages waiting in a lane's broker queue (interactive or bulk), not yet taken",
+                labels=["lane"],
             )
+            for lane, count in lanes.items():
+                waiting.add_metric([lane], count)
+            yield waiting
         yield up
 
 

@@ -24,6 +24,7 @@ from core.feature_spec import FeatureSpec, current_version, load_feature_spec
 from core.settings import Settings, get_settings
 from core.storage.migrate import upgrade_to_head
 from devstack.backends import Backend, embedded_backend, postgres_backend, rabbitmq_backend
+from devstack.run_local import WORKER_LANES
 from devstack.stack import ServiceStack, wait_until
 from gateway.app import create_app
 from gateway.context import EXTENSION
@@ -164,7 +165,8 @@ def stack(
     backend = backend_named(request.param, work_dir)
     service = ServiceStack(backend, work_dir)
     # Observations with ids starting with poison- kill the pool process that predicts them.
-    service.commands["worker"] += ["--include", "tests.poison_pill"]
+    for lane in WORKER_LANES:
+        service.commands[lane] += ["--include", "tests.poison_pill"]
     try:
         service.start_all()
         yield service
@@ -182,9 +184,9 @@ def api(stack: ServiceStack) -> Iterator[requests.Session]:
 
 @pytest.fixture
 def stopped_worker(stack: ServiceStack) -> Iterator[ServiceStack]:
-    """Stop the worker for one test (and the redrive, so nothing moves), then start both again.
+    """Stop the worker, both lanes, for one test (and the redrive, so nothing moves), then start them again.
 
-    The test starts with an empty queue: what earlier tests left is drained first.
+    The test starts with empty queues: what earlier tests left is drained first.
     """
     wait_until(lambda: stack.queue_length() == 0, timeout=60, interval=0.1)
     stack.stop("redrive", "worker")

@@ -92,3 +92,16 @@ def backdate_labels(*, conn: Connection, seconds: float, observation_ids: Iterab
         .where(predictions.c.id.in_(list(observation_ids)))
         .values(labelled_at=_earlier(conn, predictions.c.labelled_at, seconds))
     )
+
+
+def predicted_before_batch_finished(*, conn: Connection, batch_id: str, other_batch_id: str) -> int:
+    """Count the rows of batch_id predicted no later than the last prediction of other_batch_id."""
+    other_last = (
+        sa.select(sa.func.max(predictions.c.predicted_at))
+        .where(predictions.c.batch_id == other_batch_id)
+        .scalar_subquery()
+    )
+    query = sa.select(sa.func.count()).where(
+        predictions.c.batch_id == batch_id, predictions.c.predicted_at <= other_last
+    )
+    return int(conn.execute(query).scalar_one())

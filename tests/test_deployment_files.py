@@ -55,7 +55,8 @@ def test_compose_file_is_valid(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {
-        "postgres", "redis", "migrate", "gateway", "worker", "redrive", "prometheus", "grafana", "flower",
+        "postgres", "redis", "migrate", "gateway", "worker", "worker-bulk", "redrive", "prometheus",
+        "grafana", "flower",
     }  # fmt: skip
 
 
@@ -72,7 +73,7 @@ def test_every_role_that_reads_bundles_shares_one_artifacts_volume(tmp_path: Pat
     config = yaml.safe_load(result.stdout)
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
     [artifacts_dir] = re.findall(r"^ENV ARTIFACTS_DIR=(\S+)$", dockerfile, flags=re.MULTILINE)
-    for name in ("migrate", "gateway", "worker", "redrive"):
+    for name in ("migrate", "gateway", "worker", "worker-bulk", "redrive"):
         mounts = [
             (v["source"], v["target"]) if isinstance(v, dict) else tuple(v.split(":")[:2])
             for v in config["services"][name].get("volumes", [])
@@ -96,15 +97,15 @@ def test_compose_override_runs_every_service_on_rabbitmq(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert "rabbitmq" in services
-    for name in ("migrate", "gateway", "worker", "redrive", "flower"):
+    for name in ("migrate", "gateway", "worker", "worker-bulk", "redrive", "flower"):
         environment = services[name]["environment"]
         assert environment["BROKER_URL"].startswith("amqp://"), name
-    for name in ("migrate", "gateway", "worker", "redrive"):
+    for name in ("migrate", "gateway", "worker", "worker-bulk", "redrive"):
         environment = services[name]["environment"]
         assert environment["REDIS_URL"] == "redis://redis:6379/0", name
         assert environment["BROKER_MANAGEMENT_URL"].startswith("http://"), name
         assert environment["APP_ENV"] == "production", name  # the base file's settings are kept
-    for name in ("gateway", "worker", "redrive", "flower"):
+    for name in ("gateway", "worker", "worker-bulk", "redrive", "flower"):
         assert services[name]["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
 
 

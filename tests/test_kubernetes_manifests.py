@@ -22,7 +22,7 @@ from flower.urls import handlers as flower_handlers
 from flower.utils.broker import validate_broker_api
 from kombu.utils.url import parse_url
 
-from core.celery_app import create_celery_app
+from core.celery_app import BULK_PREFETCH_MULTIPLIER, create_celery_app
 from core.settings import PROJECT_ROOT, Settings
 from gateway.app import create_app
 from tests.tools import require_tool
@@ -45,7 +45,7 @@ FLOWER_PREFIX = "FLOWER_"
 # Flower's basic auth.
 SECRET_KEYS_BESIDE_SETTINGS = {"REDIS_PASSWORD", "RABBITMQ_HOST", "FLOWER_BASIC_AUTH"}
 # The workloads that run the service's code, and so read core/settings.py.
-SERVICE_WORKLOADS = ["gateway", "worker", "redrive", "migrate"]
+SERVICE_WORKLOADS = ["gateway", "worker", "worker-bulk", "redrive", "migrate"]
 # What the RabbitMQ overlay adds to the containers, beside BROKER_URL (docker-compose.rabbitmq.yml).
 RABBITMQ_VARIABLES = {"REDIS_URL", "BROKER_MANAGEMENT_URL", "FLOWER_BROKER_API"}
 # $(NAME) in a container's variable: Kubernetes puts in the value of a variable defined before it.
@@ -173,14 +173,17 @@ def compose_services(compose_file: str = "docker-compose.yml") -> dict[str, Any]
 def test_production_overlay_renders_every_role(rendered: list[Manifest]) -> None:
     kinds = sorted(f"{m['kind']}/{m['metadata']['name']}" for m in rendered)
     for expected in (
-        "Deployment/gateway", "Deployment/worker", "Deployment/redrive", "Deployment/flower", "Job/migrate",
-        "Service/gateway", "Service/flower", "HorizontalPodAutoscaler/gateway", "ScaledObject/worker",
-        "PodDisruptionBudget/gateway", "PodDisruptionBudget/worker", "Namespace/contraband",
+        "Deployment/gateway", "Deployment/worker", "Deployment/worker-bulk", "Deployment/redrive",
+        "Deployment/flower", "Job/migrate", "Service/gateway", "Service/flower",
+        "HorizontalPodAutoscaler/gateway", "ScaledObject/worker", "ScaledObject/worker-bulk",
+        "PodDisruptionBudget/gateway",
+        "PodDisruptionBudget/worker", "PodDisruptionBudget/worker-bulk", "Namespace/contraband",
     ):  # fmt: skip
         assert expected in kinds
-    for trigger in find(rendered, "ScaledObject", "worker")["spec"]["triggers"]:
-        if "authenticationRef" in trigger:
-            assert f"TriggerAuthentication/{trigger['authenticationRef']['name']}" in kinds
+    for lane in ("worker", "worker-bulk"):
+        for trigger in find(rendered, "ScaledObject", lane)["spec"]["triggers"]:
+            if "authenticationRef" in trigger:
+                assert f"TriggerAuthentication/{trigger['authenticationRef']['name']}" in kinds
     assert {m["metadata"].get("namespace") for m in rendered if m["kind"] != "Namespace"} == {"contraband"}
 
 
@@ -200,7 +203,7 @@ def keda_validator(kind: str) -> jsonschema.Draft202012Validator:
 
 def test_keda_objects_match_the_schemas_shipped_in_the_repository(rendered: list[Manifest]) -> None:
     keda = [m for m in rendered if m["apiVersion"].startswith("keda.sh/")]
-    assert sorted(m["kind"] for m in keda) == sorted(KEDA_SCHEMAS)
+    assert sorted(set(m["kind"] for m in keda)) == sorted(KEDA_SCHEMAS)
     for manifest in keda:
         errors = [error.message for error in keda_validator(manifest["kind"]).iter_errors(manifest)]
         assert errors == [], manifest["kind"]
@@ -301,10 +304,28 @@ def test_scaledobject_scales_the_worker_on_the_predictions_queue(rendered_produc
         assert ref["key"] in secret["data"]
 
 
+def test_each_lane_scales_on_its_own_queue(rendered_production: list[Manifest]) -> None:
+    settings = Settings(queue_name=setting(rendered_production, "queue_name"))
+    for lane, queue in (("worker", settings.queue_name), ("worker-bulk", settings.bulk_queue)):
+        redis = next(t for t in find(rendered_production, "ScaledObject", lane)["spec"]["triggers"])
+        assert redis["metadata"]["listName"] == queue, lane
+    command = container(rendered_production, "worker-bulk")["command"]
+    assert command[command.index("--queues") + 1] == "$(QUEUE_NAME).bulk"
+    # One bulk node per prefetch's worth of waiting messages.
+    prefetch = command[command.index("--prefetch-multiplier") + 1]
+    assert prefetch == str(BULK_PREFETCH_MULTIPLIER)
+    triggers = find(rendered_production, "ScaledObject", "worker-bulk")["spec"]["triggers"]
+    assert triggers[0]["metadata"]["listLength"] == prefetch
+
+
 def test_backlog_age_trigger_queries_a_metric_the_gateway_exports_and_alerts_on(
     rendered: list[Manifest],
 ) -> None:
-    scaled = find(rendered, "ScaledObject", "worker")["spec"]
+    # The bulk lane, where old rows wait: the interactive lane scales on its queue alone.
+    assert "prometheus" not in [
+        t["type"] for t in find(rendered, "ScaledObject", "worker")["spec"]["triggers"]
+    ]
+    scaled = find(rendered, "ScaledObject", "worker-bulk")["spec"]
     query = next(t for t in scaled["triggers"] if t["type"] == "prometheus")["metadata"]["query"]
     metric = "predictions_oldest_queued_age_seconds"
     assert metric in query
@@ -392,7 +413,7 @@ def test_selectors_match_the_pods_they_mean(rendered: list[Manifest]) -> None:
             continue
         assert selector.items() <= pods[name].items(), f"{kind}/{name}"
     budgets = {m["metadata"]["name"] for m in rendered if m["kind"] == "PodDisruptionBudget"}
-    assert budgets == {"gateway", "worker"}
+    assert budgets == {"gateway", "worker", "worker-bulk"}
 
 
 def test_prometheus_scrape_annotations_name_ports_the_containers_open(rendered: list[Manifest]) -> None:
@@ -406,7 +427,7 @@ def test_prometheus_scrape_annotations_name_ports_the_containers_open(rendered: 
             ports = [port["containerPort"] for each in containers for port in each.get("ports", [])]
             assert int(annotations["prometheus.io/port"]) in ports
             scraped.append(manifest["metadata"]["name"])
-    assert sorted(scraped) == ["flower", "gateway", "worker"]
+    assert sorted(scraped) == ["flower", "gateway", "worker", "worker-bulk"]
     metrics_port = setting_from_env(rendered, "worker", "WORKER_METRICS_PORT")
     assert container(rendered, "worker")["ports"][0]["containerPort"] == metrics_port
 
@@ -418,11 +439,12 @@ def setting_from_env(manifests: list[Manifest], deployment: str, name: str) -> i
 
 def test_kubernetes_and_compose_run_the_same_commands(rendered: list[Manifest]) -> None:
     services = compose_services()
-    for role in ("gateway", "worker", "flower"):
+    for role in ("gateway", "flower"):
         assert container(rendered, role)["command"] == services[role]["command"], role
     compose_queue, kubernetes_queue = "${QUEUE_NAME:-predictions}", "$(QUEUE_NAME)"
-    redrive = [part.replace(compose_queue, kubernetes_queue) for part in services["redrive"]["command"]]
-    assert container(rendered, "redrive")["command"] == redrive
+    for role in ("worker", "worker-bulk", "redrive"):
+        command = [part.replace(compose_queue, kubernetes_queue) for part in services[role]["command"]]
+        assert container(rendered, role)["command"] == command, role
     migrate = find(rendered, "Job", "migrate")["spec"]["template"]["spec"]["containers"][0]
     assert migrate["command"] == services["migrate"]["command"]
 
@@ -455,7 +477,8 @@ def test_rollout_script_is_valid_bash_and_applies_the_migration_first() -> None:
 def without_the_broker(manifests: list[Manifest]) -> list[Manifest]:
     """Return the manifests less the Secret, KEDA's queue trigger and authentication, RabbitMQ's variables."""
     kept = [copy.deepcopy(m) for m in manifests if m["kind"] not in ("Secret", "TriggerAuthentication")]
-    del find(kept, "ScaledObject", "worker")["spec"]["triggers"][0]
+    for lane in ("worker", "worker-bulk"):
+        del find(kept, "ScaledObject", lane)["spec"]["triggers"][0]
     for _, spec in pod_specs(kept):
         for each in spec["containers"]:
             each["env"] = [v for v in each.get("env", []) if v["name"] not in RABBITMQ_VARIABLES]
@@ -486,7 +509,7 @@ def test_rabbitmq_trigger_scales_the_worker_on_the_predictions_queue(
     rendered_rabbitmq: list[Manifest],
 ) -> None:
     scaled = find(rendered_rabbitmq, "ScaledObject", "worker")["spec"]
-    assert [trigger["type"] for trigger in scaled["triggers"]] == ["rabbitmq", "prometheus"]
+    assert [trigger["type"] for trigger in scaled["triggers"]] == ["rabbitmq"]
     rabbitmq = scaled["triggers"][0]
     queue = setting(rendered_rabbitmq, "queue_name")
     assert queue == Settings.model_fields["queue_name"].default

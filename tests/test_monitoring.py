@@ -20,7 +20,8 @@ def test_backlog_grows_and_ages_while_the_workers_are_stopped(stopped_worker: Se
         for _ in range(3):
             response = session.post(stack.url("/predict"), json=prediction_request(), timeout=5)
             assert response.status_code == 202
-    wait_until(lambda: scrape(stack)["broker_waiting_messages"] >= 1, timeout=10, interval=0.1)
+    waiting = 'broker_waiting_messages{lane="interactive"}'
+    wait_until(lambda: scrape(stack)[waiting] >= 1, timeout=10, interval=0.1)
     time.sleep(1.1)
     after = scrape(stack)
     assert after["predictions_queued_observations"] == before["predictions_queued_observations"] + 3
@@ -28,6 +29,7 @@ def test_backlog_grows_and_ages_while_the_workers_are_stopped(stopped_worker: Se
     assert after["predictions_failed_observations"] == before["predictions_failed_observations"]
     assert after['service_dependency_up{name="database"}'] == 1
     assert after['service_dependency_up{name="broker"}'] == 1
+    assert after['broker_waiting_messages{lane="bulk"}'] == 0
 
 
 def test_every_metric_an_alert_names_is_exposed(stack: ServiceStack) -> None:

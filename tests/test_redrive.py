@@ -10,7 +10,7 @@ import requests
 from celery import Celery
 
 from core.celery_app import create_celery_app
-from core.storage.batches import create_batch, finish_batch, mark_batch_published
+from core.storage.batches import create_batch, finish_batch, mark_batch_fed
 from core.storage.bulk_rows import insert_queued_many
 from core.storage.observations import claim_stale_queued, insert_queued
 from core.storage.records import QueuedObservation, utc_now
@@ -78,7 +78,7 @@ def test_a_bulk_row_counts_as_published_when_its_batch_was_published(stack: Serv
         finish_batch(conn=conn, batch_id=batch_id, items=3, accepted=3, rejected=0)
         # A long upload: its rows were stored a minute before the batch finished publishing.
         backdate_publish_times(conn=conn, seconds=60, observation_ids=[r.id for r in rows])
-        mark_batch_published(conn=conn, batch_id=batch_id)
+        mark_batch_fed(conn=conn, batch_id=batch_id)
         claimed = {o.id for o in claim_stale_queued(conn=conn, older_than_s=30, limit=10_000)}
         assert claimed.isdisjoint(r.id for r in rows)
 

@@ -38,7 +38,8 @@ class IsolatingBatches(AdaptiveBatches):
     def on_lost(self, requests: list[Request]) -> None:
         """Publish the lost batch again in halves (a lone observation: once more), then ack the originals.
 
-        A batch splits by its messages' items and slices; a lone slice splits by position.
+        A batch splits by its messages' items and slices; a lone slice splits by position. The halves go back
+        to the lane the batch came from (a lane's worker consumes one queue, so a batch has one lane).
         """
         pieces = [piece for request in requests for piece in message_contents(request.kwargs).pieces]
         lost = 1
@@ -48,11 +49,13 @@ class IsolatingBatches(AdaptiveBatches):
             groups = [[half] for half in pieces[0].halves()]
         else:
             groups, lost = [pieces], times_lost(requests[0].kwargs) + 1
+        lane = requests[0].delivery_info.get("routing_key") or None
         try:
             for group in groups:
                 if group:
                     publish_message(
                         self.app,
+                        queue=lane,
                         items=[piece for piece in group if not isinstance(piece, BatchSlice)],
                         slices=[piece for piece in group if isinstance(piece, BatchSlice)],
                         **{LOST: lost},

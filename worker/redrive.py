@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from sqlalchemy.engine import Engine
 
-from core.publishing import held_messages, publish_observations, waiting_messages
+from core.publishing import held_in_lanes, publish_to_lanes, waiting_in_lanes
 from core.settings import Settings
 from core.storage.observations import claim_stale_queued
 
@@ -20,9 +20,10 @@ def republish_stale(*, engine: Engine, celery: Celery, settings: Settings) -> in
     While messages wait in the queue, or workers hold some unacknowledged, the workers are behind rather than
     missing work, and copies would only lengthen the backlog: then only rows older than REDRIVE_BACKLOG_CAP_S
     are published again, so a lost message never waits longer than that behind a backlog of any length.
+    Either lane counts: one backlog decides for both. Each row goes back to its own lane.
     """
-    waiting = waiting_messages(celery, settings.queue_name)
-    held = held_messages(celery, settings.queue_name, settings.broker_management_url)
+    waiting = sum(waiting_in_lanes(celery, settings).values())
+    held = held_in_lanes(celery, settings)
     # A count the broker does not give (RabbitMQ without its management API) is taken as some held.
     behind = bool(waiting) or held is None or held > 0
     older_than_s = settings.redrive_backlog_cap_s if behind else settings.redrive_after_s
@@ -30,7 +31,7 @@ def republish_stale(*, engine: Engine, celery: Celery, settings: Settings) -> in
         stale = claim_stale_queued(conn=conn, older_than_s=older_than_s, limit=settings.redrive_limit)
         # Publishing inside the transaction: if it fails, published_at rolls back and the next
         # run tries again; if the commit fails after publishing, a duplicate message is harmless.
-        publish_observations(celery, stale, per_message=settings.batch_size)
+        publish_to_lanes(celery, stale, settings=settings, per_message=settings.batch_size)
     if stale:
         log.warning(
             "redrove stale observations",

@@ -16,6 +16,7 @@ from celery_batches import SimpleRequest
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.bulk_feeder import feed_bulk_lane
 from core.celery_app import MONITOR_TASK, PREDICT_TASK, PURGE_TASK, REDRIVE_TASK
 from core.feature_spec import BundleError
 from core.logs import configure_logging
@@ -81,7 +82,7 @@ def _configure_logging(**_: Any) -> None:
 
 @worker_init.connect
 def _load_model_at_worker_start(sender: Any, **_: Any) -> None:
-    if settings.queue_name not in sender.app.amqp.queues.consume_from:
+    if set(sender.app.amqp.queues.consume_from) <= {settings.redrive_queue}:
         return  # the redrive's process (it consumes only the redrive queue) predicts nothing
     # Eager, in the main process before the pool forks: every pool process inherits the loaded
     # pipeline (copy-on-write), the first batch does not pay for it, and a bad bundle stops the worker.
@@ -187,12 +188,17 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
         max_attempts=settings.max_attempts,
     )
     finished_notices().announce(outcome.finished)
+    if any(message_contents(r.kwargs).slices for r in requests):
+        # Bulk work done: the bulk lane has room for the next slices, whoever's turn they are.
+        feed_bulk_lane(engine=process_engine(), celery=current_app, settings=settings)
     return outcome.predicted
 
 
 @shared_task(name=REDRIVE_TASK, acks_late=False)
 def redrive_stale() -> int:
-    """Re-publish observations left queued too long; return how many."""
+    """Feed the bulk lane if it has room (uploads whose feeding stalled: a broker that was down, a worker that
+    died), then re-publish observations left queued too long; return how many."""
+    feed_bulk_lane(engine=process_engine(), celery=current_app, settings=settings)
     return republish_stale(engine=process_engine(), celery=current_app, settings=settings)
 
 

@@ -41,9 +41,24 @@ class BatchProgress:
         return self.counts[QUEUED] == 0
 
 
-def create_batch(*, conn: Connection, batch_id: str, now: datetime) -> None:
-    """Open a bulk submission; its counts are filled in by finish_batch."""
-    conn.execute(batches.insert().values(id=batch_id, created_at=now, items=0, accepted=0, rejected=0))
+def create_batch(
+    *, conn: Connection, batch_id: str, now: datetime, share_key: str | None = None, priority: int = 0
+) -> None:
+    """Open a bulk submission; its counts are filled in by finish_batch.
+
+    share_key: whose turn its slices take on the bulk lane (an API key's id; None, the batch's own turn).
+    """
+    conn.execute(
+        batches.insert().values(
+            id=batch_id,
+            created_at=now,
+            items=0,
+            accepted=0,
+            rejected=0,
+            share_key=share_key,
+            priority=priority,
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -81,19 +96,86 @@ def iter_batch_rejections(*, conn: Connection, batch_id: str, chunk_size: int = 
 
 
 def finish_batch(*, conn: Connection, batch_id: str, items: int, accepted: int, rejected: int) -> None:
-    """Store the final counts of a bulk submission's intake; its publishing starts now."""
+    """Store the final counts of a bulk submission's intake; its feeding to the bulk lane starts now."""
     conn.execute(
         batches.update()
         .where(batches.c.id == batch_id)
-        .values(items=items, accepted=accepted, rejected=rejected, published_at=database_now(conn=conn))
+        .values(
+            items=items,
+            accepted=accepted,
+            rejected=rejected,
+            published_at=database_now(conn=conn),
+            next_position=0 if accepted else None,
+        )
     )
 
 
-def mark_batch_published(*, conn: Connection, batch_id: str) -> None:
-    """Stamp a batch as published now: the redrive leaves its rows alone for REDRIVE_AFTER_S from here."""
+@dataclass(frozen=True)
+class FeedingBatch:
+    """A batch with items not yet fed to the bulk lane: its share, priority, next position and last feed."""
+
+    id: str
+    share: str
+    priority: int
+    next_position: int
+    items: int
+    created_at: datetime
+    fed_at: datetime | None
+
+
+def feeding_batches(*, conn: Connection) -> list[FeedingBatch]:
+    """Return every batch with slices left to feed, the highest priority first, then the oldest."""
+    query = (
+        sa.select(
+            batches.c.id,
+            batches.c.share_key,
+            batches.c.priority,
+            batches.c.next_position,
+            batches.c["items"],
+            batches.c.created_at,
+            batches.c.published_at,
+        )
+        .where(batches.c.next_position.is_not(None))
+        .order_by(batches.c.priority.desc(), batches.c.created_at, batches.c.id)
+    )
+    return [
+        FeedingBatch(
+            id=row.id,
+            share=row.share_key or row.id,
+            priority=row.priority,
+            next_position=row.next_position,
+            items=row.items,
+            created_at=as_utc(row.created_at),
+            fed_at=as_utc(row.published_at) if row.published_at is not None else None,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def claim_slice(*, conn: Connection, batch_id: str, first: int, following: int | None) -> bool:
+    """Move a batch's next position from first to following (None: every slice fed) and stamp it fed now;
+    return False when another feeder moved it first."""
+    moved = conn.execute(
+        batches.update()
+        .where(batches.c.id == batch_id, batches.c.next_position == first)
+        .values(next_position=following, published_at=database_now(conn=conn))
+    )
+    return moved.rowcount == 1
+
+
+def mark_batch_fed(*, conn: Connection, batch_id: str) -> None:
+    """Record that every slice of a batch was fed to the bulk lane now, as the last claim_slice does."""
     conn.execute(
-        batches.update().where(batches.c.id == batch_id).values(published_at=database_now(conn=conn))
+        batches.update()
+        .where(batches.c.id == batch_id)
+        .values(next_position=None, published_at=database_now(conn=conn))
     )
+
+
+def set_batch_priority(*, conn: Connection, batch_id: str, priority: int) -> bool:
+    """Set a batch's priority on the bulk lane; return False when no such batch exists."""
+    changed = conn.execute(batches.update().where(batches.c.id == batch_id).values(priority=priority))
+    return changed.rowcount == 1
 
 
 def read_batch_slices(*, conn: Connection, slices: Sequence[BatchSlice]) -> list[QueuedObservation]:

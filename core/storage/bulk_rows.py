@@ -92,18 +92,17 @@ class StagedItem:
 
 @dataclass(frozen=True)
 class StoredChunk:
-    """What storing a chunk of a batch did: the positions of new rows, and the items whose id is stored with
+    """What storing a chunk of a batch did: how many items it accepted, and the items whose id is stored with
     another observation (conflicts: not recorded as the batch's items)."""
 
     accepted: int
-    created: list[int]
     conflicts: list[StagedItem]
 
 
 def _stored_positions(
     conn: Connection, batch_id: str, items: Sequence[StagedItem], now: datetime, accepted_version: str | None
-) -> tuple[set[int], set[int]]:
-    """Store the new ones of distinct-id items, record the accepted; return (accepted, created) positions."""
+) -> set[int]:
+    """Store the new ones of distinct-id items, record the accepted; return the accepted positions."""
     if conn.dialect.name == "postgresql":
         conn.execute(_PG_CREATE_STAGED_ITEMS)
         pg_copy(
@@ -114,8 +113,8 @@ def _stored_positions(
         params = {"now": now, "batch_id": batch_id, "accepted_version": accepted_version}
         rows = conn.execute(_PG_STORE_STAGED_ITEMS, params).all()
         conn.execute(_PG_CLEAR_STAGED_ITEMS)
-        return {row.position for row in rows}, {row.position for row in rows if row.created}
-    created_ids = insert_queued_many(
+        return {row.position for row in rows}
+    insert_queued_many(
         conn=conn,
         observations=[
             QueuedObservation(id=item.id, observation=item.observation, version=accepted_version)
@@ -127,7 +126,7 @@ def _stored_positions(
     stored = find_observations(conn=conn, observation_ids=[item.id for item in items])
     accepted = [item for item in items if stored.get(item.id) == item.observation]
     add_batch_items(conn=conn, batch_id=batch_id, positions=[(item.position, item.id) for item in accepted])
-    return {item.position for item in accepted}, {item.position for item in items if item.id in created_ids}
+    return {item.position for item in accepted}
 
 
 def store_batch_chunk(
@@ -151,13 +150,12 @@ def store_batch_chunk(
     for item in items:
         if first.setdefault(item.id, item) is not item:
             repeats.append(item)
-    accepted, created = _stored_positions(conn, batch_id, list(first.values()), now, accepted_version)
+    accepted = _stored_positions(conn, batch_id, list(first.values()), now, accepted_version)
     replays = [r for r in repeats if first[r.id].position in accepted and r.json == first[r.id].json]
     add_batch_items(conn=conn, batch_id=batch_id, positions=[(r.position, r.id) for r in replays])
     accepted.update(r.position for r in replays)
     return StoredChunk(
         accepted=len(accepted),
-        created=sorted(created),
         conflicts=[item for item in items if item.position not in accepted],
     )
 

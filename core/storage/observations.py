@@ -206,19 +206,29 @@ def save_true_class(
 
 
 def claim_stale_queued(*, conn: Connection, older_than_s: float, limit: int) -> list[QueuedObservation]:
-    """Return observations last published over older_than_s ago and stamp them published now.
+    """Return observations last published over older_than_s ago (with their batch, which names their lane)
+    and stamp them published now.
 
-    Times are the database's. A bulk row counts as published when its batch was last published: the gateway
-    publishes a batch after its intake commits and stamps the batch when done, however long the upload took.
+    Times are the database's. A bulk row counts as published when its batch was last fed to the bulk lane,
+    and never while the batch still has slices to feed: the feeder hands those out when their turn comes
+    (core/bulk_feeder.py), however long an upload or its wait took.
     """
     cutoff = database_time_ago(conn=conn, seconds=older_than_s)
     stale = (
-        sa.select(predictions.c.id, predictions.c.observation, predictions.c.accepted_version)
+        sa.select(
+            predictions.c.id,
+            predictions.c.observation,
+            predictions.c.accepted_version,
+            predictions.c.batch_id,
+        )
         .select_from(predictions.outerjoin(batches, batches.c.id == predictions.c.batch_id))
         .where(
             predictions.c.status == QUEUED,
             predictions.c.published_at < cutoff,
-            sa.or_(batches.c.published_at.is_(None), batches.c.published_at < cutoff),
+            sa.or_(
+                batches.c.published_at.is_(None),
+                sa.and_(batches.c.next_position.is_(None), batches.c.published_at < cutoff),
+            ),
         )
         .order_by(predictions.c.published_at)
         .limit(limit)
@@ -227,7 +237,9 @@ def claim_stale_queued(*, conn: Connection, older_than_s: float, limit: int) -> 
         # Two redrive processes never republish the same rows.
         stale = stale.with_for_update(of=predictions, skip_locked=True)
     claimed = [
-        QueuedObservation(id=row.id, observation=row.observation, version=row.accepted_version)
+        QueuedObservation(
+            id=row.id, observation=row.observation, version=row.accepted_version, batch_id=row.batch_id
+        )
         for row in conn.execute(stale)
     ]
     if claimed:

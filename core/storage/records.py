@@ -32,11 +32,14 @@ class QueuedObservation:
 
     version: the bundle version whose feature spec accepted it, which must predict it (None on rows stored
     before rollouts existed: the stable version predicts those).
+    batch_id: the batch it came in, which puts it on the bulk lane; None for a single submission (the
+    interactive lane). Set where the lane matters (the redrive); never carried in a message.
     """
 
     id: str
     observation: dict[str, Any]
     version: str | None = None
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -57,8 +57,21 @@ batches = sa.Table(
     sa.Column("items", sa.Integer, nullable=False),
     sa.Column("accepted", sa.Integer, nullable=False),
     sa.Column("rejected", sa.Integer, nullable=False),
-    # When the gateway committed the batch, then when it finished publishing its rows (the database's clock).
+    # When the gateway committed the batch, then when a slice of its rows was last fed to the bulk lane (the
+    # database's clock).
     sa.Column("published_at", sa.DateTime(timezone=True)),
+    # The first item position not yet fed to the bulk lane; NULL once all are (core/bulk_feeder.py).
+    sa.Column("next_position", sa.Integer),
+    # Whose turn it is: uploads of one share (an API key; the batch itself when keys are off) take turns with
+    # other shares' slice by slice. A higher priority is fed first.
+    sa.Column("share_key", sa.String(64)),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Index(
+        "batches_feeding",
+        "priority",
+        postgresql_where=sa.text("next_position IS NOT NULL"),
+        sqlite_where=sa.text("next_position IS NOT NULL"),
+    ),
 )
 
 # One row per accepted item of a batch, in submission order; a replayed id points at the existing row.

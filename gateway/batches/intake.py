@@ -20,18 +20,17 @@ import orjson
 from celery import Celery
 from marshmallow import ValidationError
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
 
-from core.publishing import PUBLISH_ERRORS, publish_batch_slices
+from core.bulk_feeder import feed_bulk_lane
+from core.settings import Settings
 from core.storage.batches import (
     Rejection,
     add_batch_rejections,
     create_batch,
     finish_batch,
-    mark_batch_published,
 )
 from core.storage.bulk_rows import StagedItem, store_batch_chunk
-from core.storage.records import BatchSlice, utc_now
+from core.storage.records import utc_now
 from gateway.errors import validation_fields
 from worker.schemas import RequestSchemas
 
@@ -130,11 +129,10 @@ def _rejection(item: RawItem, errors: dict[str, Any]) -> Rejection:
 
 @dataclass
 class ChunkIntake:
-    """What one chunk of a batch gave: accepted count, rejections, the positions of the rows it created."""
+    """What one chunk of a batch gave: accepted count and rejections."""
 
     accepted: int = 0
     rejected: list[Rejection] = field(default_factory=list)
-    created: list[int] = field(default_factory=list)
 
 
 def validated_items(
@@ -175,7 +173,7 @@ def take_chunk(
     stored = store_batch_chunk(conn=conn, batch_id=batch_id, items=valid, now=now, accepted_version=version)
     rejected += [Rejection(item.position, item.id, {"id": [CONFLICT_MESSAGE]}) for item in stored.conflicts]
     rejected.sort(key=lambda r: r.index)
-    return ChunkIntake(accepted=stored.accepted, rejected=rejected, created=stored.created)
+    return ChunkIntake(accepted=stored.accepted, rejected=rejected)
 
 
 def submit_batch(
@@ -187,21 +185,23 @@ def submit_batch(
     atomic: bool,
     max_items: int,
     chunk_size: int,
-    per_message: int,
+    settings: Settings,
     listed: int,
     batch_id: str | None = None,
     version: str | None = None,
+    share_key: str | None = None,
 ) -> BatchReceipt:
-    """Validate, store and publish a batch; TooManyItems, EmptyBatch, AtomicBatchRejected store nothing.
+    """Validate and store a batch, then feed the bulk lane; TooManyItems, EmptyBatch, AtomicBatchRejected
+    store nothing.
 
     One model version accepts the whole batch: the schemas are its, and version is recorded on its rows.
+    share_key: whose turn its slices take on the bulk lane (the API key's name; None, the batch's own).
     """
     receipt = BatchReceipt(batch_id=batch_id or new_batch_id(), listed=listed)
-    slices = SliceCutter(receipt.batch_id, per_message)
     now = utc_now()
     commit_each_chunk = not atomic and engine.dialect.name == "sqlite"
     with engine.connect() as conn:
-        create_batch(conn=conn, batch_id=receipt.batch_id, now=now)
+        create_batch(conn=conn, batch_id=receipt.batch_id, now=now, share_key=share_key)
         if commit_each_chunk:
             conn.commit()  # SQLite's write lock is not held while the first chunk is read and validated
         for chunk in _chunked(items, chunk_size):
@@ -213,7 +213,6 @@ def submit_batch(
             receipt.note_rejections(intake.rejected)
             if not atomic:
                 add_batch_rejections(conn=conn, batch_id=receipt.batch_id, rejections=intake.rejected)
-            slices.add(intake.created)
             receipt.accepted += intake.accepted
             if commit_each_chunk:
                 conn.commit()
@@ -228,44 +227,6 @@ def submit_batch(
             rejected=receipt.rejected_count,
         )
         conn.commit()
-    publish_batch(engine=engine, celery=celery, batch_id=receipt.batch_id, slices=slices.finish())
+    # Its first slices go out now if the bulk lane has room; the rest when their turn comes.
+    feed_bulk_lane(engine=engine, celery=celery, settings=settings)
     return receipt
-
-
-@dataclass
-class SliceCutter:
-    """Cut the positions of a batch's new rows, given in ascending order, into slices of per_message rows."""
-
-    batch_id: str
-    per_message: int
-    slices: list[BatchSlice] = field(default_factory=list)
-    _pending: list[int] = field(default_factory=list)
-
-    def add(self, positions: list[int]) -> None:
-        """Take the next positions; each full run of per_message becomes a slice."""
-        self._pending += positions
-        while len(self._pending) >= self.per_message:
-            run, self._pending = self._pending[: self.per_message], self._pending[self.per_message :]
-            self.slices.append(BatchSlice(self.batch_id, run[0], run[-1]))
-
-    def finish(self) -> list[BatchSlice]:
-        """Return every slice, the last one holding what is left."""
-        if self._pending:
-            self.slices.append(BatchSlice(self.batch_id, self._pending[0], self._pending[-1]))
-            self._pending = []
-        return self.slices
-
-
-def publish_batch(*, engine: Engine, celery: Celery, batch_id: str, slices: list[BatchSlice]) -> bool:
-    """Publish the committed rows of a batch: one message per slice, which the workers read themselves."""
-    try:
-        publish_batch_slices(celery, slices)
-    except PUBLISH_ERRORS:
-        log.warning("batch publish failed; left for the redrive", extra={"batch_id": batch_id})
-        return False
-    try:
-        with engine.begin() as conn:
-            mark_batch_published(conn=conn, batch_id=batch_id)
-    except OperationalError:  # published all the same; the redrive may only publish some rows again
-        log.warning("batch publish time not stored", extra={"batch_id": batch_id})
-    return True

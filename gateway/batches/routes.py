@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
-from flask import Response, jsonify, request, stream_with_context, url_for
+from flask import Response, g, jsonify, request, stream_with_context, url_for
 from sqlalchemy.engine import Connection
 
 from core.api_keys import READ, SUBMIT
@@ -123,10 +123,11 @@ def submit_batch_request() -> Response:
                 atomic=atomic,
                 max_items=settings.bulk_max_items,
                 chunk_size=settings.bulk_chunk_rows,
-                per_message=settings.bulk_rows_per_message,
+                settings=settings,
                 listed=settings.bulk_rejections_listed,
                 batch_id=batch_id,
                 version=accepting.version,
+                share_key=g.get("api_key"),
             )
         except TooManyItems as exc:
             raise ApiError(413, str(exc)) from None

@@ -104,9 +104,7 @@ def ready() -> Response:
 def metrics() -> Response:
     """Expose Prometheus metrics."""
     context = gateway_context()
-    state = ServiceStateCollector(
-        engine=context.engine, celery=context.celery, queue_name=context.settings.queue_name
-    )
+    state = ServiceStateCollector(engine=context.engine, celery=context.celery, settings=context.settings)
     model = ModelStateCollector(engine=context.engine, model=context.monitored_model())
     collectors: list[Collector] = [state, model]
     rollout = context.rollout.last_reading()

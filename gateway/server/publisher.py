@@ -51,11 +51,13 @@ class BackgroundPublisher:
         self,
         celery: Celery,
         *,
+        queue_name: str | None = None,
         max_per_message: int = 100,
         on_failure: Callable[[int], None] | None = None,
         linger_s: float = LINGER_S,
     ) -> None:
         self._celery = celery
+        self._queue_name = queue_name
         self._max = max_per_message
         self._on_failure = on_failure
         self._linger_s = linger_s
@@ -122,7 +124,7 @@ class BackgroundPublisher:
 
     def _publish(self, batch: list[QueuedObservation]) -> None:
         try:
-            publish_observations(self._celery, batch, per_message=self._max)
+            publish_observations(self._celery, batch, queue=self._queue_name, per_message=self._max)
         except PUBLISH_ERRORS:
             log.warning("publish failed; left for the redrive", extra={"count": len(batch)})
             if self._on_failure is not None:
