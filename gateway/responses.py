@@ -142,6 +142,10 @@ class BatchProgressSchema(Schema):
     progress = fields.Float(required=True)
     started_at = fields.DateTime(required=True)
     finished_at = fields.DateTime(allow_none=True, required=True)
+    priority = fields.Integer(
+        required=True,
+        metadata={"description": "Its turn on the bulk lane: rows of a higher one go to the workers first"},
+    )
     links = fields.Nested(BatchLinksSchema, required=True)
 
     @pre_dump
@@ -157,6 +161,7 @@ class BatchProgressSchema(Schema):
             "progress": round(finished / progress.accepted, 4) if progress.accepted else 1.0,
             "started_at": progress.created_at,
             "finished_at": progress.finished_at,
+            "priority": progress.priority,
             "links": batch_links(progress.id),
         }
 

@@ -3,11 +3,15 @@ share and age, and a slice is fed once however many feeders run."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 import requests
+from flask.testing import FlaskClient
 
 from core.bulk_feeder import PlannedSlice, plan_slices
 from core.storage.batches import FeedingBatch, claim_slice, create_batch, feeding_batches, finish_batch
@@ -15,6 +19,7 @@ from core.storage.engine import make_engine
 from core.storage.records import utc_now
 from devstack.stack import ServiceStack, wait_until
 from tests.database import predicted_before_batch_finished
+from tests.factories import prediction_request
 from tests.test_lanes import upload
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -113,3 +118,40 @@ def test_a_small_upload_finishes_while_a_large_one_sent_before_it_is_still_fed(
         assert ahead <= 1_000, ahead
         stack.stop("redrive")
         stack.stop("worker")  # the fixture starts them again with the stack's own settings
+
+
+def upload_in_process(client: FlaskClient, rows: int) -> str:
+    """Upload rows valid observations as NDJSON to the gateway in process; return the batch's id."""
+    body = "\n".join(json.dumps(prediction_request()) for _ in range(rows))
+    upload = client.post("/batches", data=body, headers={"Content-Type": "application/x-ndjson"})
+    assert upload.status_code == 202, upload.get_json()
+    return str(upload.get_json()["batch_id"])
+
+
+def test_an_admin_sets_a_batchs_priority_and_its_progress_shows_it(client: FlaskClient) -> None:
+    batch_id = upload_in_process(client, 3)
+    assert client.get(f"/batches/{batch_id}").get_json()["priority"] == 0
+
+    answer = client.put(f"/batches/{batch_id}/priority", json={"priority": 5})
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["priority"] == 5
+    assert client.get(f"/batches/{batch_id}").get_json()["priority"] == 5
+
+
+@pytest.mark.parametrize(
+    "body", [{"priority": "5"}, {"priority": 101}, {"priority": 1.5}, {}, {"priority": 1, "extra": 1}]
+)
+def test_a_priority_that_is_not_a_whole_number_in_range_is_422_and_changes_nothing(
+    client: FlaskClient, body: dict[str, Any]
+) -> None:
+    batch_id = upload_in_process(client, 1)
+    answer = client.put(f"/batches/{batch_id}/priority", json=body)
+    assert answer.status_code == 422, answer.get_json()
+    assert answer.get_json()["error"]["code"] == "validation_error"
+    assert client.get(f"/batches/{batch_id}").get_json()["priority"] == 0
+
+
+def test_the_priority_of_an_unknown_batch_is_404(client: FlaskClient) -> None:
+    answer = client.put("/batches/no-such-batch/priority", json={"priority": 1})
+    assert answer.status_code == 404
+    assert answer.get_json()["error"]["code"] == "not_found"

@@ -34,6 +34,7 @@ class BatchProgress:
     rejected: int
     counts: dict[str, int]
     finished_at: datetime | None
+    priority: int = 0
 
     @property
     def done(self) -> bool:
@@ -234,6 +235,7 @@ def batch_progress(*, conn: Connection, batch_id: str) -> BatchProgress | None:
         rejected=batch.rejected,
         counts=counts,
         finished_at=finished,
+        priority=batch.priority,
     )
 
 

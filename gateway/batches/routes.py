@@ -9,9 +9,15 @@ from typing import IO, Any
 from flask import Response, g, jsonify, request, stream_with_context, url_for
 from sqlalchemy.engine import Connection
 
-from core.api_keys import READ, SUBMIT
+from core.api_keys import ADMIN, READ, SUBMIT
 from core.feature_spec import FeatureSpec
-from core.storage.batches import BatchProgress, batch_progress, iter_batch_rejections, iter_batch_results
+from core.storage.batches import (
+    BatchProgress,
+    batch_progress,
+    iter_batch_rejections,
+    iter_batch_results,
+    set_batch_priority,
+)
 from gateway.access.checks import charge_batch_items
 from gateway.batches.downloads import csv_lines, in_blocks
 from gateway.batches.formats import (
@@ -34,8 +40,9 @@ from gateway.batches.intake import (
     submit_batch,
     valid_batch_id,
 )
+from gateway.batches.priority import BatchPriorityRequestSchema, batch_priority_request_schema
 from gateway.batches.uploads import request_body_file
-from gateway.bodies import refuse_encoded_body
+from gateway.bodies import read_json_body, refuse_encoded_body
 from gateway.context import gateway_context
 from gateway.declared_routes import ApiBlueprint
 from gateway.errors import ApiError
@@ -174,6 +181,27 @@ def get_batch(batch_id: str) -> Response:
     if not progress.done:
         response.headers["Retry-After"] = str(gateway_context().settings.poll_retry_after_s)
     return response
+
+
+@blueprint.declare(
+    "PUT",
+    "/batches/<batch_id>/priority",
+    scope=ADMIN,
+    summary="Set a batch's priority on the bulk lane: its rows not yet handed to the workers go first",
+    body=BatchPriorityRequestSchema,
+    answers={
+        "200": json_answer(ref("BatchProgress"), "The batch, with its new priority"),
+        **errors(400, 404, 415, 422, 503),
+    },
+)
+def set_priority(batch_id: str) -> Response:
+    """Set the priority of a batch: the feeder hands out the slices of higher priorities first."""
+    priority = batch_priority_request_schema.load(read_json_body())["priority"]
+    with gateway_context().engine.begin() as conn:
+        _progress_or_404(conn, batch_id)
+        set_batch_priority(conn=conn, batch_id=batch_id, priority=priority)
+        progress = _progress_or_404(conn, batch_id)
+    return jsonify(batch_progress_schema.dump(progress))
 
 
 def _result_format() -> str:

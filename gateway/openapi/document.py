@@ -11,6 +11,7 @@ from marshmallow import fields
 
 from core.api_keys import SUBMIT
 from gateway import responses
+from gateway.batches.priority import BatchPriorityRequestSchema
 from gateway.declared_routes import OPEN, Declaration
 from gateway.monitoring.responses import MonitoringSchema
 from gateway.openapi.answers import access_errors, json_answer, ref
@@ -41,6 +42,7 @@ RESPONSE_SCHEMAS = {
     "RolloutChange": RolloutChangeSchema,
 }
 REQUEST_SCHEMAS = {
+    "BatchPriorityRequest": BatchPriorityRequestSchema,
     "CanaryRequest": CanaryRequestSchema,
     "StableRequest": StableRequestSchema,
     "ShadowRequest": ShadowRequestSchema,
