@@ -85,21 +85,27 @@ class ServiceStateCollector(Collector):
             up.add_metric(["database"], 0)
         else:
             up.add_metric(["database"], 1)
-            yield GaugeMetricFamily(
+            queued = GaugeMetricFamily(
                 "predictions_queued_observations",
-                "Observations accepted and not yet predicted",
-                value=state.queued,
+                "Observations accepted and not yet predicted, by lane (interactive: single submissions)",
+                labels=["lane"],
             )
+            oldest = GaugeMetricFamily(
+                "predictions_oldest_queued_age_seconds",
+                "Age of the oldest observation still queued, by lane",
+                labels=["lane"],
+            )
+            now = utc_now()
+            for lane, rows in state.lanes.items():
+                queued.add_metric([lane], rows.queued)
+                since = rows.oldest_queued_at
+                oldest.add_metric([lane], (now - since).total_seconds() if since else 0.0)
+            yield queued
+            yield oldest
             yield GaugeMetricFamily(
                 "predictions_failed_observations",
                 "Observations marked failed after bounded retries",
                 value=state.failed,
-            )
-            age = (utc_now() - state.oldest_queued_at).total_seconds() if state.oldest_queued_at else 0.0
-            yield GaugeMetricFamily(
-                "predictions_oldest_queued_age_seconds",
-                "Age of the oldest observation still queued",
-                value=age,
             )
         try:
             lanes = waiting_in_lanes(self._celery, self._settings)

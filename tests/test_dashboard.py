@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 from core.monitoring.measures import FeatureDrift, MonitoringReport, VersionCalls, VersionQuality
 from core.monitoring.reference import DRIFT_LINE, PROBA_BINS, UNSEEN
 from core.rollout.state import Rollout
-from core.storage.backlog import Backlog
+from core.storage.backlog import BULK, INTERACTIVE, Backlog, LaneBacklog
 from core.storage.monitoring import MinuteActivity
 from gateway.dashboard.charts import LINE_COLOUR
 from gateway.dashboard.page import DashboardView
@@ -118,7 +118,13 @@ def fabricated_view(report: MonitoringReport) -> DashboardView:
         ],
         accept_p50_ms=4.5,
         accept_p99_ms=19.3,
-        backlog=Backlog(queued=12, failed=1, oldest_queued_at=NOW - timedelta(seconds=4)),
+        backlog=Backlog(
+            lanes={
+                INTERACTIVE: LaneBacklog(queued=12, oldest_queued_at=NOW - timedelta(seconds=4)),
+                BULK: LaneBacklog(queued=0),
+            },
+            failed=1,
+        ),
         drift_history=history if report.reference_version else {},
         monitored_at=runs[-1],
     )
@@ -218,8 +224,10 @@ def test_latency_is_drawn_against_20_ms_since_the_gateway_started(page_app: Flas
 
 def test_service_tiles_show_the_backlog_and_failures(page_app: Flask) -> None:
     service = section(rendered(page_app, fabricated_view(fabricated_report())), "service")
-    assert re.search(r'class="tile bad"><b>12</b>queued', service)
-    assert re.search(r"<b>4.0 s</b>oldest queued", service)
+    assert re.search(r'class="tile bad"><b>12</b>queued, interactive', service)
+    assert re.search(r"<b>4.0 s</b>oldest, interactive", service)
+    assert re.search(r'class="tile"><b>0</b>queued, bulk', service)
+    assert "<b>\u2013</b>oldest, bulk" in service  # an en dash: nothing waits there
     assert re.search(r'class="tile bad"><b>1</b>failed', service)
     assert "<polyline" in service  # received and predicted per minute
 

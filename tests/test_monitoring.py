@@ -24,8 +24,10 @@ def test_backlog_grows_and_ages_while_the_workers_are_stopped(stopped_worker: Se
     wait_until(lambda: scrape(stack)[waiting] >= 1, timeout=10, interval=0.1)
     time.sleep(1.1)
     after = scrape(stack)
-    assert after["predictions_queued_observations"] == before["predictions_queued_observations"] + 3
-    assert after["predictions_oldest_queued_age_seconds"] >= 1
+    queued = 'predictions_queued_observations{lane="interactive"}'
+    oldest = 'predictions_oldest_queued_age_seconds{lane="interactive"}'
+    assert after[queued] == before[queued] + 3
+    assert after[oldest] >= 1
     assert after["predictions_failed_observations"] == before["predictions_failed_observations"]
     assert after['service_dependency_up{name="database"}'] == 1
     assert after['service_dependency_up{name="broker"}'] == 1
