@@ -1,15 +1,13 @@
 """A single behind a bulk upload (issue 28), measured from the client's side on whatever the workers do.
 
-A big CSV goes in with the `contraband submit` command (its default chunks, as a user sends a file) while
-singles arrive at the light rate, each long-polled right after its 202, until the upload has drained. The
-same upload alone gives the bulk rate to compare with; a second, smaller upload sent a few seconds after
-another big one is timed against itself alone.
+A big CSV goes in as one batch (one POST /batches, as an upstream system sends it) while singles arrive at
+the light rate, each long-polled right after its 202, until the upload has drained. The same upload alone
+gives the bulk rate to compare with; a second, smaller upload sent a few seconds after another big one was
+accepted (its rows all queued) is timed against itself alone.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -31,7 +29,6 @@ from bench.measures import (
 from bench.peers.measure import POLL_INTERVAL_S, BehindBulk, PeerFigures
 from bench.plan import ONE_WORKER, Plan
 from bench.workers import set_workers
-from core.settings import PROJECT_ROOT
 from core.storage.measurement import prediction_span
 from devstack.stack import ServiceStack
 
@@ -47,20 +44,13 @@ def write_upload(path: Path, prefix: str, rows: int) -> None:
             out.write(csv_line(f"{prefix}{n}", bulk_observation(n)) + "\n")
 
 
-def start_cli_upload(stack: ServiceStack, path: Path) -> subprocess.Popen[bytes]:
-    """Start sending a CSV file with the CLI, not waiting for its results."""
-    command = [sys.executable, "-m", "client.cli", "submit", str(path), "--url", stack.url(""), "--no-wait"]
-    return subprocess.Popen(
-        command, cwd=PROJECT_ROOT, env=stack.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-
-
-def finish_upload(stack: ServiceStack, cli: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait until the CLI has sent everything (fail if it failed) and nothing is queued any more."""
-    _, errors = cli.communicate(timeout=timeout)
-    if cli.returncode != 0:
-        raise RuntimeError(f"contraband submit failed: {errors.decode(errors='replace')[-1000:]}")
-    wait_all_predicted(stack, timeout=timeout)
+def post_upload(stack: ServiceStack, path: Path) -> None:
+    """Send a CSV file as one batch (one POST /batches, as an upstream system sends it); return on its 202."""
+    with path.open("rb") as body:
+        response = requests.post(
+            stack.url("/batches"), data=body, headers={"Content-Type": CONTENT_TYPES["csv"]}, timeout=3600
+        )
+    response.raise_for_status()
 
 
 def long_polled(stack: ServiceStack, latencies_ms: list[float]) -> FollowUp:
@@ -83,8 +73,8 @@ def long_polled(stack: ServiceStack, latencies_ms: list[float]) -> FollowUp:
 def big_upload(
     stack: ServiceStack, plan: Plan, work_dir: Path, singles: bool
 ) -> tuple[float, list[str], list[float], int]:
-    """Send behind_rows with the CLI (singles beside it until it drained, if asked); return its obs/s end to
-    end, the singles' ids, their long-poll latencies (ms) and the singles that failed."""
+    """Send behind_rows as one CSV batch (singles beside it until it drained, if asked); return its obs/s end
+    to end, the singles' ids, their long-poll latencies (ms) and the singles that failed."""
     prefix = f"behind-{uuid.uuid4().hex[:8]}-"
     path = work_dir / "behind-bulk.csv"
     write_upload(path, prefix, plan.behind_rows)
@@ -93,23 +83,24 @@ def big_upload(
     errors = 0
     try:
         started = time.time()
-        cli = start_cli_upload(stack, path)
         if not singles:
-            finish_upload(stack, cli, timeout=plan.behind_max_seconds)
+            post_upload(stack, path)
+            wait_all_predicted(stack, timeout=plan.behind_max_seconds)
         else:
             drained = threading.Event()
             failure: list[BaseException] = []
 
-            def drain() -> None:
+            def upload() -> None:
                 try:
-                    finish_upload(stack, cli, timeout=plan.behind_max_seconds)
+                    post_upload(stack, path)
+                    wait_all_predicted(stack, timeout=plan.behind_max_seconds)
                 except BaseException as error:
                     failure.append(error)
                 finally:
                     drained.set()
 
-            watcher = threading.Thread(target=drain, daemon=True)
-            watcher.start()
+            uploader = threading.Thread(target=upload, daemon=True)
+            uploader.start()
             result = open_loop_while(
                 stack.url("/predict"),
                 rate=plan.light_rate,
@@ -118,7 +109,7 @@ def big_upload(
                 follow_up=long_polled(stack, long_polls),
                 timeout_s=2 * LONG_POLL_WAIT_S,
             )
-            watcher.join()
+            uploader.join()
             if failure:
                 raise failure[0]
             ids, errors = result.ids, result.errors
@@ -132,27 +123,22 @@ def big_upload(
 
 def second_upload_seconds(stack: ServiceStack, plan: Plan, work_dir: Path, behind: bool) -> float:
     """Time second_rows (one CSV batch) from its request to its last result: alone, or sent second_delay_s
-    after another behind_rows upload started with the CLI (two clients' uploads, told apart by batch)."""
+    after another behind_rows batch was accepted (two clients' uploads, told apart by batch)."""
     prefix = f"second-{uuid.uuid4().hex[:8]}-"
     body = bulk_body(prefix, range(plan.second_rows), "csv")
-    path = work_dir / "behind-first.csv"
-    cli = None
-    try:
-        if behind:
-            write_upload(path, f"first-{uuid.uuid4().hex[:8]}-", plan.behind_rows)
-            first_sent = time.monotonic()
-            cli = start_cli_upload(stack, path)
-            time.sleep(max(0.0, first_sent + plan.second_delay_s - time.monotonic()))
-        sent = time.time()
-        requests.post(
-            stack.url("/batches"), data=body, headers={"Content-Type": CONTENT_TYPES["csv"]}, timeout=600
-        ).raise_for_status()
-        if cli is not None:
-            finish_upload(stack, cli, timeout=plan.behind_max_seconds)
-        else:
-            wait_all_predicted(stack)
-    finally:
-        path.unlink(missing_ok=True)
+    if behind:
+        path = work_dir / "behind-first.csv"
+        write_upload(path, f"first-{uuid.uuid4().hex[:8]}-", plan.behind_rows)
+        try:
+            post_upload(stack, path)
+        finally:
+            path.unlink(missing_ok=True)
+        time.sleep(plan.second_delay_s)
+    sent = time.time()
+    requests.post(
+        stack.url("/batches"), data=body, headers={"Content-Type": CONTENT_TYPES["csv"]}, timeout=600
+    ).raise_for_status()
+    wait_all_predicted(stack, timeout=plan.behind_max_seconds)
     with stack.engine.connect() as conn:
         span = prediction_span(conn=conn, id_prefix=prefix)
     return span.last.timestamp() - sent
@@ -174,7 +160,7 @@ def run_behind_bulk(stack: ServiceStack, plan: Plan, work_dir: Path) -> BehindBu
         long_poll_p99=percentile(long_polls, 0.99),
         bulk_alone_rps=alone,
         bulk_beside_rps=beside,
-        bulk_how=f"one CSV file of {plan.behind_rows:,} rows sent with the CLI (its default chunks)",
+        bulk_how=f"one CSV batch of {plan.behind_rows:,} rows (one POST /batches)",
         errors=errors,
         second_alone_s=second_upload_seconds(stack, plan, work_dir, behind=False),
         second_behind_s=second_upload_seconds(stack, plan, work_dir, behind=True),
@@ -247,8 +233,8 @@ def render_behind_bulk(plan: Plan, ours: PeerFigures, peers: list[PeerFigures]) 
         f"hand); the peers' from the client, polled every {POLL_INTERVAL_S * 1000:g} ms after the answer. "
         "Bulk obs/s from the start of its sending to its last result, alone and with the singles beside it. "
         f"Second upload: {plan.second_rows:,} rows as one CSV batch, alone and sent "
-        f"{plan.second_delay_s:g} s after another {plan.behind_rows:,}-row upload started, from its request "
-        "to its last result "
+        f"{plan.second_delay_s:g} s after another {plan.behind_rows:,}-row batch was accepted (its 202: all "
+        "its rows queued), from its request to its last result "
         "(API keys off: two clients' uploads, told apart by batch). n/a: the peers have no long-poll and no "
         "second upload here; the Celery template takes one request per observation, so it gets "
         f"{plan.one_by_one_bulk_rows:,} of the rows.",
