@@ -133,6 +133,34 @@ async def _open_loop(
     return result
 
 
+async def _open_loop_while(
+    url: str,
+    rate: float,
+    running: Callable[[], bool],
+    max_seconds: float,
+    shape: RequestShape,
+    follow_up: FollowUp | None,
+    timeout_s: float,
+) -> LoadResult:
+    run = uuid.uuid4().hex[:8]
+    result = LoadResult(started=time.time())
+    # No cap on connections: a request waiting for a free one would be timed slow for the client's sake.
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout_s), connector=aiohttp.TCPConnector(limit=0)
+    ) as session:
+        start = time.perf_counter()
+        tasks = []
+        n = 0
+        while running() and time.perf_counter() - start < max_seconds:
+            post = _post(session, url, f"{run}-{n}", shape.body(run, n), result, shape, follow_up)
+            tasks.append(asyncio.create_task(post))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+        await asyncio.gather(*tasks)
+        result.elapsed = time.perf_counter() - start
+    return result
+
+
 def _run_frozen(load: Coroutine[Any, Any, LoadResult]) -> LoadResult:
     """Run a load with what the bench process holds already frozen out of the garbage collector's sweeps.
 
@@ -171,3 +199,18 @@ def open_loop(
 ) -> LoadResult:
     """Send rate requests per second for seconds, whatever the answers take (follow_up awaited after each)."""
     return _run_frozen(_open_loop(url, rate, seconds, shape, follow_up))
+
+
+def open_loop_while(
+    url: str,
+    *,
+    rate: float,
+    running: Callable[[], bool],
+    max_seconds: float,
+    shape: RequestShape = OURS,
+    follow_up: FollowUp | None = None,
+    timeout_s: float = 30,
+) -> LoadResult:
+    """Send rate requests per second while running() holds (at most max_seconds), whatever the answers take;
+    each request (and its follow_up) may take timeout_s."""
+    return _run_frozen(_open_loop_while(url, rate, running, max_seconds, shape, follow_up, timeout_s))

@@ -47,6 +47,13 @@ class Plan:
     # Bulk for a peer that takes one request per observation: at its ~100-400 obs/s, bulk_rows would take
     # many minutes; its rate is steady well before this many.
     one_by_one_bulk_rows: int = 10_000
+    # A single behind a bulk upload (issue 28): singles at light_rate from the start of a behind_rows CSV
+    # upload until it has drained (at most behind_max_seconds), one worker node; then a second_rows upload
+    # sent second_delay_s after another behind_rows one, against its time alone.
+    behind_rows: int = 1_000_000
+    second_rows: int = 10_000
+    second_delay_s: float = 5
+    behind_max_seconds: float = 900
     # Worker layouts: bulk end to end and queue drain in each; the capacity model's runs.
     layouts: tuple[Layout, ...] = LAYOUTS
     capacity_layouts: tuple[Layout, ...] = (Layout(1, 1), Layout(2, 1), Layout(4, 1))
@@ -75,6 +82,10 @@ SMOKE = Plan(
     curve_seconds=0.5,
     one_by_one_bulk_rows=200,
     cli_rows=500,
+    behind_rows=2_000,
+    second_rows=200,
+    second_delay_s=0.2,
+    behind_max_seconds=30,
     # One layout of two processes for the comparisons and the memory of a pool; every worker restart is ~3 s.
     layouts=(ONE_WORKER, TWO_PROCESSES),
     capacity_layouts=(ONE_WORKER,),

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from bench.behind_bulk import render_behind_bulk, run_behind_bulk
 from bench.capacity import BROKERS, measure_capacity_on_fresh_stack, render_capacity
 from bench.crowds import run_crowd, run_sustained
 from bench.latency_curve import render_latency_curve, run_latency_curve
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                     bulk_csv = run_bulk(stack, plan, ONE_WORKER, "csv")
                     print(f"bulk: {plan.cli_rows:,} rows from the CLI ...", file=sys.stderr)
                     cli = run_cli_bulk(stack, plan, work_dir)
+                    print(f"singles behind a {plan.behind_rows:,}-row upload ...", file=sys.stderr)
+                    behind = run_behind_bulk(stack, plan, work_dir)
                 print(f"queue drain, workers {layout.label} ...", file=sys.stderr)
                 drains[layout] = run_drain(stack, plan, layout)
             print("raw limit ...", file=sys.stderr)
@@ -119,9 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         bulk_rps=bulk[ONE_WORKER],
         errors=int(single["errors"]),
         how=f"NDJSON batches of {plan.rows_per_request:,} rows, 2 in flight",
+        behind_bulk=behind,
     )
     table += "\n\n" + render_latency_curve(curve, max_rate=single["accept_rps"])
     table += "\n\n" + render_peers(plan, ours, peers)
+    table += "\n\n" + render_behind_bulk(plan, ours, peers)
     table += "".join("\n\n" + render_capacity(capacity) for capacity in capacities)
     print(table)
     if args.record:

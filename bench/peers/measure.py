@@ -43,6 +43,25 @@ class PeerEndpoint:
 
 
 @dataclass(frozen=True)
+class BehindBulk:
+    """Singles at the light rate while a bulk load drains through one system, in ms and obs/s; None: not
+    measured for this system (the table says why)."""
+
+    singles: int
+    behind_p50: float
+    behind_p99: float
+    behind_max: float
+    bulk_alone_rps: float
+    bulk_beside_rps: float
+    bulk_how: str
+    errors: int
+    long_poll_p50: float | None = None
+    long_poll_p99: float | None = None
+    second_alone_s: float | None = None
+    second_behind_s: float | None = None
+
+
+@dataclass(frozen=True)
 class PeerFigures:
     """One row of the peers table: rates in obs/s, latencies in ms; skipped says why a peer did not run."""
 
@@ -57,6 +76,7 @@ class PeerFigures:
     errors: int = 0
     how: str = ""
     skipped: str = ""
+    behind_bulk: BehindBulk | None = None
 
 
 async def _ready(session: aiohttp.ClientSession, poll: Poll, task_id: str) -> bool:
@@ -73,9 +93,10 @@ async def _wait_one(session: aiohttp.ClientSession, poll: Poll, task_id: str, de
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
-async def _wait_all(poll: Poll, ids: list[str], tail: int) -> float:
+async def _wait_all(poll: Poll, ids: list[str], tail: int, timeout_s: float | None) -> float:
     """Wait for the last submitted results one by one, then check all the others; return when all were in."""
-    deadline = time.monotonic() + RESULT_TIMEOUT_S + len(ids) / SLOWEST_RATE
+    allowed = RESULT_TIMEOUT_S + len(ids) / SLOWEST_RATE if timeout_s is None else timeout_s
+    deadline = time.monotonic() + allowed
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for task_id in ids[-tail:]:
             await _wait_one(session, poll, task_id, deadline)
@@ -94,16 +115,19 @@ async def _wait_all(poll: Poll, ids: list[str], tail: int) -> float:
     return max(latest)
 
 
-def wait_all_results(poll: Poll, ids: list[str], tail: int = 16) -> float:
-    """Return the time.time() by which every result of ids was available (polled from the client)."""
-    return asyncio.run(_wait_all(poll, ids, tail)) if ids else time.time()
+def wait_all_results(poll: Poll, ids: list[str], tail: int = 16, timeout_s: float | None = None) -> float:
+    """Return the time.time() by which every result of ids was available (polled from the client); a result
+    may take timeout_s (None: RESULT_TIMEOUT_S and more for each result before it)."""
+    return asyncio.run(_wait_all(poll, ids, tail, timeout_s)) if ids else time.time()
 
 
-def _waiting_for_results(poll: Poll, latencies_ms: list[float]) -> FollowUp:
+def waiting_for_results(
+    poll: Poll, latencies_ms: list[float], timeout_s: float = RESULT_TIMEOUT_S
+) -> FollowUp:
     """Return a follow-up that polls the result right after its submission and notes submit-to-result."""
 
     async def follow_up(session: aiohttp.ClientSession, task_id: str, sent: float) -> None:
-        await _wait_one(session, poll, task_id, time.monotonic() + RESULT_TIMEOUT_S)
+        await _wait_one(session, poll, task_id, time.monotonic() + timeout_s)
         latencies_ms.append((time.perf_counter() - sent) * 1000)
 
     return follow_up
@@ -131,7 +155,7 @@ def measure_peer(peer: PeerEndpoint, plan: Plan) -> PeerFigures:
         e2e = len(single.ids) / (wait_all_results(peer.poll, single.ids) - single.started)
 
     latencies: list[float] = []
-    follow_up = None if peer.poll is None else _waiting_for_results(peer.poll, latencies)
+    follow_up = None if peer.poll is None else waiting_for_results(peer.poll, latencies)
     light = open_loop(
         peer.submit_url,
         rate=plan.light_rate,

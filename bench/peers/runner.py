@@ -14,13 +14,14 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import redis
 import requests
 from celery import Celery
 
+from bench.peers.behind_bulk import measure_behind_bulk
 from bench.peers.endpoints import BENTOML_SYNC, BENTOML_TASK, CELERY_TEMPLATE, bentoml_sync, bentoml_task
 from bench.peers.endpoints import celery_template as celery_template_endpoint
 from bench.peers.measure import PeerEndpoint, PeerFigures, measure_peer, warm_up
@@ -202,12 +203,15 @@ def _measured(
 
 
 def run_peers(plan: Plan, work_dir: Path, env: dict[str, str], settings: Settings) -> list[PeerFigures]:
-    """Measure the Celery template, then BentoML's sync and task endpoints, one peer running at a time."""
+    """Measure the Celery template, then BentoML's sync and task endpoints, one peer running at a time; the
+    template and the task endpoint with singles behind a bulk load too."""
 
     def template() -> list[PeerFigures]:
         with celery_template(plan, work_dir, env) as endpoint:
             warm_up(endpoint, plan)
-            return [measure_peer(endpoint, plan)]
+            figures = measure_peer(endpoint, plan)
+            print("peers: Celery template, singles behind its bulk load ...", file=sys.stderr)
+            return [replace(figures, behind_bulk=measure_behind_bulk(endpoint, plan))]
 
     def bentoml() -> list[PeerFigures]:
         spent = ensure_bentoml_venv(work_dir / "peer-bentoml-venv.log")
@@ -222,7 +226,13 @@ def run_peers(plan: Plan, work_dir: Path, env: dict[str, str], settings: Setting
             with bentoml_service(settings, work_dir, env, workers) as base_url:
                 endpoint = endpoint_of(base_url, plan)
                 warm_up(endpoint, plan)
-                figures.append(measure_peer(endpoint, plan))
+                measured = measure_peer(endpoint, plan)
+                if endpoint_of is bentoml_task:
+                    # Behind the bulk load a user sends it: the behind-bulk measure's rows, in tasks as usual.
+                    bulk = bentoml_task(base_url, replace(plan, bulk_rows=plan.behind_rows))
+                    print("peers: BentoML task endpoint, singles behind its bulk load ...", file=sys.stderr)
+                    measured = replace(measured, behind_bulk=measure_behind_bulk(bulk, plan))
+                figures.append(measured)
         return figures
 
     print("peers: Celery template ...", file=sys.stderr)

@@ -1,0 +1,67 @@
+"""A single behind a bulk load on a peer: singles at the light rate, polled from the client, while the bulk
+load a user of that peer would send drains through it; the load's rate without and with them."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from bench.load import closed_loop, open_loop_while, percentile
+from bench.peers.measure import BehindBulk, PeerEndpoint, wait_all_results, waiting_for_results
+from bench.plan import Plan
+
+
+def bulk_load(peer: PeerEndpoint, plan: Plan) -> tuple[float, int]:
+    """Send the peer its bulk load as its users would; return obs/s until every result was in, and errors."""
+    if peer.poll is None:
+        raise ValueError(f"{peer.label} answers with the result: no queue to wait behind")
+    started = time.time()
+    bulk = closed_loop(
+        peer.submit_url, concurrency=peer.bulk_concurrency, total=peer.bulk_requests, shape=peer.bulk_shape
+    )
+    end = wait_all_results(peer.poll, bulk.ids, timeout_s=plan.behind_max_seconds)
+    return peer.bulk_rows * len(bulk.ids) / peer.bulk_requests / (end - started), bulk.errors
+
+
+def measure_behind_bulk(peer: PeerEndpoint, plan: Plan) -> BehindBulk:
+    """Measure a started, warmed-up peer's bulk load alone, then with singles beside it until it is done."""
+    if peer.poll is None:
+        raise ValueError(f"{peer.label} answers with the result: no queue to wait behind")
+    alone, alone_errors = bulk_load(peer, plan)
+    done = threading.Event()
+    beside: list[tuple[float, int]] = []
+    failure: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            beside.append(bulk_load(peer, plan))
+        except BaseException as error:
+            failure.append(error)
+        finally:
+            done.set()
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    latencies: list[float] = []
+    singles = open_loop_while(
+        peer.submit_url,
+        rate=plan.light_rate,
+        running=lambda: not done.is_set(),
+        max_seconds=plan.behind_max_seconds,
+        shape=peer.shape,
+        follow_up=waiting_for_results(peer.poll, latencies, timeout_s=plan.behind_max_seconds),
+    )
+    loader.join()
+    if failure:
+        raise failure[0]
+    rate, beside_errors = beside[0]
+    return BehindBulk(
+        singles=len(singles.ids),
+        behind_p50=percentile(latencies, 0.5),
+        behind_p99=percentile(latencies, 0.99),
+        behind_max=max(latencies, default=0.0),
+        bulk_alone_rps=alone,
+        bulk_beside_rps=rate,
+        bulk_how=peer.bulk_how,
+        errors=singles.errors + alone_errors + beside_errors,
+    )
