@@ -9,6 +9,7 @@ import math
 import re
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,9 +153,14 @@ def test_the_window_is_a_duration_and_anything_else_is_a_json_422(watched: Servi
     assert "window" in bad.json()["error"]["fields"]
 
 
-def test_the_worker_node_serves_what_the_model_answered(watched: ServiceStack) -> None:
-    text = requests.get(watched.worker_metrics_url, timeout=10).text
-    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line[:1] != "#"}
+def test_the_worker_nodes_serve_what_the_model_answered(watched: ServiceStack) -> None:
+    # The streams came as batches: the bulk lane's node predicted them; both nodes are scraped, and summed.
+    samples: Counter[str] = Counter()
+    for url in (watched.worker_metrics_url, watched.bulk_worker_metrics_url):
+        text = requests.get(url, timeout=10).text
+        samples.update(
+            {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line[:1] != "#"}
+        )
     (proba_count,) = [v for k, v in samples.items() if k.startswith("model_proba_count")]
     calls = sum(v for k, v in samples.items() if k.startswith("model_predictions_total"))
     # Computed predictions: a row the redrive published again while it waited is computed (and counted) twice.
@@ -229,7 +235,7 @@ def test_the_model_alerts_fire_on_these_figures(watched: ServiceStack, tmp_path:
 def test_every_metric_the_grafana_dashboard_queries_is_exported(watched: ServiceStack) -> None:
     """Scrape the gateway and the worker node as Prometheus would; every name a panel queries is there."""
     exported = set()
-    for url in (watched.url("/metrics"), watched.worker_metrics_url):
+    for url in (watched.url("/metrics"), watched.worker_metrics_url, watched.bulk_worker_metrics_url):
         text = requests.get(url, timeout=10).text
         exported |= {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
     assert dashboard_metric_names() - exported == set()
