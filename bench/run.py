@@ -12,7 +12,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from bench.behind_bulk import render_behind_bulk, run_behind_bulk
-from bench.capacity import BROKERS, measure_capacity_on_fresh_stack, render_capacity
+from bench.capacity import BROKERS, measure_capacity, measure_capacity_on_fresh_stack, render_capacity
 from bench.crowds import run_crowd, run_sustained
 from bench.latency_curve import render_latency_curve, run_latency_curve
 from bench.measures import (
@@ -91,11 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             print("raw limit ...", file=sys.stderr)
             raw = raw_limit(stack, plan)
             floor = libraries_floor_mb()
+            capacities = []
+            if not plan.capacity_on_fresh_stacks:
+                print("capacity model on Redis, on the same stack ...", file=sys.stderr)
+                capacities.append(measure_capacity(stack, plan, "Redis"))
         finally:
             stack.close()
             backend.close()
-    capacities = []
-    for broker in BROKERS:
+    for broker in BROKERS if plan.capacity_on_fresh_stacks else ["RabbitMQ"]:
         print(f"capacity model on {broker}, on a fresh database ...", file=sys.stderr)
         capacities.append(measure_capacity_on_fresh_stack(plan, broker))
     table = render(
