@@ -8,9 +8,9 @@ accepted (its rows all queued) is timed against itself alone.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -87,31 +87,22 @@ def big_upload(
             post_upload(stack, path)
             wait_all_predicted(stack, timeout=plan.behind_max_seconds)
         else:
-            drained = threading.Event()
-            failure: list[BaseException] = []
 
             def upload() -> None:
-                try:
-                    post_upload(stack, path)
-                    wait_all_predicted(stack, timeout=plan.behind_max_seconds)
-                except BaseException as error:
-                    failure.append(error)
-                finally:
-                    drained.set()
+                post_upload(stack, path)
+                wait_all_predicted(stack, timeout=plan.behind_max_seconds)
 
-            uploader = threading.Thread(target=upload, daemon=True)
-            uploader.start()
-            result = open_loop_while(
-                stack.url("/predict"),
-                rate=plan.light_rate,
-                running=lambda: not drained.is_set(),
-                max_seconds=plan.behind_max_seconds,
-                follow_up=long_polled(stack, long_polls),
-                timeout_s=2 * LONG_POLL_WAIT_S,
-            )
-            uploader.join()
-            if failure:
-                raise failure[0]
+            with ThreadPoolExecutor(max_workers=1) as uploader:
+                drained = uploader.submit(upload)
+                result = open_loop_while(
+                    stack.url("/predict"),
+                    rate=plan.light_rate,
+                    running=lambda: not drained.done(),
+                    max_seconds=plan.behind_max_seconds,
+                    follow_up=long_polled(stack, long_polls),
+                    timeout_s=2 * LONG_POLL_WAIT_S,
+                )
+                drained.result()  # the upload's failure, if any
             ids, errors = result.ids, result.errors
             wait_all_predicted(stack)
     finally:

@@ -3,8 +3,8 @@ load a user of that peer would send drains through it; the load's rate without a
 
 from __future__ import annotations
 
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.load import closed_loop, open_loop_while, percentile
 from bench.peers.measure import BehindBulk, PeerEndpoint, wait_all_results, waiting_for_results
@@ -28,33 +28,18 @@ def measure_behind_bulk(peer: PeerEndpoint, plan: Plan) -> BehindBulk:
     if peer.poll is None:
         raise ValueError(f"{peer.label} answers with the result: no queue to wait behind")
     alone, alone_errors = bulk_load(peer, plan)
-    done = threading.Event()
-    beside: list[tuple[float, int]] = []
-    failure: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            beside.append(bulk_load(peer, plan))
-        except BaseException as error:
-            failure.append(error)
-        finally:
-            done.set()
-
-    loader = threading.Thread(target=load, daemon=True)
-    loader.start()
     latencies: list[float] = []
-    singles = open_loop_while(
-        peer.submit_url,
-        rate=plan.light_rate,
-        running=lambda: not done.is_set(),
-        max_seconds=plan.behind_max_seconds,
-        shape=peer.shape,
-        follow_up=waiting_for_results(peer.poll, latencies, timeout_s=plan.behind_max_seconds),
-    )
-    loader.join()
-    if failure:
-        raise failure[0]
-    rate, beside_errors = beside[0]
+    with ThreadPoolExecutor(max_workers=1) as loader:
+        beside = loader.submit(bulk_load, peer, plan)
+        singles = open_loop_while(
+            peer.submit_url,
+            rate=plan.light_rate,
+            running=lambda: not beside.done(),
+            max_seconds=plan.behind_max_seconds,
+            shape=peer.shape,
+            follow_up=waiting_for_results(peer.poll, latencies, timeout_s=plan.behind_max_seconds),
+        )
+        rate, beside_errors = beside.result()
     return BehindBulk(
         singles=len(singles.ids),
         behind_p50=percentile(latencies, 0.5),
