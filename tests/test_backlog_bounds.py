@@ -11,6 +11,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy.engine import Connection
 
 from core.settings import Settings
+from core.storage.batches import create_batch, finish_batch
+from core.storage.bulk_rows import insert_queued_many
 from core.storage.migrate import upgrade_to_head
 from core.storage.observations import claim_stale_queued, insert_queued, save_predictions
 from core.storage.records import PredictionResult, QueuedObservation, utc_now
@@ -100,3 +102,23 @@ def test_a_backlog_too_old_sheds_and_once_drained_accepts_again(gateway: Flask) 
         )
     context_of(gateway).backlog_guard.check_now()
     assert client.post("/predict", json=prediction_request()).status_code == 202
+
+
+def test_an_old_bulk_backlog_sheds_uploads_but_never_a_single_submission(gateway: Flask) -> None:
+    client = gateway.test_client()
+    batch_id = new_id("batch")
+    rows = [QueuedObservation(id=new_id("bulk"), observation=observation()) for _ in range(2)]
+    engine = context_of(gateway).engine
+    with engine.begin() as conn:
+        create_batch(conn=conn, batch_id=batch_id, now=utc_now())
+        insert_queued_many(conn=conn, observations=rows, batch_id=batch_id, now=utc_now())
+        finish_batch(conn=conn, batch_id=batch_id, items=2, accepted=2, rejected=0)
+        backdate_receipt_times(conn=conn, seconds=120, observation_ids=[r.id for r in rows])
+    context_of(gateway).backlog_guard.check_now()
+
+    upload = client.post("/batches", json={"observations": [prediction_request()]})
+    assert upload.status_code == 503
+    assert "bulk lane's backlog is too old" in upload.get_json()["error"]["message"]
+    assert client.post("/predict", json=prediction_request()).status_code == 202
+    # (no broker runs here: /ready is 503 and names the checks in its error)
+    assert client.get("/ready").get_json()["error"]["checks"]["backlog"] == "shedding"

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from core.api_keys import ADMIN, READ, SUBMIT
 from core.feature_spec import FeatureSpec
+from core.storage.backlog import BULK
 from core.storage.batches import (
     BatchProgress,
     batch_progress,
@@ -112,7 +113,7 @@ def submit_batch_request() -> Response:
     settings = context.settings
     atomic: bool = load_query(batch_args)["atomic"]
     refuse_encoded_body()
-    refuse_if_shedding(context.backlog_guard)
+    refuse_if_shedding(context.backlog_guard, BULK)
     # One version accepts the whole batch: the one its id lands on.
     batch_id = new_batch_id()
     accepting = context.rollout.accepting(batch_id)

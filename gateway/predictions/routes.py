@@ -8,6 +8,7 @@ from flask import Response, jsonify, request
 from marshmallow import ValidationError
 
 from core.api_keys import LABEL, READ, SUBMIT
+from core.storage.backlog import INTERACTIVE
 from core.storage.observations import find_prediction, save_true_class
 from core.storage.records import PredictionRecord, utc_now
 from core.storage.tables import QUEUED
@@ -73,7 +74,7 @@ def submit_prediction() -> Response:
                 raise
             submission = Submission(outcome=Outcome.REPLAYED, record=replayed)
         else:
-            refuse_if_shedding(context.backlog_guard)
+            refuse_if_shedding(context.backlog_guard, INTERACTIVE)
             submission = submit_observation(
                 engine=context.engine,
                 publish=expected.deliver,
