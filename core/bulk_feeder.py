@@ -52,13 +52,13 @@ def plan_slices(batches: Sequence[FeedingBatch], *, budget: int, per_message: in
     """Return up to budget slices in the order they are fed: priorities from the highest; within one, a slice
     per share per round, the share fed least recently first; within a share, its oldest batch first."""
     planned: list[PlannedSlice] = []
+    positions = {batch.id: batch.next_position for batch in batches}
     for priority in sorted({batch.priority for batch in batches}, reverse=True):
         shares: dict[str, deque[FeedingBatch]] = defaultdict(deque)
         for batch in sorted(batches, key=lambda b: (b.created_at, b.id)):
             if batch.priority == priority:
                 shares[batch.share].append(batch)
         turns = deque(sorted(shares.values(), key=_last_fed))
-        positions = {batch.id: batch.next_position for batch in batches}
         while turns and len(planned) < budget:
             share = turns.popleft()
             batch = share[0]

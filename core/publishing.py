@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from core.celery_app import PREDICT_TASK
 from core.settings import Settings
+from core.storage.backlog import LANES
 from core.storage.records import BatchSlice, QueuedObservation
 
 # What a failed publish raises: the broker is down or unreachable.
@@ -136,27 +137,10 @@ def observation_item(observation: QueuedObservation) -> dict[str, Any]:
     return item
 
 
-def publish_batch_slices(celery: Celery, slices: Sequence[BatchSlice], *, queue: str) -> None:
-    """Publish one message per slice of a committed batch, on queue (the bulk lane)."""
-    for batch_slice in slices:
-        publish_message(celery, queue=queue, slices=[batch_slice])
-
-
 def waiting_in_lanes(celery: Celery, settings: Settings) -> dict[str, int]:
-    """Return how many messages wait in each lane's queue: {"interactive": n, "bulk": m}."""
-    interactive, bulk = settings.lane_queues
-    return {"interactive": waiting_messages(celery, interactive), "bulk": waiting_messages(celery, bulk)}
-
-
-def held_in_lanes(celery: Celery, settings: Settings) -> int | None:
-    """Return how many messages of either lane workers hold unacknowledged (None: the broker does not say)."""
-    with celery.connection_for_write() as connection:
-        channel = connection.default_channel
-        if getattr(channel, "unacked_key", None) is not None:
-            # Redis: one count for every queue of the database.
-            return held_messages(celery, settings.queue_name, settings.broker_management_url)
-    held = [held_messages(celery, queue, settings.broker_management_url) for queue in settings.lane_queues]
-    return None if None in held else sum(h for h in held if h is not None)
+    """Return how many messages wait in each lane's queue, by lane name."""
+    lanes = zip(LANES, settings.lane_queues, strict=True)
+    return {lane: waiting_messages(celery, queue) for lane, queue in lanes}
 
 
 def waiting_messages(celery: Celery, queue_name: str) -> int:
@@ -169,8 +153,9 @@ def waiting_messages(celery: Celery, queue_name: str) -> int:
     return int(declared.message_count)
 
 
-def held_messages(celery: Celery, queue_name: str, management_url: str = "") -> int | None:
-    """Return how many messages workers hold delivered but unacknowledged; None when the broker does not say.
+def held_messages(celery: Celery, queue_names: Sequence[str], management_url: str = "") -> int | None:
+    """Return how many messages of these queues workers hold delivered but unacknowledged; None when the
+    broker does not say.
 
     Redis keeps them in one hash per database, whatever their queue. RabbitMQ counts them per queue but tells
     only its management API (management_url), not AMQP clients; without it, or when it does not answer, the
@@ -184,12 +169,15 @@ def held_messages(celery: Celery, queue_name: str, management_url: str = "") -> 
         virtual_host = connection.virtual_host
     if not management_url:
         return None
-    url = f"{management_url}/api/queues/{quote(virtual_host, safe='')}/{quote(queue_name, safe='')}"
-    try:
-        answer = requests.get(url, timeout=MANAGEMENT_TIMEOUT_S)
-        if answer.status_code == 404:
-            return 0  # never declared (a broker restarted empty): nobody holds anything of it
-        answer.raise_for_status()
-        return int(answer.json().get("messages_unacknowledged", 0))
-    except (requests.RequestException, ValueError):
-        return None
+    held = 0
+    for queue_name in queue_names:
+        url = f"{management_url}/api/queues/{quote(virtual_host, safe='')}/{quote(queue_name, safe='')}"
+        try:
+            answer = requests.get(url, timeout=MANAGEMENT_TIMEOUT_S)
+            if answer.status_code == 404:
+                continue  # never declared (a broker restarted empty): nobody holds anything of it
+            answer.raise_for_status()
+            held += int(answer.json().get("messages_unacknowledged", 0))
+        except (requests.RequestException, ValueError):
+            return None
+    return held

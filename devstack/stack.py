@@ -16,7 +16,7 @@ import requests
 from sqlalchemy.engine import Engine
 
 from core.celery_app import MONITOR_TASK, create_celery_app
-from core.publishing import PUBLISH_ERRORS, held_in_lanes, message_contents, waiting_messages
+from core.publishing import PUBLISH_ERRORS, held_messages, message_contents, waiting_messages
 from core.settings import PROJECT_ROOT, Settings, child_environment
 from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine
@@ -229,7 +229,8 @@ class ServiceStack:
     def held_message_count(self) -> int | None:
         """Return how many messages consumers hold unacknowledged, in either lane (None: the broker does not
         say)."""
-        return held_in_lanes(self.celery, self.settings())
+        settings = self.settings()
+        return held_messages(self.celery, settings.lane_queues, settings.broker_management_url)
 
     @contextmanager
     def hold_one_message(self) -> Iterator[None]:

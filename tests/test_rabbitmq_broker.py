@@ -64,7 +64,7 @@ def test_without_the_management_api_the_redrive_republishes_only_past_its_cap(
     celery = create_celery_app(blind)
     try:
         assert stack.queue_length() == 0
-        assert held_messages(celery, stack.backend.queue_name, "") is None  # AMQP does not say
+        assert held_messages(celery, [stack.backend.queue_name], "") is None  # AMQP does not say
         # Unknown is taken as "workers may hold it": older than REDRIVE_AFTER_S (3 s), younger than the cap.
         assert republish_stale(engine=stack.engine, celery=celery, settings=blind) == 0
         with stack.engine.begin() as conn:

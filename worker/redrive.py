@@ -7,7 +7,7 @@ import logging
 from celery import Celery
 from sqlalchemy.engine import Engine
 
-from core.publishing import held_in_lanes, publish_to_lanes, waiting_in_lanes
+from core.publishing import held_messages, publish_to_lanes, waiting_in_lanes
 from core.settings import Settings
 from core.storage.observations import claim_stale_queued
 
@@ -23,7 +23,7 @@ def republish_stale(*, engine: Engine, celery: Celery, settings: Settings) -> in
     Either lane counts: one backlog decides for both. Each row goes back to its own lane.
     """
     waiting = sum(waiting_in_lanes(celery, settings).values())
-    held = held_in_lanes(celery, settings)
+    held = held_messages(celery, settings.lane_queues, settings.broker_management_url)
     # A count the broker does not give (RabbitMQ without its management API) is taken as some held.
     behind = bool(waiting) or held is None or held > 0
     older_than_s = settings.redrive_backlog_cap_s if behind else settings.redrive_after_s
