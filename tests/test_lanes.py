@@ -15,7 +15,7 @@ from devstack.stack import ServiceStack, wait_until
 from tests.database import backdate_publish_times
 from tests.factories import new_id, observation, prediction_request
 
-UPLOAD_ROWS = 30_000
+UPLOAD_ROWS = 50_000
 SINGLES = 5
 # A single's long-poll answers within this, done, however much bulk is queued (an idle interactive lane
 # answers in tens of milliseconds; the bound leaves room for a busy CI machine, not for the bulk).
