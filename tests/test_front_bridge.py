@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from gateway.server.front import WHOLE_RESPONSE_BYTES, BufferedBody, BufferedWsgi
+from gateway.server.wsgi_bridge import WHOLE_RESPONSE_BYTES, BufferedBody, BufferedWsgi
 
 Message = dict[str, Any]
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+import redis
 import requests
 
+from core.result_notices import BATCHES, notices_channel
 from core.storage.batches import create_batch, finish_batch, mark_batch_fed
 from core.storage.bulk_rows import insert_queued_many
 from core.storage.observations import insert_queued
@@ -81,3 +85,50 @@ def test_a_redriven_row_goes_back_to_its_own_lane(stopped_worker: ServiceStack) 
     )
     assert single.id not in stack.queued_ids(settings.bulk_queue)
     assert not {r.id for r in bulk} & set(stack.queued_ids(settings.queue_name))
+
+
+# The notices go through Redis whatever the backend: one is enough.
+@pytest.mark.parametrize("stack", ["postgres"], indirect=True)
+def test_an_upload_is_announced_by_its_batch_and_a_long_poll_on_one_of_its_rows_answers_on_it(
+    stopped_worker: ServiceStack,
+) -> None:
+    stack = stopped_worker
+    settings = stack.settings()
+    assert settings.shared_redis_url is not None
+    notices = redis.Redis.from_url(settings.shared_redis_url).pubsub(ignore_subscribe_messages=True)
+    notices.subscribe(notices_channel(settings.queue_name))
+    rows = [prediction_request(id=new_id("bulk")) for _ in range(300)]
+    with stack.gateway_env(MAX_WAIT_S="60"):
+        response = requests.post(
+            stack.url("/batches"),
+            data="\n".join(json.dumps(row) for row in rows),
+            headers={"Content-Type": "application/x-ndjson"},
+            timeout=30,
+        )
+        assert response.status_code == 202, response.text
+        batch_id = response.json()["batch_id"]
+        last = rows[-1]["id"]
+        with ThreadPoolExecutor(max_workers=1) as client:
+            started = time.monotonic()
+            held = client.submit(requests.get, stack.url(f"/predictions/{last}?wait=60"), timeout=90)
+            stack.start("worker")
+            answer = held.result()
+            answered_in = time.monotonic() - started
+        # Answered on the batch's notice once its row was done, not at the 60 s deadline.
+        assert answer.json()["status"] == "done", answer.text
+        assert answered_in < 40, answered_in
+    wait_until(
+        lambda: requests.get(stack.url(f"/batches/{batch_id}"), timeout=10).json()["status"] == "done",
+        timeout=30,
+    )
+    announced = []
+    quiet_until = time.monotonic() + 2  # every notice was sent before the batch read done; read them all
+    while time.monotonic() < quiet_until:
+        message = notices.get_message(timeout=0.2)  # None too for the subscription's own confirmation
+        if message is not None:
+            announced.append(json.loads(message["data"]))
+    notices.close()
+    # One notice per micro-batch naming the batch; none of its rows by id.
+    assert {BATCHES: [batch_id]} in announced, announced
+    ids = {row["id"] for row in rows}
+    assert not [notice for notice in announced if isinstance(notice, list) and ids & set(notice)], announced

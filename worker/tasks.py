@@ -123,6 +123,10 @@ def _limit_threads_in_pool_process(**_: Any) -> None:
     limit_native_threads(settings.model_threads)
 
 
+def _item_id(item: Any) -> Any:
+    return item.get("id") if isinstance(item, dict) else None
+
+
 def _inline_observations(request: SimpleRequest, items: list[Any]) -> Iterator[QueuedObservation]:
     for item in items:
         if (
@@ -187,8 +191,12 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
         abandoned=[o.id for o in observations_of(killers, process_engine())],
         max_attempts=settings.max_attempts,
     )
-    finished_notices().announce(outcome.finished)
-    if any(message_contents(r.kwargs).slices for r in requests):
+    contents = [message_contents(r.kwargs) for r in requests]
+    carried = {i for c in contents for item in c.items if isinstance(i := _item_id(item), str)}
+    fed = {batch_slice.batch_id for c in contents for batch_slice in c.slices}
+    # A row a message carried is announced by its id; the rows of slices, by their batch.
+    finished_notices().announce([i for i in outcome.finished if i in carried], batch_ids=fed)
+    if fed:
         # Bulk work done: the bulk lane has room for the next slices, whoever's turn they are.
         feed_bulk_lane(engine=process_engine(), celery=current_app, settings=settings)
     return outcome.predicted

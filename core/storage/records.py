@@ -87,6 +87,8 @@ class PredictionRecord:
     received_at: datetime
     predicted_at: datetime | None
     labelled_at: datetime | None
+    # The upload it came in, if any: a long-poll on it waits for its batch's notices (core.result_notices).
+    batch_id: str | None = None
 
     @classmethod
     def just_queued(cls, observation: QueuedObservation, received_at: datetime) -> PredictionRecord:
@@ -115,4 +117,5 @@ class PredictionRecord:
             received_at=as_utc(row.received_at),
             predicted_at=as_utc_or_none(row.predicted_at),
             labelled_at=as_utc_or_none(row.labelled_at),
+            batch_id=row.batch_id,
         )

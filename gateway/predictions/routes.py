@@ -26,7 +26,7 @@ from gateway.responses import (
     prediction_schema,
     result_url,
 )
-from gateway.server.long_polls import HOLD_HEADER, THROUGH_FRONT, scope_of
+from gateway.server.long_polls import HOLD_BATCH_HEADER, HOLD_HEADER, THROUGH_FRONT, scope_of
 from worker.schemas import valid_observation_id
 
 blueprint = ApiBlueprint("predictions", __name__)
@@ -133,6 +133,8 @@ def get_prediction(observation_id: str) -> Response:
     response = _with_polling_headers(jsonify(prediction_schema.dump(record)), record)
     if record.status == QUEUED and wait > 0 and scope_of(request.environ).get(THROUGH_FRONT):
         response.headers[HOLD_HEADER] = f"{wait:.3f}"  # the front holds the connection, not this thread
+        if record.batch_id is not None:
+            response.headers[HOLD_BATCH_HEADER] = record.batch_id
     return response
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from core.result_notices import notices_channel
+from core.result_notices import BATCHES, notices_channel
 
 log = logging.getLogger(__name__)
 RESUBSCRIBE_AFTER_S = 1.0
@@ -24,6 +24,7 @@ class FinishedListener:
         self._url = redis_url
         self._channel = notices_channel(queue_name)
         self._waiting: dict[str, set[asyncio.Event]] = {}
+        self._waiting_batches: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -39,18 +40,24 @@ class FinishedListener:
                 await self._task
 
     @contextlib.contextmanager
-    def expect(self, observation_id: str) -> Iterator[asyncio.Event]:
-        """Return an event set when a notice names observation_id (register before reading its state)."""
+    def expect(self, observation_id: str, batch_id: str | None = None) -> Iterator[asyncio.Event]:
+        """Return an event set when a notice names observation_id, or batch_id if given (register before
+        reading its state)."""
         self.start()
         event = asyncio.Event()
-        self._waiting.setdefault(observation_id, set()).add(event)
+        keys = [(self._waiting, observation_id)]
+        if batch_id is not None:
+            keys.append((self._waiting_batches, batch_id))
+        for waiting, key in keys:
+            waiting.setdefault(key, set()).add(event)
         try:
             yield event
         finally:
-            events = self._waiting.get(observation_id, set())
-            events.discard(event)
-            if not events:
-                self._waiting.pop(observation_id, None)
+            for waiting, key in keys:
+                events = waiting.get(key, set())
+                events.discard(event)
+                if not events:
+                    waiting.pop(key, None)
 
     @property
     def waiting(self) -> int:
@@ -59,11 +66,17 @@ class FinishedListener:
 
     def _notify(self, raw: bytes) -> None:
         try:
-            finished = json.loads(raw)
+            notice = json.loads(raw)
         except ValueError:
             return
-        for observation_id in finished if isinstance(finished, list) else ():
-            for event in self._waiting.get(observation_id, ()):
+        if isinstance(notice, list):  # finished observations
+            waiting, keys = self._waiting, notice
+        elif isinstance(notice, dict) and isinstance(notice.get(BATCHES), list):  # batches' progress
+            waiting, keys = self._waiting_batches, notice[BATCHES]
+        else:
+            return
+        for key in keys:
+            for event in waiting.get(key, ()) if isinstance(key, str) else ():
                 event.set()
 
     async def _listen(self, url: str) -> None:

@@ -4,51 +4,36 @@
   read here, within its size limit (past it, reading stops and Flask answers 413 at once), spooled to disk
   past 1 MiB, and only then does Flask see the request, so no database work starts before the body is in.
 - A long-poll on a queued result waits here for the workers' notice (or its deadline), not in a thread.
-- Flask gets the buffered body as its input and hands back a small answer whole, in one hop from its thread to
-  the loop (a2wsgi's bridge took a hop per receive and per send, half the gateway's CPU per submission); a
-  large answer (a batch's results) is streamed a chunk per hop, with backpressure.
+- Flask gets the buffered body as its input, in a thread pool (`wsgi_bridge.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
-import functools
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from tempfile import SpooledTemporaryFile
-from typing import Any, BinaryIO
-
-from a2wsgi.wsgi import build_environ
+from typing import Any
 
 from core.settings import Settings
 from gateway.metrics import LONG_POLLS_HELD
 from gateway.server.finished_listener import FinishedListener
 from gateway.server.header_checks import HEADERS_CHECKED, HEADERS_ONLY, PROCEED_HEADER, needs_header_check
-from gateway.server.long_polls import BODY_FILE, BODY_OVER_LIMIT, HANDED_ON_AT, HOLD_HEADER, THROUGH_FRONT
+from gateway.server.long_polls import (
+    BODY_FILE,
+    BODY_OVER_LIMIT,
+    HANDED_ON_AT,
+    HOLD_BATCH_HEADER,
+    HOLD_HEADER,
+    THROUGH_FRONT,
+)
+from gateway.server.wsgi_bridge import BufferedBody, BufferedWsgi, Message, Receive, Scope, Send
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-SPOOL_IN_MEMORY_BYTES = 1 << 20
-# An answer up to this size goes to the loop in one piece; past it, chunk by chunk.
-WHOLE_RESPONSE_BYTES = 1 << 16
 RESULT_PREFIX = "/predictions/"
 HOLD = HOLD_HEADER.lower().encode()
+HOLD_BATCH = HOLD_BATCH_HEADER.lower().encode()
+# What the route tells the front alone, and what the front decides itself.
+FRONT_ONLY = {HOLD, HOLD_BATCH, b"connection"}
 PROCEED = PROCEED_HEADER.lower().encode()
-
-
-class BufferedBody:
-    """A request body read in full before the app runs, or the fact that it passed its limit."""
-
-    def __init__(self) -> None:
-        # Closed by the front once the response is sent.
-        self.file: BinaryIO = SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES)  # type: ignore[assignment]  # noqa: SIM115
-        self.over_limit = False
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -82,6 +67,11 @@ class Captured:
         held = self._header(HOLD)
         return float(held) if held is not None else None
 
+    def hold_batch(self) -> str | None:
+        """Return the batch whose notices may finish the held request, if the route named one."""
+        batch = self._header(HOLD_BATCH)
+        return batch.decode("latin1") if batch is not None else None
+
     def proceeds(self) -> bool:
         """Say whether the app, asked with the headers alone, let the request go on to its body."""
         return self._header(PROCEED) is not None
@@ -90,86 +80,10 @@ class Captured:
         """Send the response on, without the front's own header; with close, end the connection after it."""
         for message in self.messages:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message["headers"] if k != HOLD and k != b"connection"]
+                headers = [(k, v) for k, v in message["headers"] if k not in FRONT_ONLY]
                 if close:
                     headers.append((b"connection", b"close"))  # what the client still sends is not read
                 message = {**message, "headers": headers}
-            await send(message)
-
-
-class WsgiCall:
-    """One request through Flask in a worker thread: its answer whole if small, else streamed to the loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, send: Send) -> None:
-        self._loop = loop
-        self._send = send
-        self._start: Message | None = None
-        self._held: list[bytes] = []
-        self._held_bytes = 0
-        self._streaming = False
-
-    def _start_response(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        if exc_info is not None and self._streaming:
-            raise exc_info[1].with_traceback(exc_info[2])  # too late to change the answer (PEP 3333)
-        self._start = {
-            "type": "http.response.start",
-            "status": int(status.split(" ", 1)[0]),
-            "headers": [(k.strip().encode("latin1").lower(), v.strip().encode("latin1")) for k, v in headers],
-        }
-        return self._write
-
-    async def _deliver(self, message: Message) -> None:
-        await self._send(message)
-
-    def _send_from_thread(self, message: Message) -> None:
-        asyncio.run_coroutine_threadsafe(self._deliver(message), self._loop).result()
-
-    def _write(self, chunk: bytes) -> None:
-        if not chunk:
-            return
-        if self._streaming:
-            self._send_from_thread({"type": "http.response.body", "body": chunk, "more_body": True})
-            return
-        self._held.append(chunk)
-        self._held_bytes += len(chunk)
-        if self._held_bytes > WHOLE_RESPONSE_BYTES and self._start is not None:
-            self._streaming = True  # from here on the loop gets each chunk as it comes
-            self._send_from_thread(self._start)
-            self._send_from_thread(
-                {"type": "http.response.body", "body": b"".join(self._held), "more_body": True}
-            )
-            self._held.clear()
-
-    def run(self, app: Any, environ: dict[str, Any]) -> list[Message]:
-        """Call the WSGI app; return what is left for the loop to send."""
-        iterable = app(environ, self._start_response)
-        try:
-            for chunk in iterable:
-                self._write(chunk)
-        finally:
-            getattr(iterable, "close", lambda: None)()
-        if self._start is None:
-            raise RuntimeError("the WSGI app returned without starting a response")
-        last = {"type": "http.response.body", "body": b"".join(self._held), "more_body": False}
-        return [last] if self._streaming else [self._start, last]
-
-
-class BufferedWsgi:
-    """Run a WSGI app on requests whose body is already read, in a pool of threads."""
-
-    def __init__(self, app: Any, *, threads: int) -> None:
-        self._app = app
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="WSGI")
-
-    async def __call__(self, scope: Scope, body: BufferedBody, send: Send) -> None:
-        body.file.seek(0)
-        # The body file reads as a2wsgi's Body does: without a hop to the loop for each read.
-        environ: dict[str, Any] = build_environ(scope, body.file)  # type: ignore[arg-type,assignment]
-        environ["wsgi.input_terminated"] = True  # the body is whole: Flask reads a chunked one to its end
-        loop = asyncio.get_running_loop()
-        call = WsgiCall(loop, send)
-        run = functools.partial(contextvars.copy_context().run, call.run, self._app, environ)
-        for message in await loop.run_in_executor(self._executor, run):
             await send(message)
 
 
@@ -229,10 +143,30 @@ class GatewayFront:
             if hold is None:
                 await first.send_to(send)
                 return
+            batch_id = first.hold_batch()
             with LONG_POLLS_HELD.track_inprogress(), contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), timeout=hold)
+                if batch_id is None:
+                    await asyncio.wait_for(finished.wait(), timeout=hold)
+                elif await self._hold_for_batch_row(scope, body, send, observation_id, batch_id, hold):
+                    return
         # Asked again, not held this time: the route answers with the state it finds now.
         await self._flask({**scope, THROUGH_FRONT: False, HANDED_ON_AT: time.perf_counter()}, body, send)
+
+    async def _hold_for_batch_row(
+        self, scope: Scope, body: BufferedBody, send: Send, observation_id: str, batch_id: str, hold: float
+    ) -> bool:
+        """Hold a long-poll on a row of an upload: ask again on each of its batch's notices (one covers many
+        rows) until the row is no longer queued, and send that answer (True); False at the deadline."""
+        deadline = time.monotonic() + hold
+        with self._listener.expect(observation_id, batch_id) as progress:
+            while True:
+                progress.clear()  # before reading: a notice that comes after the read is kept
+                again = Captured()
+                await self._flask({**scope, HANDED_ON_AT: time.perf_counter()}, body, again)
+                if again.hold_seconds() is None:
+                    await again.send_to(send)
+                    return True
+                await asyncio.wait_for(progress.wait(), timeout=max(deadline - time.monotonic(), 0))
 
     def _limit(self, scope: Scope) -> int:
         if scope["path"] == "/batches":
