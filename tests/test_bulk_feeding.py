@@ -20,7 +20,7 @@ from core.storage.records import utc_now
 from devstack.stack import ServiceStack, wait_until
 from tests.database import predicted_before_batch_finished
 from tests.factories import prediction_request
-from tests.test_lanes import upload
+from tests.test_lanes import bulk_rows, upload
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -100,8 +100,8 @@ def test_a_small_upload_finishes_while_a_large_one_sent_before_it_is_still_fed(
     # Slices of 100 rows, at most 2 messages waiting on the bulk lane: the large upload is 50 slices.
     settings = {"BULK_FEED_WINDOW": "2", "BULK_ROWS_PER_MESSAGE": "100"}
     with stack.gateway_env(**settings):
-        large = upload(stack, 5_000)
-        small = upload(stack, 200)
+        large = upload(stack, bulk_rows(5_000))
+        small = upload(stack, bulk_rows(200))
         # Only the window is in the broker: the rest of both uploads waits its turn in the database.
         assert stack.queue_length(stack.settings().bulk_queue) == 2
         stack.start("worker")

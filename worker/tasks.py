@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -123,10 +124,6 @@ def _limit_threads_in_pool_process(**_: Any) -> None:
     limit_native_threads(settings.model_threads)
 
 
-def _item_id(item: Any) -> Any:
-    return item.get("id") if isinstance(item, dict) else None
-
-
 def _inline_observations(request: SimpleRequest, items: list[Any]) -> Iterator[QueuedObservation]:
     for item in items:
         if (
@@ -145,21 +142,36 @@ def _inline_observations(request: SimpleRequest, items: list[Any]) -> Iterator[Q
             log.error("malformed message item skipped", extra={"task_id": request.id})
 
 
-def observations_of(requests: list[SimpleRequest], engine: Engine) -> list[QueuedObservation]:
+@dataclass(frozen=True)
+class BufferedWork:
+    """What buffered messages hold: the observations they carry, and their batch slices' queued rows."""
+
+    carried: list[QueuedObservation]
+    from_slices: list[QueuedObservation]
+    batch_ids: set[str]
+
+    @property
+    def observations(self) -> list[QueuedObservation]:
+        """Return every observation, carried ones first."""
+        return [*self.carried, *self.from_slices]
+
+
+def observations_of(requests: list[SimpleRequest], engine: Engine) -> BufferedWork:
     """Return the observations the buffered messages carry, and the queued ones their batch slices refer to.
 
     A malformed item is logged and skipped.
     """
-    observations: list[QueuedObservation] = []
+    carried: list[QueuedObservation] = []
     slices: list[BatchSlice] = []
     for request in requests:
         contents = message_contents(request.kwargs)
-        observations += _inline_observations(request, contents.items)
+        carried += _inline_observations(request, contents.items)
         slices += contents.slices
+    from_slices: list[QueuedObservation] = []
     if slices:
         with engine.connect() as conn:
-            observations += read_batch_slices(conn=conn, slices=slices)
-    return observations
+            from_slices = read_batch_slices(conn=conn, slices=slices)
+    return BufferedWork(carried, from_slices, {batch_slice.batch_id for batch_slice in slices})
 
 
 @shared_task(
@@ -178,7 +190,8 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
     """
     killers = [r for r in requests if times_lost(r.kwargs) >= settings.max_attempts]
     others = [r for r in requests if times_lost(r.kwargs) < settings.max_attempts]
-    observations = observations_of(others, process_engine())
+    work = observations_of(others, process_engine())
+    lost = observations_of(killers, process_engine())
     # Each row is predicted by the version that accepted it; one that names none, by the stable one now; and
     # by the shadow version, if one runs. The rollout is read again every ROLLOUT_CHECK_S, not per batch.
     rollout = process_rollout().current()
@@ -187,13 +200,12 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
         stable_version=rollout.stable_version,
         shadow_version=rollout.shadow_version,
         engine=process_engine(),
-        observations=observations,
-        abandoned=[o.id for o in observations_of(killers, process_engine())],
+        observations=work.observations,
+        abandoned=[o.id for o in lost.observations],
         max_attempts=settings.max_attempts,
     )
-    contents = [message_contents(r.kwargs) for r in requests]
-    carried = {i for c in contents for item in c.items if isinstance(i := _item_id(item), str)}
-    fed = {batch_slice.batch_id for c in contents for batch_slice in c.slices}
+    carried = {o.id for o in (*work.carried, *lost.carried)}
+    fed = work.batch_ids | lost.batch_ids
     # A row a message carried is announced by its id; the rows of slices, by their batch.
     finished_notices().announce([i for i in outcome.finished if i in carried], batch_ids=fed)
     if fed:
