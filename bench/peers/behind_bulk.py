@@ -12,15 +12,18 @@ from bench.plan import Plan
 
 
 def bulk_load(peer: PeerEndpoint, plan: Plan) -> tuple[float, int]:
-    """Send the peer its bulk load as its users would; return obs/s until every result was in, and errors."""
+    """Send the peer its bulk load as its users would; return obs/s until every result was in or refused
+    (the rows of refused submissions not counted), and errors (refused submissions among them)."""
     if peer.poll is None:
         raise ValueError(f"{peer.label} answers with the result: no queue to wait behind")
     started = time.time()
     bulk = closed_loop(
         peer.submit_url, concurrency=peer.bulk_concurrency, total=peer.bulk_requests, shape=peer.bulk_shape
     )
-    end = wait_all_results(peer.poll, bulk.ids, timeout_s=plan.behind_max_seconds)
-    return peer.bulk_rows * len(bulk.ids) / peer.bulk_requests / (end - started), bulk.errors
+    settled = wait_all_results(peer.poll, bulk.ids, timeout_s=plan.behind_max_seconds)
+    done = len(bulk.ids) - len(settled.failed)
+    rate = peer.bulk_rows * done / peer.bulk_requests / (settled.end - started)
+    return rate, bulk.errors + len(settled.failed)
 
 
 def measure_behind_bulk(peer: PeerEndpoint, plan: Plan) -> BehindBulk:
@@ -29,6 +32,7 @@ def measure_behind_bulk(peer: PeerEndpoint, plan: Plan) -> BehindBulk:
         raise ValueError(f"{peer.label} answers with the result: no queue to wait behind")
     alone, alone_errors = bulk_load(peer, plan)
     latencies: list[float] = []
+    refused: list[str] = []
     with ThreadPoolExecutor(max_workers=1) as loader:
         beside = loader.submit(bulk_load, peer, plan)
         singles = open_loop_while(
@@ -37,7 +41,7 @@ def measure_behind_bulk(peer: PeerEndpoint, plan: Plan) -> BehindBulk:
             running=lambda: not beside.done(),
             max_seconds=plan.behind_max_seconds,
             shape=peer.shape,
-            follow_up=waiting_for_results(peer.poll, latencies, timeout_s=plan.behind_max_seconds),
+            follow_up=waiting_for_results(peer.poll, latencies, refused, timeout_s=plan.behind_max_seconds),
         )
         rate, beside_errors = beside.result()
     return BehindBulk(
@@ -48,5 +52,5 @@ def measure_behind_bulk(peer: PeerEndpoint, plan: Plan) -> BehindBulk:
         bulk_alone_rps=alone,
         bulk_beside_rps=rate,
         bulk_how=peer.bulk_how,
-        errors=singles.errors + alone_errors + beside_errors,
+        errors=singles.errors + len(refused) + alone_errors + beside_errors,
     )

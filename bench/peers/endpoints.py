@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 
 from bench.load import OURS, RequestShape
-from bench.peers.measure import PeerEndpoint
+from bench.peers.measure import PeerEndpoint, TaskFailed
 from bench.plan import Plan
 from devstack.course import COURSE_OBSERVATION
 
@@ -89,7 +89,7 @@ def bentoml_task(base_url: str, plan: Plan) -> PeerEndpoint:
         async with session.get(f"{route}/status", params={"task_id": task_id}) as response:
             status = (await response.json())["status"] if response.status == 200 else ""
         if status == "failed":
-            raise RuntimeError(f"BentoML task {task_id} failed")
+            raise TaskFailed(f"BentoML task {task_id} failed")
         if status != "completed":
             return False
         async with session.get(f"{route}/get", params={"task_id": task_id}) as response:

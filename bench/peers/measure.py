@@ -23,8 +23,21 @@ RESULT_TIMEOUT_S = 60.0
 SLOWEST_RATE = 20.0
 # Results checked at once when verifying that every result of a run is there.
 CHECKERS = 8
-# Checks once whether the result with this id is in hand (True) or not yet (False).
+# Checks once whether the result with this id is in hand (True) or not yet (False); raises TaskFailed when the
+# peer says it never will be.
 Poll = Callable[[aiohttp.ClientSession, str], Awaitable[bool]]
+
+
+class TaskFailed(Exception):
+    """The peer settled a submission as failed: its client gets an error, never a result."""
+
+
+@dataclass(frozen=True)
+class Settled:
+    """When every result of a run was in hand or refused, and the ids the peer refused (its errors)."""
+
+    end: float
+    failed: list[str]
 
 
 @dataclass(frozen=True)
@@ -79,27 +92,35 @@ class PeerFigures:
     behind_bulk: BehindBulk | None = None
 
 
-async def _ready(session: aiohttp.ClientSession, poll: Poll, task_id: str) -> bool:
+async def _settled(session: aiohttp.ClientSession, poll: Poll, task_id: str, failed: list[str]) -> bool:
+    """Return whether the result is in hand or refused (a refusal is noted in failed)."""
     try:
         return await poll(session, task_id)
     except aiohttp.ClientError:
         return False  # a poll that failed is tried again, as a client would
+    except TaskFailed:
+        failed.append(task_id)
+        return True
 
 
-async def _wait_one(session: aiohttp.ClientSession, poll: Poll, task_id: str, deadline: float) -> None:
-    while not await _ready(session, poll, task_id):
+async def _wait_one(
+    session: aiohttp.ClientSession, poll: Poll, task_id: str, deadline: float, failed: list[str]
+) -> None:
+    while not await _settled(session, poll, task_id, failed):
         if time.monotonic() > deadline:
             raise TimeoutError(f"result {task_id} not available in time: lost?")
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
-async def _wait_all(poll: Poll, ids: list[str], tail: int, timeout_s: float | None) -> float:
-    """Wait for the last submitted results one by one, then check all the others; return when all were in."""
+async def _wait_all(poll: Poll, ids: list[str], tail: int, timeout_s: float | None) -> Settled:
+    """Wait for the last submitted results one by one, then check all the others; return when all were in
+    (or refused), and which were refused."""
+    failed: list[str] = []
     allowed = RESULT_TIMEOUT_S + len(ids) / SLOWEST_RATE if timeout_s is None else timeout_s
     deadline = time.monotonic() + allowed
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         for task_id in ids[-tail:]:
-            await _wait_one(session, poll, task_id, deadline)
+            await _wait_one(session, poll, task_id, deadline, failed)
         end = time.time()
         # The queue is worked in order, so the others are normally done already: then the end stands.
         pending = iter(ids[:-tail])
@@ -107,28 +128,32 @@ async def _wait_all(poll: Poll, ids: list[str], tail: int, timeout_s: float | No
 
         async def checker() -> None:
             for task_id in pending:
-                if not await _ready(session, poll, task_id):
-                    await _wait_one(session, poll, task_id, deadline)
+                if not await _settled(session, poll, task_id, failed):
+                    await _wait_one(session, poll, task_id, deadline, failed)
                     latest.append(time.time())
 
         await asyncio.gather(*(checker() for _ in range(CHECKERS)))
-    return max(latest)
+    return Settled(end=max(latest), failed=failed)
 
 
-def wait_all_results(poll: Poll, ids: list[str], tail: int = 16, timeout_s: float | None = None) -> float:
-    """Return the time.time() by which every result of ids was available (polled from the client); a result
-    may take timeout_s (None: RESULT_TIMEOUT_S and more for each result before it)."""
-    return asyncio.run(_wait_all(poll, ids, tail, timeout_s)) if ids else time.time()
+def wait_all_results(poll: Poll, ids: list[str], tail: int = 16, timeout_s: float | None = None) -> Settled:
+    """Return the time.time() by which every result of ids was available or refused (polled from the client),
+    and the refused ids; a result may take timeout_s (None: RESULT_TIMEOUT_S and more for each result before
+    it)."""
+    return asyncio.run(_wait_all(poll, ids, tail, timeout_s)) if ids else Settled(end=time.time(), failed=[])
 
 
 def waiting_for_results(
-    poll: Poll, latencies_ms: list[float], timeout_s: float = RESULT_TIMEOUT_S
+    poll: Poll, latencies_ms: list[float], failed: list[str], timeout_s: float = RESULT_TIMEOUT_S
 ) -> FollowUp:
-    """Return a follow-up that polls the result right after its submission and notes submit-to-result."""
+    """Return a follow-up that polls the result right after its submission and notes submit-to-result (a
+    refused one in failed instead)."""
 
     async def follow_up(session: aiohttp.ClientSession, task_id: str, sent: float) -> None:
-        await _wait_one(session, poll, task_id, time.monotonic() + timeout_s)
-        latencies_ms.append((time.perf_counter() - sent) * 1000)
+        refused = len(failed)
+        await _wait_one(session, poll, task_id, time.monotonic() + timeout_s, failed)
+        if len(failed) == refused:
+            latencies_ms.append((time.perf_counter() - sent) * 1000)
 
     return follow_up
 
@@ -138,8 +163,8 @@ def warm_up(peer: PeerEndpoint, plan: Plan) -> None:
     result = closed_loop(
         peer.submit_url, concurrency=plan.concurrency, total=4 * plan.concurrency, shape=peer.shape
     )
-    if peer.poll is not None:
-        wait_all_results(peer.poll, result.ids)
+    if peer.poll is not None and (failed := wait_all_results(peer.poll, result.ids).failed):
+        raise RuntimeError(f"{peer.label}: {len(failed)} warm-up submissions failed")
     if not result.ids:
         raise RuntimeError(f"{peer.label}: every warm-up request failed")
 
@@ -149,13 +174,16 @@ def measure_peer(peer: PeerEndpoint, plan: Plan) -> PeerFigures:
     single = closed_loop(
         peer.submit_url, concurrency=plan.concurrency, seconds=plan.load_seconds, shape=peer.shape
     )
+    refused: list[str] = []
     if peer.poll is None:
         e2e = single.rate
     else:
-        e2e = len(single.ids) / (wait_all_results(peer.poll, single.ids) - single.started)
+        settled = wait_all_results(peer.poll, single.ids)
+        refused += settled.failed
+        e2e = (len(single.ids) - len(settled.failed)) / (settled.end - single.started)
 
     latencies: list[float] = []
-    follow_up = None if peer.poll is None else waiting_for_results(peer.poll, latencies)
+    follow_up = None if peer.poll is None else waiting_for_results(peer.poll, latencies, refused)
     light = open_loop(
         peer.submit_url,
         rate=plan.light_rate,
@@ -170,7 +198,9 @@ def measure_peer(peer: PeerEndpoint, plan: Plan) -> PeerFigures:
     bulk = closed_loop(
         peer.submit_url, concurrency=peer.bulk_concurrency, total=peer.bulk_requests, shape=peer.bulk_shape
     )
-    end = time.time() if peer.poll is None else wait_all_results(peer.poll, bulk.ids)
+    bulk_settled = Settled(time.time(), []) if peer.poll is None else wait_all_results(peer.poll, bulk.ids)
+    refused += bulk_settled.failed
+    done = len(bulk.ids) - len(bulk_settled.failed)
     return PeerFigures(
         system=peer.label,
         accept_rps=single.rate,
@@ -179,7 +209,8 @@ def measure_peer(peer: PeerEndpoint, plan: Plan) -> PeerFigures:
         e2e_rps=e2e,
         result_p50=percentile(latencies, 0.5),
         result_p99=percentile(latencies, 0.99),
-        bulk_rps=peer.bulk_rows * len(bulk.ids) / peer.bulk_requests / (end - started),
-        errors=single.errors + light.errors + bulk.errors,
+        bulk_rps=peer.bulk_rows * done / peer.bulk_requests / (bulk_settled.end - started),
+        # Requests answered with an error, and submissions the peer settled as failed.
+        errors=single.errors + light.errors + bulk.errors + len(refused),
         how=peer.bulk_how,
     )
