@@ -11,9 +11,9 @@ from core.redis_transport import transport_for
 from core.settings import Settings, get_settings
 
 PREDICT_TASK = "worker.tasks.predict_batch"
-REDRIVE_TASK = "worker.tasks.redrive_stale"
-PURGE_TASK = "worker.tasks.purge_expired"
-MONITOR_TASK = "worker.tasks.monitor_model"
+REDRIVE_TASK = "worker.periodic_tasks.redrive_stale"
+PURGE_TASK = "worker.periodic_tasks.purge_expired"
+MONITOR_TASK = "worker.periodic_tasks.monitor_model"
 # What a bulk lane's worker prefetches (`--prefetch-multiplier`, per pool process): 16 messages of
 # BULK_ROWS_PER_MESSAGE rows, ~8,000 rows or about a second of one node's bulk work, instead of the
 # interactive lane's 2 x BATCH_SIZE messages. Bulk nodes share an upload evenly, and what a node holds is
@@ -44,7 +44,7 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         worker_hijack_root_logger=False,
         **_rabbitmq_queues(settings),
         # The periodic tasks (redrive, purge, monitor) have a queue and a process of their own (a worker node
-        # of worker.main consuming only that queue, beat inside): a backlog of predictions never holds them
+        # of worker.periodic_main consuming only that queue, beat inside): a backlog of predictions never holds them
         # back, and workers never spend a pool process on them.
         task_routes={
             REDRIVE_TASK: {"queue": settings.redrive_queue},

@@ -46,7 +46,7 @@ def service_commands(host: str, port: int, state_dir: Path, settings: Settings) 
         ],
         # One process, beat inside: it schedules the redrive and runs it from its own queue.
         "redrive": [
-            python, "-m", "celery", "-A", "worker.main", "worker", "--beat",
+            python, "-m", "celery", "-A", "worker.periodic_main", "worker", "--beat",
             "--schedule", str(state_dir / "beat-schedule"), "--queues", settings.redrive_queue,
             "--pool", "solo", "--hostname", f"redrive-{settings.queue_name}@%h",
             "--without-mingle", "--without-gossip", "--loglevel", "INFO",

@@ -173,7 +173,9 @@ class ServiceStack:
 
         def pong() -> bool:
             try:
-                return len(app.control.ping(destination=destination, timeout=0.5)) == len(destination)
+                # limit: back as soon as every node has answered, not at the end of the timeout.
+                replies = app.control.ping(destination=destination, timeout=0.5, limit=len(destination))
+                return len(replies) == len(destination)
             except PUBLISH_ERRORS:  # a broker that was just restarted
                 return False
 

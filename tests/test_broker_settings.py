@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from core.celery_app import create_celery_app
+from core.celery_app import REDRIVE_TASK, create_celery_app
 from core.settings import Settings
 
 RABBITMQ = "amqp://guest:guest@rabbitmq:5672//"
@@ -58,7 +58,7 @@ def test_on_rabbitmq_every_queue_is_a_quorum_queue_and_publishes_are_confirmed()
         # The redrive's queue is declared on first use, as a quorum queue too, and no worker started without
         # --queues consumes it: only the predictions queue is listed.
         assert list(app.amqp.queues) == ["stops"]
-        redrive = app.amqp.router.route({}, "worker.tasks.redrive_stale")["queue"]
+        redrive = app.amqp.router.route({}, REDRIVE_TASK)["queue"]
         assert redrive.name == "stops.redrive"
         assert redrive.queue_arguments == {"x-queue-type": "quorum"}
     finally:

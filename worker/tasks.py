@@ -1,5 +1,4 @@
-"""Celery tasks: micro-batched prediction; the periodic redrive, purge and model monitor (the work is in the
-modules they call)."""
+"""The prediction lanes' task: micro-batched prediction (the periodic tasks are in periodic_tasks.py)."""
 
 from __future__ import annotations
 
@@ -12,20 +11,18 @@ from functools import lru_cache
 from typing import Any
 
 from celery import current_app, shared_task
-from celery.signals import setup_logging, worker_init, worker_process_init
+from celery.signals import worker_init, worker_process_init
 from celery_batches import SimpleRequest
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.bulk_feeder import feed_bulk_lane
-from core.celery_app import MONITOR_TASK, PREDICT_TASK, PURGE_TASK, REDRIVE_TASK
+from core.celery_app import PREDICT_TASK
 from core.feature_spec import BundleError
-from core.logs import configure_logging
 from core.publishing import message_contents
 from core.result_notices import FinishedNotices
 from core.rollout.serving_versions import RolloutReader, pinned_versions, serving_rollout, settings_version
 from core.rollout.state import Rollout
-from core.settings import get_settings
 from core.storage.batches import read_batch_slices
 from core.storage.engine import make_engine
 from core.storage.records import BatchSlice, QueuedObservation
@@ -33,13 +30,10 @@ from worker.bundle import limit_native_threads
 from worker.bundle_shelf import BundleShelf
 from worker.lost_batches import IsolatingBatches, times_lost
 from worker.metrics import serve_worker_metrics
-from worker.monitor import take_snapshot
 from worker.predicting import predict_and_store
-from worker.redrive import republish_stale
-from worker.retention import purge_expired_rows
+from worker.process import process_engine, settings
 
 log = logging.getLogger(__name__)
-settings = get_settings()
 
 
 @lru_cache(maxsize=1)
@@ -70,21 +64,8 @@ def finished_notices() -> FinishedNotices:
     return FinishedNotices(settings.shared_redis_url, settings.queue_name)
 
 
-@lru_cache(maxsize=1)
-def process_engine() -> Engine:
-    """Return this process's database engine (never shared across a fork)."""
-    return make_engine(settings.database_url)
-
-
-@setup_logging.connect
-def _configure_logging(**_: Any) -> None:
-    configure_logging(settings.log_level)
-
-
 @worker_init.connect
-def _load_model_at_worker_start(sender: Any, **_: Any) -> None:
-    if set(sender.app.amqp.queues.consume_from) <= {settings.redrive_queue}:
-        return  # the redrive's process (it consumes only the redrive queue) predicts nothing
+def _load_model_at_worker_start(**_: Any) -> None:
     # Eager, in the main process before the pool forks: every pool process inherits the loaded
     # pipeline (copy-on-write), the first batch does not pay for it, and a bad bundle stops the worker.
     limit_native_threads(settings.model_threads)
@@ -212,23 +193,3 @@ def predict_batch(requests: list[SimpleRequest]) -> int:
         # Bulk work done: the bulk lane has room for the next slices, whoever's turn they are.
         feed_bulk_lane(engine=process_engine(), celery=current_app, settings=settings)
     return outcome.predicted
-
-
-@shared_task(name=REDRIVE_TASK, acks_late=False)
-def redrive_stale() -> int:
-    """Feed the bulk lane if it has room (uploads whose feeding stalled: a broker that was down, a worker that
-    died), then re-publish observations left queued too long; return how many."""
-    feed_bulk_lane(engine=process_engine(), celery=current_app, settings=settings)
-    return republish_stale(engine=process_engine(), celery=current_app, settings=settings)
-
-
-@shared_task(name=PURGE_TASK, acks_late=False)
-def purge_expired() -> int:
-    """Delete finished rows older than RETENTION_DAYS, chunk by chunk; return how many."""
-    return purge_expired_rows(engine=process_engine(), settings=settings)
-
-
-@shared_task(name=MONITOR_TASK, acks_late=False)
-def monitor_model() -> int:
-    """Store the drift of the inputs and the calls over MONITOR_WINDOW_S; return the figures stored."""
-    return take_snapshot(engine=process_engine(), settings=settings)
