@@ -44,8 +44,8 @@ def create_celery_app(settings: Settings | None = None, *, include: Sequence[str
         worker_hijack_root_logger=False,
         **_rabbitmq_queues(settings),
         # The periodic tasks (redrive, purge, monitor) have a queue and a process of their own (a worker node
-        # of worker.periodic_main consuming only that queue, beat inside): a backlog of predictions never holds them
-        # back, and workers never spend a pool process on them.
+        # of worker.periodic_main consuming only that queue, beat inside): a backlog of predictions never
+        # holds them back, and workers never spend a pool process on them.
         task_routes={
             REDRIVE_TASK: {"queue": settings.redrive_queue},
             PURGE_TASK: {"queue": settings.redrive_queue},

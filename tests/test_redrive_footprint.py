@@ -19,12 +19,13 @@ app = importlib.import_module(sys.argv[1]).app
 app.loader.import_default_modules()
 print(json.dumps({
     "tasks": sorted(name for name in app.tasks if not name.startswith("celery.")),
-    "model_libraries": sorted(m for m in ("sklearn", "pandas", "numpy", "joblib", "scipy") if m in sys.modules),
+    "model_libraries": sorted(m for m in ("sklearn", "pandas", "numpy", "joblib", "scipy")
+                              if m in sys.modules),
 }))
 """
 
 
-def test_the_redrive_process_registers_the_periodic_tasks_and_imports_no_model_library(tmp_path: Path) -> None:
+def test_the_redrive_process_runs_the_periodic_tasks_and_imports_no_model_library(tmp_path: Path) -> None:
     command = service_commands("127.0.0.1", 5000, tmp_path, get_settings())["redrive"]
     app_module = command[command.index("-A") + 1]
     probe = subprocess.run(
