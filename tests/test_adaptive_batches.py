@@ -54,6 +54,15 @@ class RecordingPool:
         callbacks = self.running.pop(0)
         callbacks["error_callback"](None) if lost else callbacks["callback"](None)
 
+    def take_newest(self) -> None:
+        """A pool process takes the batch handed out last."""
+        self.running[-1]["accept_callback"](4242, 0.0)
+
+    def lose_oldest_unread(self) -> None:
+        """The batch handed out first goes down with its pool process before the process read it: the pool
+        reports nothing about it (AsynPool calls none of its callbacks)."""
+        self.running.pop(0)
+
 
 def batching_task(
     processes: int, flush_every: int = 10, hold_for_more_s: float = 0.0, flush_interval: float = 0.01
@@ -129,6 +138,21 @@ def test_a_message_never_waits_longer_than_the_longest_hold() -> None:
     task.longest_hold_s = 0.0  # as if the hold had run out
     task._do_flush()
     assert pool.batches == [["a"], ["b"]]
+
+
+def test_a_batch_lost_unread_with_its_process_stops_counting_once_a_later_batch_is_taken() -> None:
+    task, pool = batching_task(processes=1)
+    arrive_then_tick(task, "a")
+    pool.lose_oldest_unread()
+    arrive_then_tick(task, "b")
+    assert pool.batches == [["a"]]  # the pool still looks busy with a
+    task.longest_hold_s = 0.0  # the hold runs out once
+    task._do_flush()
+    task.longest_hold_s = 1.0
+    pool.take_newest()  # b is taken: a, handed out before it and never taken, is gone
+    pool.finish_oldest()
+    arrive_then_tick(task, "c")
+    assert pool.batches == [["a"], ["b"], ["c"]]  # c leaves at once, not after the longest hold
 
 
 class Clock:

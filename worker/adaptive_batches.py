@@ -10,17 +10,31 @@ A free pool process may also wait for more: while messages arrive faster than ho
 buffered one waits for the next, at most hold_for_more_s (fewer, bigger batches at a moderate rate, where a
 batch of one or two pays predict_proba's fixed cost per observation). A message that came after a gap as long
 as the hold, or at a rate slower than it, does not wait.
+
+A process counts as busy from the moment a batch is handed to the pool until the batch returns or its process
+is reported lost. A batch that went down unread with a killed pool process gets neither report from the pool:
+it stops counting once a batch handed out after it has been taken by a process (else one such loss left the
+pool "busy" for good, and every single waited the longest hold, 1 s, until the worker restarted).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
 from celery.worker.request import Request
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
+
+
+@dataclass(eq=False)
+class HandedBatch:
+    """A batch handed to the pool: when, and whether a pool process has taken it (compared by identity)."""
+
+    sent_at: float
+    taken: bool = False
 
 
 class AdaptiveBatches(Batches):  # type: ignore[misc]
@@ -30,7 +44,7 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
     # However busy the pool seems, a waiting message leaves after this long (a safety net, should the count
     # of batches in flight ever be wrong).
     longest_hold_s = 1.0
-    _in_flight = 0
+    _handed: set[HandedBatch] | None = None  # batches handed to the pool and not returned (per task)
     # How long the oldest buffered message may wait for the next one while they arrive that fast (0: never).
     hold_for_more_s = 0.0
     _tref: Any  # celery-batches' flush timer entry, or None
@@ -83,7 +97,19 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
 
     def _all_processes_busy(self) -> bool:
         processes = getattr(self._pool, "num_processes", None) or 1
-        return self._in_flight >= processes
+        return len(self._batches_in_pool()) >= processes
+
+    def _batches_in_pool(self) -> set[HandedBatch]:
+        if self._handed is None:
+            self._handed = set()
+        return self._handed
+
+    def _forget_batches_lost_before(self, taken: HandedBatch) -> None:
+        """A batch handed out before this one that no process has taken went down, unread, with a killed
+        pool process (the pool reports nothing then): stop counting it."""
+        self._handed = {
+            batch for batch in self._batches_in_pool() if batch.taken or batch.sent_at >= taken.sent_at
+        }
 
     def _do_flush(self) -> None:
         if (
@@ -122,21 +148,25 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
         acks_late = [r for r in requests if r.task.acks_late]
         acks_early = [r for r in requests if not r.task.acks_late]
 
+        handed = HandedBatch(sent_at=monotonic())
+
         def on_accepted(pid: int, time_accepted: float) -> None:
+            handed.taken = True
+            self._forget_batches_lost_before(handed)
             for request in acks_early:
                 request.acknowledge()
 
         def on_return(result: Any) -> None:
-            self._in_flight -= 1
+            self._batches_in_pool().discard(handed)
             for request in acks_late:
                 request.acknowledge()
 
         def on_error(*_: Any) -> None:
             # The pool process was lost mid-batch (reject_on_worker_lost).
-            self._in_flight -= 1
+            self._batches_in_pool().discard(handed)
             self.on_lost(acks_late)
 
-        self._in_flight += 1
+        self._batches_in_pool().add(handed)
         try:
             return self._pool.apply_async(
                 apply_batches_task,
@@ -146,5 +176,5 @@ class AdaptiveBatches(Batches):  # type: ignore[misc]
                 error_callback=on_error,
             )
         except BaseException:
-            self._in_flight -= 1
+            self._batches_in_pool().discard(handed)
             raise
