@@ -96,8 +96,8 @@ async def _settled(session: aiohttp.ClientSession, poll: Poll, task_id: str, fai
     """Return whether the result is in hand or refused (a refusal is noted in failed)."""
     try:
         return await poll(session, task_id)
-    except aiohttp.ClientError:
-        return False  # a poll that failed is tried again, as a client would
+    except (aiohttp.ClientError, TimeoutError):
+        return False  # a poll that failed or outlasted the client's timeout is tried again, as a client would
     except TaskFailed:
         failed.append(task_id)
         return True

@@ -198,8 +198,9 @@ def _measured(
             print(f"--- {log.name}, last lines:\n{tail}", file=sys.stderr)
         if must_run():
             raise
-        print(f"{label} did not run: {error}", file=sys.stderr)
-        return [PeerFigures(system=name, skipped=f"not run: {error}"[:120]) for name in labels]
+        reason = str(error) or type(error).__name__  # a TimeoutError carries no text
+        print(f"{label} did not run: {reason}", file=sys.stderr)
+        return [PeerFigures(system=name, skipped=f"not run: {reason}"[:120]) for name in labels]
 
 
 def run_peers(plan: Plan, work_dir: Path, env: dict[str, str], settings: Settings) -> list[PeerFigures]:
