@@ -1,5 +1,5 @@
-"""The redrive's process runs the periodic tasks without importing a model library: it starts in about a
-second, where a prediction lane spends seconds importing scikit-learn."""
+"""The redrive's process runs the periodic tasks without importing a model library (scikit-learn alone takes
+seconds to import, and most of a prediction lane's memory)."""
 
 from __future__ import annotations
 

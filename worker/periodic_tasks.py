@@ -1,7 +1,7 @@
 """The periodic tasks: the redrive, the purge and the model monitor (the work is in the modules they call).
 
 They run in the redrive's process (worker.periodic_main), which loads no model and imports no model library:
-it starts in about a second, where a prediction lane's process spends seconds importing scikit-learn.
+idle, 98.5 MB RSS against 234.2 MB with worker.main, and no scikit-learn to import at each start.
 """
 
 from __future__ import annotations
